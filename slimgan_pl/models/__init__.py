@@ -1,0 +1,14 @@
+"""Slimmable generators and multi-width discriminators."""
+
+from slimgan_pl.models.discriminators import DISCRIMINATORS, MultiWidthDiscriminator
+from slimgan_pl.models.generators import GENERATORS, SlimmableGenerator, SNDCGANGenerator, SNResGANGenerator, build_generator
+
+__all__ = [
+    "DISCRIMINATORS",
+    "GENERATORS",
+    "MultiWidthDiscriminator",
+    "SNDCGANGenerator",
+    "SNResGANGenerator",
+    "SlimmableGenerator",
+    "build_generator",
+]

@@ -1,0 +1,187 @@
+"""Multi-width discriminator: one full-width discriminator per generator width, the first
+``n_share`` blocks (from the input) shared by all widths, the later blocks and the head private."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from slimgan_pl.models.init import init_weight
+from slimgan_pl.nn import check_widths, width_index
+
+SN_EPS = 1e-6
+
+
+def _sn(module: nn.Module, scheme: str, gain: float = 1.0) -> nn.Module:
+    """Initialise, then spectrally normalise (1 power iteration, torch parametrization)."""
+    init_weight(module, scheme, gain)
+    return spectral_norm(module, n_power_iterations=1, eps=SN_EPS)
+
+
+class DCGANDBlock(nn.Sequential):
+    """conv3x3 + LeakyReLU(0.1), then (when ``down``) conv4x4/s2 + LeakyReLU(0.1)."""
+
+    def __init__(self, in_channels: int, out_channels: int, down: bool, init: str) -> None:
+        layers: list[nn.Module] = [_sn(nn.Conv2d(in_channels, out_channels, 3, 1, 1), init), nn.LeakyReLU(0.1)]
+        if down:
+            layers += [_sn(nn.Conv2d(out_channels, out_channels, 4, 2, 1), init), nn.LeakyReLU(0.1)]
+        super().__init__(*layers)
+
+
+class ResDBlock(nn.Module):
+    """Residual D block. ``optimized``: first block (conv-ReLU-conv, no pre-activation)."""
+
+    def __init__(self, in_channels: int, out_channels: int, down: bool, optimized: bool, init: str) -> None:
+        super().__init__()
+        self.down, self.optimized = down, optimized
+        self.conv1 = _sn(nn.Conv2d(in_channels, out_channels, 3, 1, 1), init, math.sqrt(2))
+        self.conv2 = _sn(nn.Conv2d(out_channels, out_channels, 3, 1, 1), init, math.sqrt(2))
+        learnable = optimized or down or in_channels != out_channels
+        self.shortcut = _sn(nn.Conv2d(in_channels, out_channels, 1), init) if learnable else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if self.optimized else F.relu(x)
+        h = self.conv2(F.relu(self.conv1(h)))
+        if self.down:
+            h = F.avg_pool2d(h, 2)
+        if self.optimized:  # pool before the 1x1 conv: cheaper, as the reference
+            sc = self.shortcut(F.avg_pool2d(x, 2))
+        else:
+            sc = x if self.shortcut is None else self.shortcut(x)
+            sc = F.avg_pool2d(sc, 2) if self.down else sc
+        return h + sc
+
+
+class FlattenLinearHead(nn.Module):
+    def __init__(self, in_features: int, init: str) -> None:
+        super().__init__()
+        self.linear = _sn(nn.Linear(in_features, 1), init)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.linear(h.flatten(1))
+
+
+class SumPoolHead(nn.Module):
+    """ReLU, global sum pooling, linear (SNGAN ResNet head)."""
+
+    def __init__(self, channels: int, init: str) -> None:
+        super().__init__()
+        self.linear = _sn(nn.Linear(channels, 1), init)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.linear(F.relu(h).sum(dim=(2, 3)))
+
+
+class SNDCGANDiscriminatorPlan:
+    """SNDCGAN D: ``log2(img_size/bottom)`` blocks (conv3x3, conv4x4/s2) with channels ndf/8, ndf/4,
+    ndf/2 at 32px, then a conv3x3 block to ndf; flatten; linear. At 32px: 4 blocks."""
+
+    def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str) -> None:
+        n_down = int(round(math.log2(img_size / bottom)))
+        self.channels = [img_channels] + [max(1, ndf // 2 ** (n_down - i)) for i in range(n_down)] + [ndf]
+        self.n_down, self.ndf, self.bottom, self.init = n_down, ndf, bottom, init
+        self.n_blocks = n_down + 1
+
+    def block(self, i: int) -> nn.Module:
+        return DCGANDBlock(self.channels[i], self.channels[i + 1], down=i < self.n_down, init=self.init)
+
+    def head(self) -> nn.Module:
+        return FlattenLinearHead(self.ndf * self.bottom * self.bottom, self.init)
+
+
+class SNResGANDiscriminatorPlan:
+    """SNResGAN-32 D: optimized down block img->ndf, down block, two plain blocks; sum-pool head."""
+
+    def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str) -> None:
+        n_down = int(round(math.log2(img_size / bottom))) - 1  # 32 -> 8 with two down blocks
+        self.specs = [(img_channels, ndf, True, True)] + [(ndf, ndf, True, False)] * (n_down - 1) \
+            + [(ndf, ndf, False, False)] * 2
+        self.n_blocks, self.ndf, self.init = len(self.specs), ndf, init
+
+    def block(self, i: int) -> nn.Module:
+        c_in, c_out, down, optimized = self.specs[i]
+        return ResDBlock(c_in, c_out, down, optimized, self.init)
+
+    def head(self) -> nn.Module:
+        return SumPoolHead(self.ndf, self.init)
+
+
+DISCRIMINATORS = {
+    "sndcgan32": (SNDCGANDiscriminatorPlan, {"img_size": 32, "bottom": 4}),
+    "snresgan32": (SNResGANDiscriminatorPlan, {"img_size": 32, "bottom": 4}),
+}
+
+
+def discriminator_plan(arch: str, ndf: int, img_channels: int, init: str = "xavier"):
+    if arch not in DISCRIMINATORS:
+        raise ValueError(f"model.discriminator.arch must be one of {sorted(DISCRIMINATORS)}, got {arch!r}")
+    cls, fixed = DISCRIMINATORS[arch]
+    return cls(ndf=ndf, img_channels=img_channels, init=init, **fixed)
+
+
+class PrivateDiscriminator(nn.Module):
+    """The private part of one width's discriminator: its unshared blocks and its head."""
+
+    def __init__(self, blocks: Sequence[nn.Module], head: nn.Module) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+        self.head = head
+
+    def forward(self, h: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.blocks(h)).flatten()
+
+
+class MultiWidthDiscriminator(nn.Module):
+    """One discriminator per generator width (each full width), the first ``n_share`` blocks shared.
+
+    ``n_share = 0``: independent discriminators; ``n_share = n_blocks``: only the heads are private.
+    Only modules some width uses are allocated.
+    """
+
+    def __init__(self, arch: str, widths: Sequence[float], n_share: int = 2, ndf: int = 512,
+                 img_channels: int = 3, init: str = "xavier") -> None:
+        super().__init__()
+        self.widths = check_widths(widths)
+        plan = discriminator_plan(arch, ndf, img_channels, init)
+        if not isinstance(n_share, int) or not 0 <= n_share <= plan.n_blocks:
+            raise ValueError(f"slim.n_share must be an integer in [0, {plan.n_blocks}] for "
+                             f"discriminator {arch} ({plan.n_blocks} blocks), got {n_share!r}")
+        self.n_share, self.n_blocks = n_share, plan.n_blocks
+        self.shared = nn.Sequential(*(plan.block(i) for i in range(n_share)))
+        self.private = nn.ModuleList(
+            PrivateDiscriminator([plan.block(i) for i in range(n_share, plan.n_blocks)], plan.head())
+            for _ in self.widths
+        )
+
+    def forward(self, x: torch.Tensor, width: float, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of one width's discriminator, shape (N,)."""
+        return self.private[width_index(self.widths, width)](self.shared(x), y)
+
+    def score_all(self, fakes: Sequence[torch.Tensor], real: torch.Tensor | None = None
+                  ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """Scores of every width's D on its own fake batch (``fakes[i]`` for width i) and, if given,
+        on the one real batch they share.
+
+        The shared trunk runs once, over real and all fakes concatenated; each private part then
+        runs once, on its real and fake features together. Returns (fake scores, real scores).
+        """
+        if len(fakes) != len(self.widths):
+            raise ValueError(f"expected {len(self.widths)} fake batches, one per width, got {len(fakes)}")
+        inputs = ([real] if real is not None else []) + list(fakes)
+        sizes = [t.shape[0] for t in inputs]
+        feats = self.shared(torch.cat(inputs)).split(sizes)
+        real_feat, fake_feats = (feats[0], feats[1:]) if real is not None else (None, feats)
+        fake_scores, real_scores = [], []
+        for private, fake_feat in zip(self.private, fake_feats):
+            if real_feat is None:
+                fake_scores.append(private(fake_feat))
+            else:
+                r, f = private(torch.cat([real_feat, fake_feat])).split([real_feat.shape[0], fake_feat.shape[0]])
+                real_scores.append(r)
+                fake_scores.append(f)
+        return fake_scores, (real_scores if real is not None else None)

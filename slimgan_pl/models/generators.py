@@ -1,0 +1,143 @@
+"""Slimmable generators. Every hidden channel count scales with the width; the latent input and the
+image output channels do not (the output conv reads the first in_w channels at every width)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimgan_pl.models.init import init_weight
+from slimgan_pl.nn import (
+    SlimmableConv2d,
+    SlimmableConvTranspose2d,
+    SlimmableLinear,
+    SwitchableBatchNorm2d,
+    check_widths,
+    width_index,
+)
+
+
+class SlimmableGenerator(nn.Module):
+    """Common interface: ``forward(z, width, y=None)`` returns images in [-1, 1]."""
+
+    def __init__(self, widths: Sequence[float], nz: int, img_channels: int, img_size: int) -> None:
+        super().__init__()
+        self.widths = check_widths(widths)
+        if nz < 1:
+            raise ValueError(f"model.generator.nz must be >= 1, got {nz}")
+        if img_channels not in (1, 3):
+            raise ValueError(f"model.generator.img_channels must be 1 or 3, got {img_channels}")
+        self.nz, self.img_channels, self.img_size = nz, img_channels, img_size
+
+    def check_width(self, width: float) -> None:
+        width_index(self.widths, width)  # raises with the list of trained widths
+
+
+def _n_upsamplings(img_size: int, bottom: int) -> int:
+    n = math.log2(img_size / bottom)
+    if n != int(n) or n < 1:
+        raise ValueError(f"img_size {img_size} is not bottom {bottom} times a power of two")
+    return int(n)
+
+
+class SNDCGANGenerator(SlimmableGenerator):
+    """DCGAN generator of the SNGAN/SlimGAN recipes ("setting C").
+
+    linear nz -> bottom^2 * ngf (no BN after); ``log2(img_size / bottom)`` stages of
+    ConvTranspose 4x4/s2 halving channels, each followed by switchable BN and ReLU; conv 3x3 to
+    image channels; tanh. ngf=512, bottom=4 gives SNDCGAN-32 (512 -> 256 -> 128 -> 64).
+    """
+
+    def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 512, img_channels: int = 3,
+                 img_size: int = 32, bottom: int = 4, init: str = "xavier") -> None:
+        super().__init__(widths, nz, img_channels, img_size)
+        n_up = _n_upsamplings(img_size, bottom)
+        channels = [max(1, ngf // 2**i) for i in range(n_up + 1)]
+        self.bottom = bottom
+        self.fc = SlimmableLinear(nz, bottom * bottom * channels[0], slice_in=False, out_unit=bottom * bottom)
+        self.ups = nn.ModuleList(
+            SlimmableConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)
+            for c_in, c_out in zip(channels, channels[1:])
+        )
+        self.bns = nn.ModuleList(SwitchableBatchNorm2d(c, self.widths) for c in channels[1:])
+        self.to_image = SlimmableConv2d(channels[-1], img_channels, 3, padding=1, slice_out=False)
+        for m in (self.fc, *self.ups, self.to_image):
+            init_weight(m, init)
+
+    def forward(self, z: torch.Tensor, width: float, y: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_width(width)
+        h = self.fc(z, width)
+        h = h.view(z.shape[0], -1, self.bottom, self.bottom)
+        for up, bn in zip(self.ups, self.bns):
+            h = F.relu(bn(up(h, width), width))
+        return torch.tanh(self.to_image(h, width))
+
+
+class SlimmableGBlock(nn.Module):
+    """Residual up-block: BN-ReLU-up-conv3-BN-ReLU-conv3, plus up + 1x1 conv shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, widths: Sequence[float], init: str = "xavier") -> None:
+        super().__init__()
+        self.bn1 = SwitchableBatchNorm2d(in_channels, widths)
+        self.conv1 = SlimmableConv2d(in_channels, out_channels, 3, padding=1)
+        self.bn2 = SwitchableBatchNorm2d(out_channels, widths)
+        self.conv2 = SlimmableConv2d(out_channels, out_channels, 3, padding=1)
+        self.shortcut = SlimmableConv2d(in_channels, out_channels, 1)
+        init_weight(self.conv1, init, gain=math.sqrt(2))
+        init_weight(self.conv2, init, gain=math.sqrt(2))
+        init_weight(self.shortcut, init)
+
+    def forward(self, x: torch.Tensor, width: float) -> torch.Tensor:
+        h = F.interpolate(F.relu(self.bn1(x, width)), scale_factor=2, mode="nearest")
+        h = self.conv1(h, width)
+        h = self.conv2(F.relu(self.bn2(h, width)), width)
+        return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"), width)
+
+
+class SNResGANGenerator(SlimmableGenerator):
+    """ResNet generator of the SNGAN/SlimGAN recipes.
+
+    linear nz -> bottom^2 * ngf; ``log2(img_size / bottom)`` residual up-blocks (ngf -> ngf at
+    32px, as the reference); switchable BN; ReLU; conv 3x3 to image channels; tanh.
+    """
+
+    def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 256, img_channels: int = 3,
+                 img_size: int = 32, bottom: int = 4, init: str = "xavier") -> None:
+        super().__init__(widths, nz, img_channels, img_size)
+        n_up = _n_upsamplings(img_size, bottom)
+        self.bottom = bottom
+        self.fc = SlimmableLinear(nz, bottom * bottom * ngf, slice_in=False, out_unit=bottom * bottom)
+        self.blocks = nn.ModuleList(SlimmableGBlock(ngf, ngf, self.widths, init) for _ in range(n_up))
+        self.bn = SwitchableBatchNorm2d(ngf, self.widths)
+        self.to_image = SlimmableConv2d(ngf, img_channels, 3, padding=1, slice_out=False)
+        init_weight(self.fc, init)
+        init_weight(self.to_image, init)
+
+    def forward(self, z: torch.Tensor, width: float, y: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_width(width)
+        h = self.fc(z, width).view(z.shape[0], -1, self.bottom, self.bottom)
+        for block in self.blocks:
+            h = block(h, width)
+        return torch.tanh(self.to_image(F.relu(self.bn(h, width)), width))
+
+
+GENERATORS = {
+    "sndcgan32": (SNDCGANGenerator, {"img_size": 32, "bottom": 4}),
+    "snresgan32": (SNResGANGenerator, {"img_size": 32, "bottom": 4}),
+}
+
+
+def build_generator(arch: str, widths: Sequence[float], **kwargs) -> SlimmableGenerator:
+    """Build a slimmable generator by architecture name (``model.generator.arch``)."""
+    if arch not in GENERATORS:
+        raise ValueError(f"model.generator.arch must be one of {sorted(GENERATORS)}, got {arch!r}")
+    cls, fixed = GENERATORS[arch]
+    for key, value in fixed.items():
+        if key in kwargs and kwargs[key] != value:
+            raise ValueError(f"model.generator.{key}={kwargs[key]} does not fit arch {arch} ({key}={value})")
+        kwargs[key] = value
+    return cls(widths=widths, **kwargs)

@@ -1,0 +1,93 @@
+"""Training entry point: ``slimgan-train [overrides]`` (same as ``python -m slimgan_pl.train``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from slimgan_pl.config import config_dir, register_resolvers
+from slimgan_pl.data.fashion_mnist import DataNotFoundError
+from slimgan_pl.module import SlimGAN, width_tag
+
+log = logging.getLogger(__name__)
+register_resolvers()
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; raised before training starts."""
+
+
+def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]:
+    """Compose model, data and trainer from the config, validating everything before training."""
+    try:
+        OmegaConf.resolve(cfg)
+        model = SlimGAN(generator=cfg.model.generator, discriminator=cfg.model.discriminator,
+                        **cfg.slim, **cfg.optim)
+        datamodule = instantiate(cfg.data)
+        if hasattr(datamodule, "check"):
+            datamodule.check()
+        callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
+        loggers = [instantiate(lg) for lg in cfg.get("logger", {}).values() if lg is not None]
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    except (ValueError, TypeError, DataNotFoundError) as e:
+        raise ConfigError(str(e)) from e
+    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path!r} is not a file")
+    return model, datamodule, trainer
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, then write ``summary.json`` (per-width final losses, checkpoint and sample paths)."""
+    pl.seed_everything(cfg.seed, workers=True)
+    model, datamodule, trainer = build(cfg)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    summary = {
+        "output_dir": str(out),
+        "iterations": model.iteration,
+        "widths": model.widths,
+        "last_checkpoint": str(out / "checkpoints" / "last.ckpt"),
+        "final_losses": {
+            width_tag(w): {"d": metrics.get(f"train/d_loss_{width_tag(w)}"),
+                           "g": metrics.get(f"train/g_loss_{width_tag(w)}")}
+            for w in model.widths
+        },
+        "distill_loss": metrics.get("train/distill_loss"),
+    }
+    if trainer.is_global_zero:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        print(f"\nTrained {model.iteration} iterations; outputs in {out}")
+        for w in model.widths:
+            loss = summary["final_losses"][width_tag(w)]
+            print(f"  width {w:<5}  d_loss {loss['d']:.3f}  g_loss {loss['g']:.3f}  "
+                  f"samples {out / 'samples' / width_tag(w)}")
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    try:
+        train(cfg)
+    except ConfigError as e:
+        print(f"slimgan-train: config error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from slimgan_pl.config import config_dir, register_resolvers
+from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT
+
+register_resolvers()
+torch.set_num_threads(2)
+
+TINY = ["model.generator.ngf=16", "model.discriminator.ndf=16"]
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path):
+    """Compose the real Hydra config with test overrides; outputs go to a temporary folder."""
+
+    def _make(*overrides: str, output_dir: Path | None = None):
+        out = output_dir or tmp_path / "run"
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            return compose("config", overrides=[f"paths.output_dir={out}", "trainer.accelerator=cpu",
+                                                "trainer.enable_model_summary=false", *TINY, *overrides])
+
+    return _make
+
+
+@pytest.fixture(scope="session")
+def fmnist_root() -> str:
+    if not (Path(DEBIAN_ROOT) / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"Fashion-MNIST missing: apt-get install dataset-fashion-mnist ({DEBIAN_ROOT})")
+    return DEBIAN_ROOT

@@ -1,0 +1,136 @@
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from slimgan_pl import SlimGAN
+from slimgan_pl.losses import distillation_loss
+
+WIDTHS = [0.25, 0.5, 0.75, 1.0]
+
+
+def tiny_model(**kw) -> SlimGAN:
+    args = dict(generator=dict(arch="sndcgan32", ngf=16, img_channels=1),
+                discriminator=dict(arch="sndcgan32", ndf=16), widths=WIDTHS, n_share=2, alpha=20.0, n_dis=1)
+    args.update(kw)
+    return SlimGAN(**args)
+
+
+def fit(model: SlimGAN, iterations: int, batch: int = 8, **trainer_kw) -> pl.Trainer:
+    n_dis = model.hparams.n_dis
+    data = TensorDataset(torch.rand(batch * n_dis * iterations, 1, 32, 32) * 2 - 1,
+                         torch.zeros(batch * n_dis * iterations, dtype=torch.long))
+    trainer = pl.Trainer(max_steps=iterations * (n_dis + 1), accelerator="cpu", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         **trainer_kw)
+    trainer.fit(model, DataLoader(data, batch_size=batch * n_dis, drop_last=True))
+    return trainer
+
+
+@pytest.mark.parametrize("stepwise", [True, False])
+def test_distillation_gradient_reaches_students_not_widest(stepwise):
+    torch.manual_seed(0)
+    model = tiny_model()
+    z = torch.randn(4, 128)
+    outs = [model.generator(z, width=w) for w in WIDTHS]
+    for o in outs:
+        o.retain_grad()
+    distillation_loss(outs, stepwise=stepwise).backward()
+    assert all(o.grad.abs().sum() > 0 for o in outs[:-1])
+    assert outs[-1].grad is None or outs[-1].grad.abs().sum() == 0
+    # the widest width's private BN affine gets nothing; narrower ones do
+    last_bn = model.generator.bns[-1]
+    assert last_bn.bns[-1].weight.grad is None
+    assert last_bn.bns[0].weight.grad.abs().sum() > 0
+
+
+def test_stepwise_and_plain_pairs():
+    a, b, c = torch.zeros(1), torch.ones(1), torch.full((1,), 3.0)
+    assert distillation_loss([a, b, c], stepwise=True).item() == pytest.approx((1 + 4) / 2)
+    assert distillation_loss([a, b, c], stepwise=False).item() == pytest.approx((9 + 4) / 2)
+    assert distillation_loss([a]).item() == 0.0
+
+
+class _Counter:
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self, *args):
+        self.n += 1
+
+
+def test_iteration_does_no_wasted_work():
+    """Per iteration (n_dis=2): G weights get gradients once (G step only; no G graph in D steps),
+    D weights get them n_dis times (no D weight gradients in the G step), the shared D trunk runs
+    once per D step on real+fakes together and once in the G step, G runs once per width per step
+    plus once per width for distillation."""
+    torch.manual_seed(0)
+    model = tiny_model(n_dis=2)
+    g_grads, d_grads, trunk_calls, g_calls = _Counter(), _Counter(), _Counter(), _Counter()
+    g_param = model.generator.fc.weight
+    d_param = model.discriminator.private[0].head.linear.parametrizations.weight.original
+    g_param.register_hook(g_grads)
+    d_param.register_hook(d_grads)
+    model.discriminator.shared.register_forward_hook(trunk_calls)
+    model.generator.register_forward_hook(g_calls)
+    trainer = fit(model, iterations=3)
+    assert g_grads.n == 3
+    assert d_grads.n == 3 * 2
+    assert trunk_calls.n == 3 * (2 + 1)
+    assert g_calls.n == 3 * (2 * len(WIDTHS) + 2 * len(WIDTHS))
+    # Lightning counts optimizer steps: n_dis + 1 per iteration
+    assert trainer.global_step == 3 * 3 and model.iteration == 3
+
+
+def test_alpha_zero_trains_and_skips_distillation_forward():
+    torch.manual_seed(0)
+    model = tiny_model(alpha=0.0)
+    g_calls = _Counter()
+    model.generator.register_forward_hook(g_calls)
+    before = {k: v.clone() for k, v in model.generator.state_dict().items()}
+    trainer = fit(model, iterations=2)
+    assert g_calls.n == 2 * (len(WIDTHS) + len(WIDTHS))  # D step + G step, no distillation forwards
+    assert trainer.callback_metrics["train/distill_loss"] == 0
+    assert any(not torch.equal(v, before[k]) for k, v in model.generator.state_dict().items())
+
+
+def test_concat_distill_forward_runs_one_forward_per_width():
+    torch.manual_seed(0)
+    model = tiny_model(distill_forward="concat")
+    g_calls = _Counter()
+    model.generator.register_forward_hook(g_calls)
+    trainer = fit(model, iterations=2)
+    assert g_calls.n == 2 * (len(WIDTHS) + len(WIDTHS))
+    assert torch.isfinite(trainer.callback_metrics["train/distill_loss"])
+    assert trainer.callback_metrics["train/distill_loss"] > 0
+
+
+def test_sample_is_eval_mode_deterministic_and_leaves_bn_alone():
+    torch.manual_seed(0)
+    model = tiny_model()
+    fit(model, iterations=2)
+    model.train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    a = model.sample(5, width=0.5, seed=3)
+    b = model.sample(5, width=0.5, seed=3)
+    assert a.shape == (5, 1, 32, 32) and a.min() >= -1 and a.max() <= 1
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert model.generator.training  # mode restored
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="trained widths"):
+        model.sample(2, width=0.6)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(widths=[0.5, 0.25]), "slim.widths"),
+    (dict(widths=[0.5, 1.2]), "slim.widths"),
+    (dict(n_share=5), "slim.n_share"),
+    (dict(alpha=-1.0), "slim.alpha"),
+    (dict(n_dis=0), "optim.n_dis"),
+    (dict(distill_forward="both"), "slim.distill_forward"),
+    (dict(g_betas=[0.5]), "optim.g_betas"),
+    (dict(generator=dict(arch="nope")), "model.generator.arch"),
+])
+def test_invalid_settings_name_the_key(kw, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_model(**kw)
