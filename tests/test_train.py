@@ -60,3 +60,17 @@ def test_cli_config_error_is_one_line(tmp_path):
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert lines[-1].startswith("slimgan-train: config error: slim.widths must be strictly increasing")
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("experiment", ["fmnist_demo", "fmnist_resnet", "cifar10_sndcgan", "cifar10_snresgan"])
+def test_experiments_compose_and_build_models(make_cfg, experiment):
+    cfg = make_cfg(f"experiment={experiment}", "model.generator.ngf=16", "model.discriminator.ndf=16")
+    model = SlimGAN(generator=cfg.model.generator, discriminator=cfg.model.discriminator, **cfg.slim, **cfg.optim)
+    assert model.widths == [0.25, 0.5, 0.75, 1.0]
+    assert cfg.trainer.max_steps == cfg.train.g_steps * (cfg.optim.n_dis + 1)
+
+
+def test_cifar_without_data_says_what_to_do(make_cfg, tmp_path):
+    cfg = make_cfg("experiment=cifar10_sndcgan", f"data.root={tmp_path}")
+    with pytest.raises(ConfigError, match=r"data\.download=true.*data\.root"):
+        build(cfg)

@@ -6,10 +6,9 @@ import gzip
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+
+from slimgan_pl.data.base import InMemoryImageDataModule, to_model_range  # noqa: F401 (re-export)
 
 DEBIAN_ROOT = "/usr/share/datasets/fashion-mnist"
 CLASSES = (
@@ -77,76 +76,27 @@ def load_fashion_mnist(root: str | Path = DEBIAN_ROOT, split: str = "train") -> 
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
-def to_model_range(images_uint8: torch.Tensor, image_size: int = 32) -> torch.Tensor:
-    """uint8 [N, H, W] -> float [N, 1, S, S] in [-1, 1]; 28px digits are padded (not stretched) to 32."""
-    x = images_uint8.float().div(127.5).sub(1.0).unsqueeze(1)
-    h = x.shape[-1]
-    if image_size == h:
-        return x
-    if image_size > h and (image_size - h) % 2 == 0 and image_size - h <= 8:
-        pad = (image_size - h) // 2
-        return F.pad(x, (pad, pad, pad, pad), value=-1.0)  # background is black
-    return F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False,
-                         antialias=True).clamp(-1, 1)
-
-
-class TensorImageDataset(Dataset):
-    """Images already in model range, kept in memory (Fashion-MNIST at 32px is 245 MB as float)."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images[i], self.labels[i]
-
-
-class FashionMNISTDataModule(pl.LightningDataModule):
-    """Fashion-MNIST at ``image_size`` in [-1, 1] with labels.
-
-    ``batch_size`` is the batch of one D step; the loader yields ``batch_size * n_dis`` images per
-    training iteration, because one training step of :class:`SlimGAN` runs all ``n_dis`` D steps
-    (each on its own real batch) and then one G step.
-    """
+class FashionMNISTDataModule(InMemoryImageDataModule):
+    """Fashion-MNIST (Debian's idx files by default) at ``image_size`` in [-1, 1], with labels."""
 
     num_classes = 10
+    name = "fashion_mnist"
 
-    def __init__(self, root: str = DEBIAN_ROOT, batch_size: int = 64, n_dis: int = 1,
-                 image_size: int = 32, img_channels: int = 1, num_workers: int = 0, split: str = "train",
-                 limit: int | None = None) -> None:
-        super().__init__()
+    def __init__(self, root: str = DEBIAN_ROOT, batch_size: int = 64, n_dis: int = 1, image_size: int = 32,
+                 img_channels: int = 1, num_workers: int = 0, split: str = "train", limit: int | None = None) -> None:
         if img_channels != 1:
             raise ValueError(f"data.img_channels must be 1 for Fashion-MNIST (grayscale), got {img_channels}")
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
-        if image_size < 8:
-            raise ValueError(f"data.image_size must be >= 8, got {image_size}")
-        self.root, self.batch_size, self.n_dis = root, batch_size, n_dis
-        self.image_size, self.num_workers, self.split, self.limit = image_size, num_workers, split, limit
-        self.img_channels = 1
-        self.dataset: TensorImageDataset | None = None
+        super().__init__(batch_size=batch_size, n_dis=n_dis, image_size=image_size, img_channels=1,
+                         num_workers=num_workers, limit=limit)
+        self.root, self.split = root, split
 
     def check(self) -> None:
-        """Fail early (before training starts) when files are missing."""
-        for name in _FILES[self.split]:
-            if _find(Path(self.root), name) is None:
-                load_fashion_mnist(self.root, self.split)  # raises the explanatory error
+        """Fail before training when files are missing (without reading them)."""
+        if self.split not in _FILES:
+            raise ValueError(f"data.split must be one of {sorted(_FILES)}, got {self.split!r}")
+        if any(_find(Path(self.root), name) is None for name in _FILES[self.split]):
+            load_fashion_mnist(self.root, self.split)  # raises the explanatory error
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.dataset is not None:
-            return
+    def load(self) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = load_fashion_mnist(self.root, self.split)
-        if self.limit:
-            images, labels = images[: self.limit], labels[: self.limit]
-        self.dataset = TensorImageDataset(to_model_range(images, self.image_size), labels)
-
-    def train_dataloader(self) -> DataLoader:
-        assert self.dataset is not None, "call setup() first"
-        per_step = self.batch_size * self.n_dis
-        if len(self.dataset) < per_step:
-            raise ValueError(f"dataset has {len(self.dataset)} images, fewer than one training step "
-                             f"needs (data.batch_size * optim.n_dis = {per_step})")
-        return DataLoader(self.dataset, batch_size=per_step, shuffle=True, drop_last=True,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return images.unsqueeze(1), labels
