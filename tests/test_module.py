@@ -134,3 +134,16 @@ def test_sample_is_eval_mode_deterministic_and_leaves_bn_alone():
 def test_invalid_settings_name_the_key(kw, match):
     with pytest.raises(ValueError, match=match):
         tiny_model(**kw)
+
+
+def test_progress_bar_counts_iterations():
+    from slimgan_pl.callbacks import IterationProgressBar
+
+    bar = IterationProgressBar(refresh_rate=1)
+    model = tiny_model(n_dis=2)
+    n_dis = 2
+    data = TensorDataset(torch.rand(8 * n_dis * 10, 1, 32, 32), torch.zeros(8 * n_dis * 10, dtype=torch.long))
+    trainer = pl.Trainer(max_steps=3 * (n_dis + 1), accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, callbacks=[bar])
+    trainer.fit(model, DataLoader(data, batch_size=8 * n_dis, drop_last=True))
+    assert bar.train_progress_bar.total == 3 and bar.train_progress_bar.n == 3  # not 9 optimizer steps, not 10 batches

@@ -73,7 +73,21 @@ class SlimmableLinear(nn.Linear):
         return F.linear(x, self.weight[:out_w, :in_w], bias)
 
 
-class SlimmableConv2d(nn.Conv2d):
+class _SlimmableConvMixin:
+    """(in, out) channels a conv layer uses at a width."""
+
+    in_channels: int
+    out_channels: int
+    slice_in: bool
+    slice_out: bool
+
+    def active(self, width: float) -> tuple[int, int]:
+        in_w = slim_channels(self.in_channels, width) if self.slice_in else self.in_channels
+        out_w = slim_channels(self.out_channels, width) if self.slice_out else self.out_channels
+        return in_w, out_w
+
+
+class SlimmableConv2d(_SlimmableConvMixin, nn.Conv2d):
     """Conv2d using ``weight[:out_w, :in_w]`` at width w (groups=1)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -81,29 +95,19 @@ class SlimmableConv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
         self.slice_in, self.slice_out = slice_in, slice_out
 
-    def active(self, width: float) -> tuple[int, int]:
-        in_w = slim_channels(self.in_channels, width) if self.slice_in else self.in_channels
-        out_w = slim_channels(self.out_channels, width) if self.slice_out else self.out_channels
-        return in_w, out_w
-
     def forward(self, x: torch.Tensor, width: float = 1.0) -> torch.Tensor:
         in_w, out_w = self.active(width)
         bias = self.bias[:out_w] if self.bias is not None else None
         return F.conv2d(x, self.weight[:out_w, :in_w], bias, self.stride, self.padding)
 
 
-class SlimmableConvTranspose2d(nn.ConvTranspose2d):
+class SlimmableConvTranspose2d(_SlimmableConvMixin, nn.ConvTranspose2d):
     """ConvTranspose2d at width w; its weight is (in, out, k, k), so it uses ``weight[:in_w, :out_w]``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, bias: bool = True, slice_in: bool = True, slice_out: bool = True) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
         self.slice_in, self.slice_out = slice_in, slice_out
-
-    def active(self, width: float) -> tuple[int, int]:
-        in_w = slim_channels(self.in_channels, width) if self.slice_in else self.in_channels
-        out_w = slim_channels(self.out_channels, width) if self.slice_out else self.out_channels
-        return in_w, out_w
 
     def forward(self, x: torch.Tensor, width: float = 1.0) -> torch.Tensor:  # type: ignore[override]
         in_w, out_w = self.active(width)
