@@ -109,21 +109,31 @@ class SlimGAN(pl.LightningModule):
         """Completed SlimGAN iterations (= G steps)."""
         return self.global_step // (self.hparams.n_dis + 1)
 
-    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn(n, self.generator.nz, generator=generator,
-                        device="cpu" if generator is not None else self.device)
+    def noise(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> torch.Tensor:
+        """z ~ N(0, I) of shape (n, nz); with ``truncation`` every entry with |z| > truncation is
+        redrawn until none is left (BigGAN's truncation trick, as the paper defines it)."""
+        device = "cpu" if generator is not None else self.device
+        z = torch.randn(n, self.generator.nz, generator=generator, device=device)
+        if truncation is not None:
+            if not truncation > 0:
+                raise ValueError(f"truncation must be > 0, got {truncation}")
+            outside = z.abs() > truncation
+            while outside.any():
+                z[outside] = torch.randn(int(outside.sum()), generator=generator, device=device)
+                outside = z.abs() > truncation
         return z.to(self.device)
 
     @torch.no_grad()
     def sample(self, n: int, width: float, labels: torch.Tensor | None = None, seed: int | None = None,
-               batch_size: int = 500) -> torch.Tensor:
+               truncation: float | None = None, batch_size: int = 500) -> torch.Tensor:
         """``n`` images in [-1, 1], shape (n, C, H, W), from the generator at ``width`` in eval mode
-        (that width's BN running statistics; nothing in the model changes). Same seed, same z."""
+        (that width's BN running statistics; nothing in the model changes). Same seed, same z.
+        ``truncation``: resample latent entries with |z| above it (see :meth:`noise`)."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         self.generator.check_width(width)
         rng = torch.Generator().manual_seed(seed) if seed is not None else None
-        z = self.noise(n, rng)
+        z = self.noise(n, rng, truncation)
         was_training = self.generator.training
         self.generator.eval()
         try:

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from slimgan_pl.config import config_dir, register_resolvers
-from slimgan_pl.data.fashion_mnist import DataNotFoundError
+from slimgan_pl.data.fashion_mnist import DataNotFoundError, FashionMNISTDataModule
 from slimgan_pl.module import SlimGAN, width_tag
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "distill_loss": metrics.get("train/distill_loss"),
     }
     if trainer.is_global_zero:
+        if cfg.evaluate.after_training and isinstance(datamodule, FashionMNISTDataModule):
+            from slimgan_pl.evaluate import evaluate_checkpoint  # metrics stack only when needed
+
+            ev = cfg.evaluate
+            result = evaluate_checkpoint(summary["last_checkpoint"], n_fake=ev.n_fake, n_real=ev.n_real,
+                                         split=ev.split, data_root=datamodule.root,
+                                         latency_repeats=ev.latency_repeats, classifier_path=ev.classifier,
+                                         out_dir=out)
+            summary["metrics"] = str(out / "metrics.json")
+            summary["fmnist_fid"] = {width_tag(r["width"]): r["fmnist_fid"] for r in result["widths"]}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         print(f"\nTrained {model.iteration} iterations; outputs in {out}")
         for w in model.widths:

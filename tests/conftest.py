@@ -12,7 +12,7 @@ from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT
 register_resolvers()
 torch.set_num_threads(2)
 
-TINY = ["model.generator.ngf=16", "model.discriminator.ndf=16"]
+TINY = ["model.generator.ngf=16", "model.discriminator.ndf=16", "evaluate.after_training=false"]
 
 
 @pytest.fixture

@@ -147,3 +147,27 @@ def test_progress_bar_counts_iterations():
                          enable_model_summary=False, callbacks=[bar])
     trainer.fit(model, DataLoader(data, batch_size=8 * n_dis, drop_last=True))
     assert bar.train_progress_bar.total == 3 and bar.train_progress_bar.n == 3  # not 9 optimizer steps, not 10 batches
+
+
+def test_sample_grid_callback_writes_every_width_and_leaves_model_alone(tmp_path):
+    from slimgan_pl.callbacks import SampleGridCallback
+
+    torch.manual_seed(0)
+    model = tiny_model()
+    trainer = fit(model, iterations=2)
+    model.train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    paths = SampleGridCallback(str(tmp_path), every_n_iterations=1, n_samples=4, nrow=2).render(trainer, model)
+    assert [p.parent.name for p in paths[:-1]] == ["w0.25", "w0.5", "w0.75", "w1.0"]
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert model.generator.training
+
+
+def test_truncation_keeps_every_latent_below_threshold():
+    model = tiny_model()
+    z = model.noise(2000, torch.Generator().manual_seed(0), truncation=0.5)
+    assert z.abs().max() <= 0.5 and z.std() > 0.2  # resampled, not clipped or scaled
+    assert not torch.equal(model.sample(4, 1.0, seed=0, truncation=0.5), model.sample(4, 1.0, seed=0))
+    with pytest.raises(ValueError, match="truncation"):
+        model.noise(2, truncation=0.0)

@@ -74,3 +74,18 @@ def test_cifar_without_data_says_what_to_do(make_cfg, tmp_path):
     cfg = make_cfg("experiment=cifar10_sndcgan", f"data.root={tmp_path}")
     with pytest.raises(ConfigError, match=r"data\.download=true.*data\.root"):
         build(cfg)
+
+
+def test_training_ends_with_per_width_evaluation(make_cfg, tmp_path, fmnist_root, monkeypatch):
+    from slimgan_pl.metrics import fmnist_classifier as fc
+
+    monkeypatch.setenv("SLIMGAN_METRICS_CACHE", str(tmp_path / "cache"))
+    model, acc, info = fc.train_classifier(root=fmnist_root, epochs=1, limit=500, test_limit=200, log=None)
+    clf = fc.save_classifier(model, tmp_path / "clf.pt", acc, info)
+    out = tmp_path / "run"
+    cfg = make_cfg("train.g_steps=2", "data.batch_size=8", "evaluate.after_training=true", "evaluate.n_fake=40",
+                   "evaluate.n_real=40", "evaluate.latency_repeats=2", f"evaluate.classifier={clf}")
+    summary = train(cfg)
+    assert set(summary["fmnist_fid"]) == {"w0.25", "w0.5", "w0.75", "w1.0"}
+    assert all(math.isfinite(v) and v > 0 for v in summary["fmnist_fid"].values())
+    assert (out / "metrics.json").is_file() and "FMNIST-FID" in (out / "metrics.md").read_text()

@@ -1,0 +1,67 @@
+"""Per-width cost of a slimmable generator: active parameters, MACs, CPU latency."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from slimgan_pl.nn import SwitchableBatchNorm2d
+
+_SLICED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+
+
+def active_parameters(generator: nn.Module, width: float) -> int:
+    """Parameters a forward pass at ``width`` uses: weight/bias slices of slimmable layers, the
+    width's own switchable BN, and every other parameter in full (e.g. shared embeddings, which
+    makes conditional models' counts an upper bound)."""
+    total, handled = 0, set()
+    for module in generator.modules():
+        if isinstance(module, SwitchableBatchNorm2d):
+            handled.update(id(p) for p in module.parameters())
+            total += sum(p.numel() for p in module.for_width(width).parameters())
+        elif isinstance(module, _SLICED) and hasattr(module, "active"):
+            handled.update(id(p) for p in module.parameters(recurse=False))
+            in_w, out_w = module.active(width)
+            total += in_w * out_w * math.prod(module.weight.shape[2:])
+            total += out_w if module.bias is not None else 0
+    return total + sum(p.numel() for p in generator.parameters() if id(p) not in handled)
+
+
+@torch.no_grad()
+def generator_macs(generator: nn.Module, width: float, nz: int) -> int:
+    """Multiply-accumulates of one image at ``width``: FLOPs counted by torch's FlopCounterMode
+    (conv, transposed conv, matmul; normalisation and activations are not counted) divided by 2."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            generator(torch.zeros(1, nz), width=width)
+    finally:
+        generator.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+@torch.inference_mode()
+def latency_ms(generator: nn.Module, width: float, nz: int, batch: int, repeats: int = 20,
+               warmup: int = 3, seed: int = 0) -> float:
+    """Median wall time (ms) of one eval-mode forward of ``batch`` images on the CPU, after warm-up
+    runs (allocator and kernel selection settle). Uses torch's current thread count."""
+    was_training = generator.training
+    generator.eval()
+    z = torch.randn(batch, nz, generator=torch.Generator().manual_seed(seed))
+    try:
+        for _ in range(warmup):
+            generator(z, width=width)
+        times = []
+        for _ in range(max(1, repeats)):
+            start = time.perf_counter()
+            generator(z, width=width)
+            times.append(time.perf_counter() - start)
+    finally:
+        generator.train(was_training)
+    return statistics.median(times) * 1e3
