@@ -11,7 +11,7 @@ def _n(module):
 
 
 @pytest.mark.parametrize("arch", ["sndcgan32", "snresgan32"])
-@pytest.mark.parametrize("n_share", [0, 2, 4])
+@pytest.mark.parametrize("n_share", [0, 2, 4])  # 4 = every block of the ResNet D
 def test_sharing_and_no_dead_parameters(arch, n_share):
     torch.manual_seed(0)
     d = MultiWidthDiscriminator(arch, WIDTHS, n_share=n_share, ndf=16, img_channels=1)
@@ -42,8 +42,10 @@ def test_score_all_matches_per_width_forward():
 
 
 def test_n_share_beyond_blocks_is_rejected():
+    with pytest.raises(ValueError, match=r"slim.n_share must be an integer in \[0, 7\]"):
+        MultiWidthDiscriminator("sndcgan32", WIDTHS, n_share=8, ndf=16)  # 7 conv layers
     with pytest.raises(ValueError, match=r"slim.n_share must be an integer in \[0, 4\]"):
-        MultiWidthDiscriminator("sndcgan32", WIDTHS, n_share=5, ndf=16)
+        MultiWidthDiscriminator("snresgan32", WIDTHS, n_share=5, ndf=16)  # 4 residual blocks
     with pytest.raises(ValueError, match="model.discriminator.arch must be one of"):
         MultiWidthDiscriminator("vgg", WIDTHS, n_share=1, ndf=16)
 

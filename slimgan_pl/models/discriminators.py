@@ -23,14 +23,11 @@ def _sn(module: nn.Module, scheme: str, gain: float = 1.0) -> nn.Module:
     return spectral_norm(module, n_power_iterations=1, eps=SN_EPS)
 
 
-class DCGANDBlock(nn.Sequential):
-    """conv3x3 + LeakyReLU(0.1), then (when ``down``) conv4x4/s2 + LeakyReLU(0.1)."""
+class DCGANDLayer(nn.Sequential):
+    """One SN conv + LeakyReLU(0.1): the unit that ``n_share`` counts in SNDCGAN's D (as the reference)."""
 
-    def __init__(self, in_channels: int, out_channels: int, down: bool, init: str) -> None:
-        layers: list[nn.Module] = [_sn(nn.Conv2d(in_channels, out_channels, 3, 1, 1), init), nn.LeakyReLU(0.1)]
-        if down:
-            layers += [_sn(nn.Conv2d(out_channels, out_channels, 4, 2, 1), init), nn.LeakyReLU(0.1)]
-        super().__init__(*layers)
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, init: str) -> None:
+        super().__init__(_sn(nn.Conv2d(in_channels, out_channels, kernel_size, stride, 1), init), nn.LeakyReLU(0.1))
 
 
 class ResDBlock(nn.Module):
@@ -78,17 +75,24 @@ class SumPoolHead(nn.Module):
 
 
 class SNDCGANDiscriminatorPlan:
-    """SNDCGAN D: ``log2(img_size/bottom)`` blocks (conv3x3, conv4x4/s2) with channels ndf/8, ndf/4,
-    ndf/2 at 32px, then a conv3x3 block to ndf; flatten; linear. At 32px: 4 blocks."""
+    """SNDCGAN D: per downsampling stage a conv3x3 and a conv4x4/s2 (channels ndf/8, ndf/4, ndf/2 at
+    32px), then a conv3x3 to ndf; flatten; linear. Each conv layer is one block for ``n_share``
+    (7 at 32px), as in the reference implementation."""
 
     def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str) -> None:
         n_down = int(round(math.log2(img_size / bottom)))
-        self.channels = [img_channels] + [max(1, ndf // 2 ** (n_down - i)) for i in range(n_down)] + [ndf]
-        self.n_down, self.ndf, self.bottom, self.init = n_down, ndf, bottom, init
-        self.n_blocks = n_down + 1
+        stages = [max(1, ndf // 2 ** (n_down - i)) for i in range(n_down)]
+        self.layers: list[tuple[int, int, int, int]] = []  # (c_in, c_out, kernel, stride)
+        c_in = img_channels
+        for c in stages:
+            self.layers += [(c_in, c, 3, 1), (c, c, 4, 2)]
+            c_in = c
+        self.layers.append((c_in, ndf, 3, 1))
+        self.n_blocks, self.ndf, self.bottom, self.init = len(self.layers), ndf, bottom, init
 
     def block(self, i: int) -> nn.Module:
-        return DCGANDBlock(self.channels[i], self.channels[i + 1], down=i < self.n_down, init=self.init)
+        c_in, c_out, k, s = self.layers[i]
+        return DCGANDLayer(c_in, c_out, k, s, self.init)
 
     def head(self) -> nn.Module:
         return FlattenLinearHead(self.ndf * self.bottom * self.bottom, self.init)
