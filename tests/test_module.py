@@ -124,7 +124,7 @@ def test_sample_is_eval_mode_deterministic_and_leaves_bn_alone():
 @pytest.mark.parametrize("kw, match", [
     (dict(widths=[0.5, 0.25]), "slim.widths"),
     (dict(widths=[0.5, 1.2]), "slim.widths"),
-    (dict(n_share=5), "slim.n_share"),
+    (dict(n_share=8), "slim.n_share"),
     (dict(alpha=-1.0), "slim.alpha"),
     (dict(n_dis=0), "optim.n_dis"),
     (dict(distill_forward="both"), "slim.distill_forward"),
@@ -142,11 +142,13 @@ def test_progress_bar_counts_iterations():
     bar = IterationProgressBar(refresh_rate=1)
     model = tiny_model(n_dis=2)
     n_dis = 2
-    data = TensorDataset(torch.rand(8 * n_dis * 10, 1, 32, 32), torch.zeros(8 * n_dis * 10, dtype=torch.long))
-    trainer = pl.Trainer(max_steps=3 * (n_dis + 1), accelerator="cpu", logger=False, enable_checkpointing=False,
+    data = TensorDataset(torch.rand(8 * n_dis * 4, 1, 32, 32), torch.zeros(8 * n_dis * 4, dtype=torch.long))
+    trainer = pl.Trainer(max_steps=6 * (n_dis + 1), accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_model_summary=False, callbacks=[bar])
     trainer.fit(model, DataLoader(data, batch_size=8 * n_dis, drop_last=True))
-    assert bar.train_progress_bar.total == 3 and bar.train_progress_bar.n == 3  # not 9 optimizer steps, not 10 batches
+    # 4 batches per epoch, 6 iterations: the second epoch's bar ends at 2 (not 4 batches, not 18 steps)
+    assert model.iteration == 6
+    assert bar.train_progress_bar.total == 2 and bar.train_progress_bar.n == 2
 
 
 def test_sample_grid_callback_writes_every_width_and_leaves_model_alone(tmp_path):
