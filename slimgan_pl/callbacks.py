@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.utilities import rank_zero_warn
 import torch
+import torch.distributed as dist
+from torchmetrics.image import FrechetInceptionDistance
 from torchvision.utils import make_grid, save_image
 
+from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT, FashionMNISTDataModule
+from slimgan_pl.evaluate import MIN_CLASSIFIER_ACCURACY, SPLIT_SIZES, FeatureSet, extract, real_features
+from slimgan_pl.metrics.fmnist_classifier import IMAGE_SIZE, FMNISTFeatureExtractor, load_classifier
+from slimgan_pl.metrics.scores import PrecomputedFeatures
 from slimgan_pl.module import SlimGAN, width_tag
 
 
@@ -44,8 +52,9 @@ class SampleGridCallback(pl.Callback):
             return []
         self._last_rendered = it
         paths, rows = [], []
+        labels = pl_module.grid_labels(self.n_samples, self.nrow)  # conditional: one class per row
         for w in pl_module.widths:
-            images = (pl_module.sample(self.n_samples, width=w, seed=self.seed).cpu() + 1) / 2
+            images = (pl_module.sample(self.n_samples, width=w, labels=labels, seed=self.seed).cpu() + 1) / 2
             path = self.output_dir / width_tag(w) / f"iter_{it:06d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             save_image(images, path, nrow=self.nrow, padding=2)
@@ -62,16 +71,164 @@ class SampleGridCallback(pl.Callback):
 
 
 class IterationProgressBar(TQDMProgressBar):
-    """TQDM bar counting SlimGAN iterations: Lightning's own total is capped by ``max_steps``, which
-    counts optimizer steps (n_dis + 1 per iteration) and would show a wrong total."""
+    """TQDM bar whose total is the SlimGAN iterations left in this epoch.
 
-    @property
-    def total_train_batches(self) -> int | float:
-        total = super().total_train_batches
-        trainer = self.trainer
-        if trainer.max_steps and trainer.max_steps > 0:
+    Lightning caps the bar by ``max_steps``, which counts optimizer steps (n_dis + 1 per
+    iteration), so its own total is wrong in the last epoch of a run.
+    """
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        bar = self.train_progress_bar
+        if trainer.max_steps and trainer.max_steps > 0 and bar.total is not None:
             steps_per_iteration = trainer.lightning_module.hparams.n_dis + 1
             remaining = -(-(trainer.max_steps - trainer.global_step) // steps_per_iteration)
-            done_this_epoch = trainer.fit_loop.epoch_loop.batch_progress.current.ready
-            total = min(total, done_this_epoch + remaining)
-        return total
+            bar.total = min(bar.total, bar.n + remaining)
+            bar.refresh()
+
+
+def rank_shard(n: int, rank: int, world_size: int) -> slice:
+    """Rank ``rank``'s contiguous part of ``n`` items: the parts of all ranks cover ``range(n)``
+    exactly once, and their sizes differ by at most one."""
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (1 if rank < extra else 0))
+
+
+class PerWidthFIDCallback(pl.Callback):
+    """FMNIST-FID of every width during training, every ``every_n_iterations`` SlimGAN iterations
+    (G steps, not Lightning's optimizer steps), as ``val/fmnist_fid_w0.25``, ...: written once to
+    every configured logger (CSV, wandb) and put in ``trainer.callback_metrics`` via ``pl_module.log``.
+
+    The numbers are slimgan-eval's FMNIST-FID (same classifier, same seeded subset of ``n_real``
+    real ``split`` images, same real-feature cache) with fewer samples: ``n_fake`` fakes per width
+    from G in eval mode (:meth:`SlimGAN.sample`, BN running statistics untouched, same z at every
+    width and every evaluation). Only Fashion-MNIST with a 1x32x32 generator is supported.
+
+    Under DDP every rank draws its share of the fakes (``n_fake`` split exactly across ranks, rank
+    ``r`` sampling with seed ``seed + r``) and feeds its shard of the real features; a torchmetrics
+    FID accumulates locally (``dist_sync_on_step=False``) and sums its statistics over ranks when
+    computed, so the result equals the FID of the union computed in one process. Rank 0 trains the
+    classifier if its file is missing; the other ranks must be able to read that file (shared disk).
+    """
+
+    def __init__(self, every_n_iterations: int = 500, n_fake: int = 1000, n_real: int = 1000,
+                 classifier: str | os.PathLike | None = None, split: str = "test", seed: int = 0,
+                 batch_size: int = 500, data_root: str | None = None) -> None:
+        super().__init__()
+        if every_n_iterations < 1:
+            raise ValueError(f"callbacks.fid.every_n_iterations must be >= 1, got {every_n_iterations}")
+        if split not in SPLIT_SIZES:
+            raise ValueError(f"callbacks.fid.split must be one of {sorted(SPLIT_SIZES)}, got {split!r}")
+        if n_fake < 2 or not 2 <= n_real <= SPLIT_SIZES[split]:
+            raise ValueError(f"callbacks.fid needs n_fake >= 2 and 2 <= n_real <= {SPLIT_SIZES[split]} "
+                             f"(the {split} split), got n_fake={n_fake}, n_real={n_real}")
+        if batch_size < 1:
+            raise ValueError(f"callbacks.fid.batch_size must be >= 1, got {batch_size}")
+        self.every, self.n_fake, self.n_real, self.split = every_n_iterations, n_fake, n_real, split
+        self.classifier, self.seed, self.batch_size = classifier, seed, batch_size
+        self.data_root = data_root  # None: the Fashion-MNIST datamodule's root (else Debian's)
+        self._extractor: FMNISTFeatureExtractor | None = None
+        self._fid: FrechetInceptionDistance | None = None
+        self._last_evaluated = -1
+
+    # ----------------------------------------------------------------- checks
+    def check_config(self, pl_module: SlimGAN, datamodule: pl.LightningDataModule | None,
+                     trainer: pl.Trainer) -> None:
+        """Raise ValueError (one line) when FMNIST-FID cannot be computed or would not be logged.
+        ``slimgan_pl.train.build`` calls it before training; :meth:`setup` calls it again."""
+        g = pl_module.generator
+        fmnist = datamodule is None or isinstance(datamodule, FashionMNISTDataModule)
+        if (g.img_channels, g.img_size) != (1, IMAGE_SIZE) or not fmnist:
+            data = type(datamodule).__name__ if datamodule is not None else "no datamodule"
+            raise ValueError(f"callbacks.fid (FMNIST-FID during training) needs Fashion-MNIST data and a "
+                             f"1x{IMAGE_SIZE}x{IMAGE_SIZE} generator, got {data} and "
+                             f"{g.img_channels}x{g.img_size}x{g.img_size}; set callbacks.fid=null")
+        world = trainer.world_size
+        if self.n_fake < world or self.n_real < world:
+            raise ValueError(f"callbacks.fid.n_fake ({self.n_fake}) and n_real ({self.n_real}) must be at least "
+                             f"the number of processes ({world})")
+
+    def setup(self, trainer: pl.Trainer, pl_module: SlimGAN, stage: str) -> None:
+        if stage == "fit":
+            self.check_config(pl_module, trainer.datamodule, trainer)
+            if self.data_root is None and isinstance(trainer.datamodule, FashionMNISTDataModule):
+                self.data_root = trainer.datamodule.root
+
+    # ----------------------------------------------------------------- hooks
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: SlimGAN) -> None:
+        # After the strategy moved the model to its device. Skip loading the classifier (or
+        # training it, when its file is missing) for runs too short to reach an evaluation.
+        max_iterations = trainer.max_steps // (pl_module.hparams.n_dis + 1)
+        if trainer.max_steps < 0 or max_iterations >= self.every:
+            self._prepare(trainer, pl_module.device)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: SlimGAN, outputs, batch, batch_idx: int) -> None:
+        it = pl_module.iteration
+        if it > 0 and it % self.every == 0 and it != self._last_evaluated:
+            self._last_evaluated = it
+            metrics = {f"val/fmnist_fid_{width_tag(w)}": fid for w, fid in self.evaluate(trainer, pl_module).items()}
+            # Values are already reduced over ranks (identical everywhere: no sync_dist). They go to
+            # the loggers directly: Lightning would re-send a step value logged through pl_module.log
+            # at every later logging step of the epoch, and drop it between log_every_n_steps.
+            pl_module.log_dict(metrics, on_step=True, on_epoch=False, logger=False)
+            if trainer.is_global_zero:
+                for logger in trainer.loggers:
+                    # step: Lightning's 0-based batch counter, so the rows line up with the losses.
+                    logger.log_metrics({**metrics, "iteration": float(it)}, step=it - 1)
+
+    # ----------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self, trainer: pl.Trainer, pl_module: SlimGAN) -> dict[float, float]:
+        """FMNIST-FID per width over all ranks; every rank must call it (the FID sync is collective)."""
+        if self._fid is None:
+            self._prepare(trainer, pl_module.device)
+        assert self._extractor is not None and self._fid is not None
+        _broadcast_generator_buffers(pl_module)
+        rank = trainer.global_rank
+        share = rank_shard(self.n_fake, rank, trainer.world_size)
+        n = share.stop - share.start
+        results = {}
+        for w in pl_module.widths:
+            self._fid.reset()  # fake statistics only: reset_real_features=False keeps the real ones
+            images = pl_module.sample(n, w, seed=self.seed + rank, batch_size=self.batch_size)
+            self._fid.update(extract(self._extractor, images, self.batch_size).features.double(), real=False)
+            results[w] = float(self._fid.compute())
+        return results
+
+    def _prepare(self, trainer: pl.Trainer, device: torch.device) -> None:
+        """Load the classifier and this rank's shard of the real features into a fresh FID metric.
+        Rank 0 goes first: it trains the classifier if its file is missing and fills the
+        real-feature cache, so the other ranks only read both files."""
+        if trainer.is_global_zero:
+            extractor, real = self._load(train_if_missing=True)
+        trainer.strategy.barrier("fmnist_fid_prepare")
+        if not trainer.is_global_zero:
+            extractor, real = self._load(train_if_missing=False)
+        shard = rank_shard(self.n_real, trainer.global_rank, trainer.world_size)
+        fid = FrechetInceptionDistance(feature=PrecomputedFeatures(real.features.shape[1]),
+                                       reset_real_features=False, dist_sync_on_step=False).to(device)
+        fid.update(real.features[shard].to(device, torch.float64), real=True)
+        self._extractor, self._fid = extractor.to(device), fid
+
+    def _load(self, train_if_missing: bool) -> tuple[FMNISTFeatureExtractor, FeatureSet]:
+        root = self.data_root or DEBIAN_ROOT
+        log = print if train_if_missing else None
+        loaded = load_classifier(self.classifier, train_if_missing=train_if_missing, root=root, log=log)
+        if train_if_missing and loaded.test_accuracy < MIN_CLASSIFIER_ACCURACY:
+            rank_zero_warn(f"the FMNIST classifier {loaded.path} has test accuracy {loaded.test_accuracy:.3f} < "
+                           f"{MIN_CLASSIFIER_ACCURACY}: val/fmnist_fid_* values are not comparable with real runs")
+        extractor = FMNISTFeatureExtractor(loaded.model, "features", sha256=loaded.sha256)
+        return extractor, real_features(extractor, self.split, self.n_real, root, batch_size=self.batch_size, log=log)
+
+
+def _broadcast_generator_buffers(pl_module: SlimGAN) -> None:
+    """Give every rank rank 0's G buffers (BN running statistics, spectral-norm vectors).
+
+    Parameters agree across DDP ranks, but each rank's last training step updated G's BN running
+    statistics from its own noise batches (different when the ranks draw different z); DDP
+    overwrites them with rank 0's at the start of the next step anyway. Doing it now makes every
+    rank sample the generator that rank 0 checkpoints."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for buffer in pl_module.generator.buffers():
+            dist.broadcast(buffer, src=0)

@@ -9,6 +9,10 @@ seed (hence the same z at every width):
 * FMNIST-mIC over the evaluated widths (mean squared feature distance for the same z).
 * active parameters, MACs of one image (FlopCounterMode / 2), median CPU latency at batch 1 and 64.
 
+With ``--truncation T [T ...]`` every width is also scored (FMNIST-FID, FMNIST-IS) with latents
+truncated at each threshold (entries with |z| > T resampled, BigGAN's trick), stored under
+``truncation`` in ``metrics.json`` and plotted as IS against FID per width in ``truncation.png``.
+
 A sanity row compares real train images with the real split the same way (FID of real vs real).
 Real features are cached on disk, keyed by dataset, split, resolution, extractor checksum and
 sample count. Results go to ``metrics.json`` and ``metrics.md`` in the checkpoint's run directory
@@ -150,6 +154,61 @@ def evaluate_width(model: SlimGAN, width: float, extractor: FMNISTFeatureExtract
     return row, fake.features
 
 
+def truncation_row(model: SlimGAN, width: float, threshold: float, extractor: FMNISTFeatureExtractor,
+                   real: FeatureSet, n_fake: int, batch_size: int, is_splits: int, seed: int) -> dict[str, Any]:
+    """FMNIST-FID and FMNIST-IS of one width with latents truncated at ``threshold``."""
+    images = model.sample(n_fake, width, seed=seed, truncation=threshold, batch_size=batch_size)
+    fake = extract(extractor, images, batch_size)
+    iscore = inception_score(fake.logits, is_splits, seed)
+    return {"width": width, "truncation": threshold, "fmnist_fid": frechet_distance(real.features, fake.features),
+            "fmnist_is": iscore.mean, "fmnist_is_std": iscore.std}
+
+
+def truncation_curves(model: SlimGAN, widths: Sequence[float], thresholds: Sequence[float],
+                      extractor: FMNISTFeatureExtractor, real: FeatureSet, n_fake: int, batch_size: int,
+                      is_splits: int, seed: int, say: Log) -> dict[str, Any]:
+    """The ``truncation`` entry of metrics.json: a row per (width, threshold); same seed everywhere, so
+    every threshold starts from the same z and only redraws its out-of-range entries."""
+    rows = []
+    for w in widths:
+        for t in thresholds:
+            rows.append(truncation_row(model, w, t, extractor, real, n_fake, batch_size, is_splits, seed))
+            say(f"width {w}, truncation {t:g}: FMNIST-FID {rows[-1]['fmnist_fid']:.3f}, "
+                f"FMNIST-IS {rows[-1]['fmnist_is']:.3f}")
+    return {"method": "entries of z with |z| > threshold resampled (BigGAN)", "thresholds": list(thresholds),
+            "rows": rows, "plot": None}
+
+
+def check_thresholds(thresholds: Sequence[float]) -> list[float]:
+    """Sorted distinct truncation thresholds; each must be > 0 (and finite)."""
+    values = sorted({float(t) for t in thresholds})
+    if not values or not all(0 < t < float("inf") for t in values):
+        raise ValueError(f"--truncation thresholds must be finite and > 0, got {list(thresholds)}")
+    return values
+
+
+def plot_truncation(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """FMNIST-IS against FMNIST-FID, one line per width through its thresholds (points labelled)."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display backend needed
+
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    for width in sorted({r["width"] for r in rows}):
+        points = sorted((r for r in rows if r["width"] == width), key=lambda r: r["truncation"])
+        fids, iss = [r["fmnist_fid"] for r in points], [r["fmnist_is"] for r in points]
+        ax.plot(fids, iss, marker="o", label=f"width {width}")
+        for r, x, y in zip(points, fids, iss):
+            ax.annotate(f"{r['truncation']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("FMNIST-FID (lower is better)")
+    ax.set_ylabel("FMNIST-IS (higher is better)")
+    ax.set_title("Truncation trade-off per width (labels: threshold)")
+    ax.ticklabel_format(useOffset=False)  # plain values: an untrained G's IS of 1.0001 reads "+1" otherwise
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.savefig(path, dpi=120)
+    return path
+
+
 # ----------------------------------------------------------------------------- main entry
 def run_dir(checkpoint: Path) -> Path:
     """``<run>/checkpoints/last.ckpt`` -> ``<run>``; any other checkpoint -> its folder."""
@@ -177,9 +236,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, widths: Sequence[float] |
                         is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000,
                         latency_batches: Sequence[int] = (1, 64), latency_repeats: int = 20,
                         latency_warmup: int = 3, batch_size: int = 500, sanity: bool = True,
-                        write: bool = True, log: Log | None = print) -> dict[str, Any]:
+                        truncation: Sequence[float] | None = None, write: bool = True,
+                        log: Log | None = print) -> dict[str, Any]:
     """Evaluate every width of a checkpoint; returns the ``metrics.json`` content (and writes
-    ``metrics.json`` / ``metrics.md`` unless ``write=False``)."""
+    ``metrics.json`` / ``metrics.md``, plus ``truncation.png`` with ``truncation``, unless
+    ``write=False``)."""
+    thresholds = check_thresholds(truncation) if truncation is not None else None
     checkpoint = Path(checkpoint)
     model, progress = load_model(checkpoint)
     widths = [float(w) for w in (widths or model.widths)]
@@ -220,13 +282,21 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, widths: Sequence[float] |
         "widths": rows,
         "consistency": mean_inconsistency(widths, fake_feats).to_json() if len(widths) > 1 else None,
         "sanity": None,
+        "truncation": None,
     }
+    if thresholds:
+        result["truncation"] = truncation_curves(model, widths, thresholds, extractor, real, n_fake, batch_size,
+                                                 is_splits, seed, say)
     if sanity:
         other = "train" if split == "test" else "test"
         ref = real_features(extractor, other, min(n_real, SPLIT_SIZES[other]), data_root, cache_dir, batch_size, log)
         result["sanity"] = {"pair": f"real {other} vs real {split}", **score(real, ref, **knobs)}
     if write:
         out = Path(out_dir) if out_dir is not None else run_dir(checkpoint)
+        if result["truncation"]:
+            out.mkdir(parents=True, exist_ok=True)
+            result["truncation"]["plot"] = plot_truncation(result["truncation"]["rows"], out / "truncation.png").name
+            say(f"wrote {out / result['truncation']['plot']}")
         paths = write_results(result, out)
         say(f"wrote {paths[0]} and {paths[1]}")
     say("\n" + markdown_table(result))
@@ -271,8 +341,19 @@ def markdown_table(result: dict[str, Any]) -> str:
         c = result["consistency"]
         adjacent = ", ".join(f"{k}: {v:.3f}" for k, v in c["adjacent"].items())
         text += [f"FMNIST-mIC (mean over all width pairs): {c['mIC']:.3f}; adjacent pairs: {adjacent}", ""]
+    if result.get("truncation"):
+        text += truncation_table(result["truncation"])
     text += [result["note"], ""]
     return "\n".join(text)
+
+
+def truncation_table(truncation: dict[str, Any]) -> list[str]:
+    lines = [f"Truncation: {truncation['method']}.", "",
+             "| width | threshold | FMNIST-FID | FMNIST-IS |", "|---|---|---|---|"]
+    for r in truncation["rows"]:
+        lines.append(f"| {r['width']} | {r['truncation']:g} | {r['fmnist_fid']:.2f} | "
+                     f"{r['fmnist_is']:.2f} ± {r['fmnist_is_std']:.2f} |")
+    return [*lines, ""]
 
 
 def write_results(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
@@ -308,6 +389,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=500, help="batch for sampling and feature extraction")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-sanity", action="store_true", help="skip the real-vs-real sanity row")
+    p.add_argument("--truncation", type=float, nargs="+", default=None, metavar="T",
+                   help="also score FMNIST-FID/IS per width with |z| > T resampled, for each threshold T, "
+                        "and plot IS against FID (truncation.png)")
     return p.parse_args(argv)
 
 
@@ -322,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                             is_splits=args.is_splits, kid_subsets=args.kid_subsets,
                             kid_subset_size=args.kid_subset_size, latency_batches=args.latency_batches,
                             latency_repeats=args.latency_repeats, latency_warmup=args.latency_warmup,
-                            batch_size=args.batch_size, sanity=not args.no_sanity)
+                            batch_size=args.batch_size, sanity=not args.no_sanity, truncation=args.truncation)
     except (ClassifierCacheError, DataNotFoundError, FileNotFoundError, ValueError) as e:
         print(f"slimgan-eval: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -44,6 +44,12 @@ class SlimGAN(pl.LightningModule):
     over all widths plus inplace distillation. Lightning's ``global_step`` counts optimizer steps,
     i.e. ``n_dis + 1`` per iteration; :attr:`iteration` counts G steps.
 
+    Class-conditional models (cGAN-PD) have ``num_classes`` > 0 in both the generator and the
+    discriminator kwargs (``conf/model/cgan_pd32.yaml`` wires ``${data.num_classes}`` into both).
+    Then the D steps score real images with their batch labels and every width's fakes with fresh
+    uniform labels (drawn like z, per width); the G step draws fresh labels per width, and the
+    distillation batch uses one (z, y) shared by all widths.
+
     Args:
         generator: ``{"arch": ..., **constructor kwargs}`` of the slimmable generator.
         discriminator: ``{"arch": ..., **constructor kwargs}`` of the per-width discriminators.
@@ -97,12 +103,21 @@ class SlimGAN(pl.LightningModule):
         self.discriminator = MultiWidthDiscriminator(
             discriminator["arch"], widths, n_share=n_share, img_channels=self.generator.img_channels, **disc_kwargs
         )
+        if self.generator.num_classes != self.discriminator.num_classes:
+            raise ValueError(f"model.generator.num_classes={self.generator.num_classes} and "
+                             f"model.discriminator.num_classes={self.discriminator.num_classes} must be equal "
+                             "(both the data's class count for a conditional model, 0 or null otherwise)")
 
     # ----------------------------------------------------------------- public API
     @property
     def widths(self) -> list[float]:
         """The trained widths, narrowest first."""
         return list(self.generator.widths)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of a class-conditional model; 0 when unconditional."""
+        return self.generator.num_classes
 
     @property
     def iteration(self) -> int:
@@ -123,22 +138,59 @@ class SlimGAN(pl.LightningModule):
                 outside = z.abs() > truncation
         return z.to(self.device)
 
+    def random_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """``n`` class ids drawn uniformly from [0, num_classes), or None for an unconditional model."""
+        if not self.num_classes:
+            return None
+        device = "cpu" if generator is not None else self.device
+        return torch.randint(self.num_classes, (n,), generator=generator, device=device).to(self.device)
+
+    def grid_labels(self, n: int, nrow: int) -> torch.Tensor | None:
+        """Labels for an ``n``-image grid of ``nrow`` images per row (torchvision's ``nrow``) in which
+        row r shows class ``r mod num_classes``; None for an unconditional model."""
+        if not self.num_classes:
+            return None
+        if n < 1 or nrow < 1:
+            raise ValueError(f"n and nrow must be >= 1, got n={n}, nrow={nrow}")
+        return (torch.arange(n, device=self.device) // nrow) % self.num_classes
+
+    def _check_sample_labels(self, labels: torch.Tensor | Sequence[int], n: int) -> torch.Tensor:
+        if not self.num_classes:
+            raise ValueError("labels given, but this model is unconditional (model.generator.num_classes=0)")
+        y = torch.as_tensor(labels, device=self.device)
+        if y.shape != (n,) or y.dtype.is_floating_point or y.dtype == torch.bool:
+            raise ValueError(f"labels must be {n} integer class ids, shape ({n},), got {tuple(y.shape)} {y.dtype}")
+        if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
+            raise ValueError(f"labels must be class ids in [0, {self.num_classes - 1}], got values in "
+                             f"[{int(y.min())}, {int(y.max())}]")
+        return y.long()
+
     @torch.no_grad()
-    def sample(self, n: int, width: float, labels: torch.Tensor | None = None, seed: int | None = None,
-               truncation: float | None = None, batch_size: int = 500) -> torch.Tensor:
+    def sample(self, n: int, width: float, labels: torch.Tensor | Sequence[int] | None = None,
+               seed: int | None = None, truncation: float | None = None, batch_size: int = 500) -> torch.Tensor:
         """``n`` images in [-1, 1], shape (n, C, H, W), from the generator at ``width`` in eval mode
         (that width's BN running statistics; nothing in the model changes). Same seed, same z.
-        ``truncation``: resample latent entries with |z| above it (see :meth:`noise`)."""
+        ``truncation``: resample latent entries with |z| above it (see :meth:`noise`).
+
+        Conditional models: ``labels`` are the n class ids; when None they are drawn uniformly, from
+        the same seeded stream after z (so the same seed gives the same z with or without labels, and
+        the same (z, y) at every width; with ``truncation`` the drawn y also depends on the threshold,
+        as z's redraws come first). :meth:`grid_labels` arranges one class per grid row.
+        Unconditional models refuse ``labels``.
+        """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         self.generator.check_width(width)
+        y = self._check_sample_labels(labels, n) if labels is not None else None
         rng = torch.Generator().manual_seed(seed) if seed is not None else None
         z = self.noise(n, rng, truncation)
+        if y is None:
+            y = self.random_labels(n, rng)
         was_training = self.generator.training
         self.generator.eval()
         try:
-            out = [self.generator(zb, width=width, y=None if labels is None else labels[i:i + batch_size])
-                   for i, zb in zip(range(0, n, batch_size), z.split(batch_size))]
+            out = [self.generator(z[i:i + batch_size], width=width, y=None if y is None else y[i:i + batch_size])
+                   for i in range(0, n, batch_size)]
         finally:
             self.generator.train(was_training)
         return torch.cat(out)
@@ -150,12 +202,21 @@ class SlimGAN(pl.LightningModule):
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.d_lr, betas=tuple(hp.d_betas))
         return [opt_g, opt_d]
 
+    def on_fit_start(self) -> None:
+        # A conditional model's embeddings must cover the data's classes (the config wires
+        # ${data.num_classes}; this catches a Python-API mismatch before an index error deep in G).
+        data_classes = getattr(getattr(self.trainer, "datamodule", None), "num_classes", None)
+        if self.num_classes and data_classes is not None and data_classes != self.num_classes:
+            raise ValueError(f"model.generator.num_classes={self.num_classes} but the data has "
+                             f"data.num_classes={data_classes} classes")
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        images, _ = batch
+        images, labels = batch
         opt_g, opt_d = self.optimizers()
         reals = images.chunk(self.hparams.n_dis)
-        for real in reals:
-            d_losses = self._discriminator_step(real, opt_d)
+        real_labels = labels.chunk(self.hparams.n_dis) if self.num_classes else [None] * len(reals)
+        for real, real_y in zip(reals, real_labels):
+            d_losses = self._discriminator_step(real, real_y, opt_d)
         g_losses, kd_loss = self._generator_step(reals[-1].shape[0], opt_g)
 
         logs = {}
@@ -169,11 +230,16 @@ class SlimGAN(pl.LightningModule):
         # G steps so far; checkpoint names use it (Lightning's global_step counts optimizer steps).
         self.log("iteration", float(self.iteration), on_step=True, on_epoch=False)
 
-    def _discriminator_step(self, real: torch.Tensor, opt_d) -> list[torch.Tensor]:
+    def _discriminator_step(self, real: torch.Tensor, real_labels: torch.Tensor | None, opt_d) -> list[torch.Tensor]:
         n = real.shape[0]
+        fakes, fake_labels = [], []
         with torch.no_grad():  # no autograd graph for G in D steps
-            fakes = [self.generator(self.noise(n), width=w) for w in self.widths]
-        fake_scores, real_scores = self.discriminator.score_all(fakes, real)
+            for w in self.widths:  # fresh z (and class labels) per width
+                z, y = self.noise(n), self.random_labels(n)
+                fakes.append(self.generator(z, width=w, y=y))
+                fake_labels.append(y)
+        fake_scores, real_scores = self.discriminator.score_all(
+            fakes, real, fake_labels=fake_labels if self.num_classes else None, real_labels=real_labels)
         losses = [hinge_d_loss(r, f) for r, f in zip(real_scores, fake_scores)]
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(torch.stack(losses).sum())
@@ -185,18 +251,21 @@ class SlimGAN(pl.LightningModule):
         distil = hp.alpha > 0 and len(self.widths) > 1
         # D's parameters stop requiring grad here, so no D weight gradients are computed.
         with self.toggled_optimizer(opt_g):
-            z_distil = self.noise(n) if distil else None  # shared by all widths
-            fakes, students = [], []
+            # one (z, y) shared by all widths for distillation
+            z_distil, y_distil = (self.noise(n), self.random_labels(n)) if distil else (None, None)
+            fakes, fake_labels, students = [], [], []
             for w in self.widths:
-                z = self.noise(n)
+                z, y = self.noise(n), self.random_labels(n)  # fresh per width
                 if distil and hp.distill_forward == "concat":
-                    fake, student = self.generator(torch.cat([z, z_distil]), width=w).split(n)
+                    y_both = None if y is None else torch.cat([y, y_distil])
+                    fake, student = self.generator(torch.cat([z, z_distil]), width=w, y=y_both).split(n)
                 else:
-                    fake = self.generator(z, width=w)
-                    student = self.generator(z_distil, width=w) if distil else None
+                    fake = self.generator(z, width=w, y=y)
+                    student = self.generator(z_distil, width=w, y=y_distil) if distil else None
                 fakes.append(fake)
+                fake_labels.append(y)
                 students.append(student)
-            fake_scores, _ = self.discriminator.score_all(fakes)
+            fake_scores, _ = self.discriminator.score_all(fakes, fake_labels=fake_labels if self.num_classes else None)
             g_losses = [hinge_g_loss(s) for s in fake_scores]
             kd = distillation_loss(students, hp.stepwise) if distil else fakes[0].new_zeros(())
             loss = torch.stack(g_losses).sum() + hp.alpha * kd

@@ -10,6 +10,7 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,8 +38,13 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
         callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
         loggers = [instantiate(lg) for lg in cfg.get("logger", {}).values() if lg is not None]
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        for callback in callbacks:  # callbacks that depend on the model, data or trainer check them now
+            if hasattr(callback, "check_config"):
+                callback.check_config(model, datamodule, trainer)
     except (ValueError, TypeError, DataNotFoundError) as e:
         raise ConfigError(str(e)) from e
+    except InstantiationException as e:  # Hydra wraps a constructor's error; report the error itself
+        raise ConfigError(str(e.__cause__ or e)) from e
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={cfg.ckpt_path!r} is not a file")
     return model, datamodule, trainer

@@ -302,6 +302,35 @@ def test_slimgan_eval_console_script_and_errors(tmp_path, evaluated):
     assert info.value.code == 2
 
 
+def test_slimgan_eval_truncation_rows_and_plot(evaluated, tmp_path):
+    _, args = evaluated
+    eval_main([*args, "--widths", "0.25", "1.0", "--n-fake", "100", "--no-sanity", "--out", str(tmp_path),
+               "--truncation", "2.0", "0.5", "1.0"])
+    result = json.loads((tmp_path / "metrics.json").read_text())
+    trunc = result["truncation"]
+    assert trunc["thresholds"] == [0.5, 1.0, 2.0]
+    assert sorted((r["width"], r["truncation"]) for r in trunc["rows"]) == [
+        (w, t) for w in (0.25, 1.0) for t in (0.5, 1.0, 2.0)]
+    for r in trunc["rows"]:
+        assert r["fmnist_fid"] > 0 and 1 <= r["fmnist_is"] <= 10
+    plot = tmp_path / trunc["plot"]
+    assert plot == tmp_path / "truncation.png" and plot.stat().st_size > 1000
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| width | threshold | FMNIST-FID | FMNIST-IS |" in (tmp_path / "metrics.md").read_text()
+    # a threshold of 2 leaves 95% of z untouched; 0.5 changes the images, hence the FID
+    by_key = {(r["width"], r["truncation"]): r["fmnist_fid"] for r in trunc["rows"]}
+    assert by_key[(1.0, 0.5)] != pytest.approx(by_key[(1.0, 2.0)], rel=1e-6)
+
+
+def test_slimgan_eval_rejects_bad_truncation(evaluated, capsys):
+    _, args = evaluated
+    with pytest.raises(SystemExit) as info:
+        eval_main([*args, "--truncation", "1.0", "0", "--no-sanity"])
+    assert info.value.code == 2
+    message = "slimgan-eval: error: --truncation thresholds must be finite and > 0, got [1.0, 0.0]\n"
+    assert capsys.readouterr().err == message  # one line, before any evaluation work
+
+
 # ----------------------------------------------------------------------------- Inception weights
 @pytest.fixture(scope="module")
 def random_inception_weights(tmp_path_factory) -> Path:

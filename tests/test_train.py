@@ -1,14 +1,45 @@
 """End to end through the Hydra config on real Fashion-MNIST: a few steps, grids, checkpoints, reload."""
 
+import csv
 import math
+import multiprocessing as mp
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from slimgan_pl import SlimGAN
+from slimgan_pl.callbacks import PerWidthFIDCallback, rank_shard
+from slimgan_pl.data.fashion_mnist import FashionMNISTDataModule
+from slimgan_pl.evaluate import extract, real_features
+from slimgan_pl.metrics import fmnist_classifier as fc
+from slimgan_pl.metrics.scores import frechet_distance
+from slimgan_pl.module import width_tag
 from slimgan_pl.train import ConfigError, build, train
+
+WIDTH_TAGS = ("w0.25", "w0.5", "w0.75", "w1.0")
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory, fmnist_root) -> Path:
+    """Two epochs on 2000 images (~65% accuracy, a few seconds): not the real classifier, but its
+    features separate image sets enough for FMNIST-FIDs to be meaningful numbers."""
+    model, acc, info = fc.train_classifier(root=fmnist_root, epochs=2, limit=2000, test_limit=200, log=None)
+    return fc.save_classifier(model, tmp_path_factory.mktemp("clf") / "clf.pt", acc, info)
+
+
+def fmnist_fid(model: SlimGAN, width: float, classifier: Path, root: str, n_real: int,
+               seeds_and_counts: list[tuple[int, int]], real_part: slice = slice(None)) -> float:
+    """Single-process FMNIST-FID (slimgan-eval's path) of the union of ``model.sample(count, seed=seed)``
+    against ``real_part`` of the ``n_real`` real test features."""
+    loaded = fc.read_classifier(classifier)
+    extractor = fc.FMNISTFeatureExtractor(loaded.model, sha256=loaded.sha256)
+    real = real_features(extractor, "test", n_real, root, log=None)
+    fakes = torch.cat([model.sample(n, width, seed=seed) for seed, n in seeds_and_counts])
+    return frechet_distance(real.features[real_part], extract(extractor, fakes).features)
 
 
 def test_train_writes_grids_and_checkpoint_and_reloads(make_cfg, tmp_path, fmnist_root):
@@ -41,7 +72,7 @@ def test_train_writes_grids_and_checkpoint_and_reloads(make_cfg, tmp_path, fmnis
 @pytest.mark.parametrize("override, key", [
     ("slim.widths=[0.5,0.25]", "slim.widths"),
     ("slim.widths=[0.25,1.5]", "slim.widths"),
-    ("slim.n_share=7", "slim.n_share"),
+    ("slim.n_share=8", "slim.n_share"),
     ("slim.alpha=-2", "slim.alpha"),
     ("optim.n_dis=0", "optim.n_dis"),
     ("model.generator.arch=unet", "model.generator.arch"),
@@ -76,16 +107,114 @@ def test_cifar_without_data_says_what_to_do(make_cfg, tmp_path):
         build(cfg)
 
 
-def test_training_ends_with_per_width_evaluation(make_cfg, tmp_path, fmnist_root, monkeypatch):
-    from slimgan_pl.metrics import fmnist_classifier as fc
-
+def test_training_ends_with_per_width_evaluation(make_cfg, tmp_path, monkeypatch, tiny_classifier):
     monkeypatch.setenv("SLIMGAN_METRICS_CACHE", str(tmp_path / "cache"))
-    model, acc, info = fc.train_classifier(root=fmnist_root, epochs=1, limit=500, test_limit=200, log=None)
-    clf = fc.save_classifier(model, tmp_path / "clf.pt", acc, info)
     out = tmp_path / "run"
     cfg = make_cfg("train.g_steps=2", "data.batch_size=8", "evaluate.after_training=true", "evaluate.n_fake=40",
-                   "evaluate.n_real=40", "evaluate.latency_repeats=2", f"evaluate.classifier={clf}")
+                   "evaluate.n_real=40", "evaluate.latency_repeats=2", f"evaluate.classifier={tiny_classifier}")
     summary = train(cfg)
     assert set(summary["fmnist_fid"]) == {"w0.25", "w0.5", "w0.75", "w1.0"}
     assert all(math.isfinite(v) and v > 0 for v in summary["fmnist_fid"].values())
     assert (out / "metrics.json").is_file() and "FMNIST-FID" in (out / "metrics.md").read_text()
+
+
+# ----------------------------------------------------------------------------- FMNIST-FID during training
+def test_training_logs_per_width_fid_to_the_csv_logger(make_cfg, tmp_path, fmnist_root, tiny_classifier,
+                                                       monkeypatch):
+    monkeypatch.setenv("SLIMGAN_METRICS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    cfg = make_cfg("train.g_steps=4", "data.batch_size=8", "+data.limit=64", "trainer.log_every_n_steps=1",
+                   "callbacks.sample_grid=null", "callbacks.fid.every_n_iterations=2", "callbacks.fid.n_fake=40",
+                   "callbacks.fid.n_real=50", f"callbacks.fid.classifier={tiny_classifier}")
+    train(cfg)
+    with open(out / "csv" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    fid_rows = [r for r in rows if r.get("val/fmnist_fid_w1.0")]
+    assert [float(r["iteration"]) for r in fid_rows] == [2.0, 4.0]  # once per evaluation, nothing in between
+    logged = {tag: [float(r[f"val/fmnist_fid_{tag}"]) for r in fid_rows] for tag in WIDTH_TAGS}
+    for tag, values in logged.items():
+        assert all(math.isfinite(v) and v > 0 for v in values), (tag, values)
+    assert len(list((tmp_path / "cache").glob("fashion_mnist-test-32px-n50-*.pt"))) == 1  # slimgan-eval's cache
+
+    # The value logged at the last iteration is slimgan-eval's FMNIST-FID of the final generator.
+    model = SlimGAN.load_from_checkpoint(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    for w in model.widths:
+        expected = fmnist_fid(model, w, tiny_classifier, fmnist_root, 50, [(0, 40)])
+        assert logged[width_tag(w)][-1] == pytest.approx(expected, rel=1e-4)
+
+
+def test_fid_callback_can_be_disabled_and_refuses_other_data(make_cfg, tmp_path):
+    _, _, trainer = build(make_cfg("callbacks.fid=null"))
+    assert not any(isinstance(c, PerWidthFIDCallback) for c in trainer.callbacks)
+    assert make_cfg("experiment=cifar10_sndcgan").callbacks.fid is None
+    with pytest.raises(ConfigError, match=r"callbacks\.fid\.every_n_iterations must be >= 1"):
+        build(make_cfg("callbacks.fid.every_n_iterations=0"))
+
+    def tiny(channels: int) -> SlimGAN:
+        return SlimGAN(generator=dict(arch="sndcgan32", ngf=16, img_channels=channels),
+                       discriminator=dict(arch="sndcgan32", ndf=16))
+
+    trainer = pl.Trainer(accelerator="cpu", logger=False)
+    with pytest.raises(ValueError, match=r"callbacks\.fid .* Fashion-MNIST .* 3x32x32; set callbacks\.fid=null"):
+        PerWidthFIDCallback().check_config(tiny(3), None, trainer)
+    gray = tiny(1)
+    with pytest.raises(ValueError, match=r"needs Fashion-MNIST data .* got LightningDataModule"):
+        PerWidthFIDCallback().check_config(gray, pl.LightningDataModule(), trainer)
+    with pytest.raises(ValueError, match=r"callbacks\.fid needs n_fake >= 2"):
+        PerWidthFIDCallback(n_fake=1)
+
+
+@pytest.mark.parametrize("n, world", [(41, 2), (37, 2), (10, 3), (3, 3)])
+def test_rank_shards_cover_every_sample_once(n, world):
+    shards = [rank_shard(n, r, world) for r in range(world)]
+    assert [i for s in shards for i in range(n)[s]] == list(range(n))
+    assert max(s.stop - s.start for s in shards) - min(s.stop - s.start for s in shards) <= 1
+
+
+@pytest.fixture
+def one_thread_for_fork():
+    """Forked ranks hang in OpenMP (libgomp is not fork-safe) once this process has run torch ops on
+    several threads; with one thread torch never enters an OpenMP region."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class SeedPerRank(pl.Callback):
+    """Ranks draw different training noise, so their G's BN running statistics differ at evaluation."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: SlimGAN) -> None:
+        torch.manual_seed(100 + trainer.global_rank)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs fork (ddp_fork)")
+def test_fid_callback_under_ddp_equals_single_process_fid_of_the_union(tmp_path, fmnist_root, tiny_classifier,
+                                                                      monkeypatch, one_thread_for_fork):
+    """Two CPU processes (gloo): each samples its share of the fakes and feeds its shard of the real
+    features; the synchronised FID must equal the single-process FID of all samples.
+
+    ddp_fork, not ddp_spawn: spawn pickles the model, which parametrized (spectral-norm) modules
+    refuse. SlimGAN's D steps leave G's parameters unused, hence find_unused_parameters."""
+    monkeypatch.setenv("SLIMGAN_METRICS_CACHE", str(tmp_path / "cache"))  # inherited by the forked ranks
+    torch.manual_seed(0)
+    model = SlimGAN(generator=dict(arch="sndcgan32", ngf=16, img_channels=1),
+                    discriminator=dict(arch="sndcgan32", ndf=16), n_dis=1)
+    n_fake, n_real, seed = 41, 37, 5  # odd: the ranks get 21 + 20 fakes and 19 + 18 real images
+    callback = PerWidthFIDCallback(every_n_iterations=2, n_fake=n_fake, n_real=n_real,
+                                   classifier=str(tiny_classifier), seed=seed)
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_fork_find_unused_parameters_true",
+                         max_steps=2 * 2, callbacks=[SeedPerRank(), callback], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=FashionMNISTDataModule(fmnist_root, batch_size=8, n_dis=1, limit=64))
+
+    # The launcher hands rank 0's final weights and logged values back to this process.
+    counts = [(seed + r, len(range(n_fake)[rank_shard(n_fake, r, 2)])) for r in range(2)]
+    for w in model.widths:
+        synced = float(trainer.callback_metrics[f"val/fmnist_fid_{width_tag(w)}"])
+        union = fmnist_fid(model, w, tiny_classifier, fmnist_root, n_real, counts)
+        assert synced == pytest.approx(union, rel=1e-6)  # float32 log of a float64 result
+        # What rank 0 would report without synchronisation: clearly another number.
+        unsynced = fmnist_fid(model, w, tiny_classifier, fmnist_root, n_real, counts[:1], rank_shard(n_real, 0, 2))
+        assert abs(unsynced - union) > 1e-4 * union

@@ -83,9 +83,13 @@ class FashionMNISTDataModule(InMemoryImageDataModule):
     name = "fashion_mnist"
 
     def __init__(self, root: str = DEBIAN_ROOT, batch_size: int = 64, n_dis: int = 1, image_size: int = 32,
-                 img_channels: int = 1, num_workers: int = 0, split: str = "train", limit: int | None = None) -> None:
+                 img_channels: int = 1, num_workers: int = 0, split: str = "train", limit: int | None = None,
+                 num_classes: int = 10) -> None:
         if img_channels != 1:
             raise ValueError(f"data.img_channels must be 1 for Fashion-MNIST (grayscale), got {img_channels}")
+        # Accepted so that configs can read ${data.num_classes} (conditional models); always 10.
+        if num_classes != 10:
+            raise ValueError(f"data.num_classes must be 10 for Fashion-MNIST, got {num_classes}")
         super().__init__(batch_size=batch_size, n_dis=n_dis, image_size=image_size, img_channels=1,
                          num_workers=num_workers, limit=limit)
         self.root, self.split = root, split

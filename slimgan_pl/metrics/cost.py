@@ -10,20 +10,35 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from slimgan_pl.nn import SwitchableBatchNorm2d
+from slimgan_pl.nn import (
+    SliceableConditionalBatchNorm2d,
+    SwitchableBatchNorm2d,
+    SwitchableConditionalBatchNorm2d,
+    slim_channels,
+)
 
 _SLICED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
 
 
+def _label_kwargs(generator: nn.Module, n: int) -> dict[str, torch.Tensor]:
+    """``{"y": class ids 0, 1, ...}`` for a conditional generator (the cost does not depend on the
+    classes), else ``{}`` so that wrappers taking only ``(z, width)`` keep working."""
+    num_classes = int(getattr(generator, "num_classes", 0) or 0)
+    return {"y": torch.arange(n) % num_classes} if num_classes else {}
+
+
 def active_parameters(generator: nn.Module, width: float) -> int:
     """Parameters a forward pass at ``width`` uses: weight/bias slices of slimmable layers, the
-    width's own switchable BN, and every other parameter in full (e.g. shared embeddings, which
-    makes conditional models' counts an upper bound)."""
+    width's own switchable (conditional) BN, the width's gamma/beta columns of a sliceable
+    conditional BN's shared class embedding (all classes), and every other parameter in full."""
     total, handled = 0, set()
     for module in generator.modules():
-        if isinstance(module, SwitchableBatchNorm2d):
+        if isinstance(module, (SwitchableBatchNorm2d, SwitchableConditionalBatchNorm2d)):
             handled.update(id(p) for p in module.parameters())
             total += sum(p.numel() for p in module.for_width(width).parameters())
+        elif isinstance(module, SliceableConditionalBatchNorm2d):
+            handled.add(id(module.embed.weight))  # its per-width BNs are counted by the branch above
+            total += module.num_classes * 2 * slim_channels(module.num_features, width)
         elif isinstance(module, _SLICED) and hasattr(module, "active"):
             handled.update(id(p) for p in module.parameters(recurse=False))
             in_w, out_w = module.active(width)
@@ -40,7 +55,7 @@ def generator_macs(generator: nn.Module, width: float, nz: int) -> int:
     generator.eval()
     try:
         with FlopCounterMode(display=False) as counter:
-            generator(torch.zeros(1, nz), width=width)
+            generator(torch.zeros(1, nz), width=width, **_label_kwargs(generator, 1))
     finally:
         generator.train(was_training)
     return counter.get_total_flops() // 2
@@ -54,13 +69,14 @@ def latency_ms(generator: nn.Module, width: float, nz: int, batch: int, repeats:
     was_training = generator.training
     generator.eval()
     z = torch.randn(batch, nz, generator=torch.Generator().manual_seed(seed))
+    labels = _label_kwargs(generator, batch)
     try:
         for _ in range(warmup):
-            generator(z, width=width)
+            generator(z, width=width, **labels)
         times = []
         for _ in range(max(1, repeats)):
             start = time.perf_counter()
-            generator(z, width=width)
+            generator(z, width=width, **labels)
             times.append(time.perf_counter() - start)
     finally:
         generator.train(was_training)

@@ -1,5 +1,10 @@
 """Multi-width discriminator: one full-width discriminator per generator width, the first
-``n_share`` blocks (from the input) shared by all widths, the later blocks and the head private."""
+``n_share`` blocks (from the input) shared by all widths, the later blocks and the head private.
+
+Class-conditional (``num_classes`` > 0, SNResGAN-32 only): each width's head is a projection head
+(Miyato & Koyama 2018), ``linear(h) + <embed_w(y), h>`` with a private, spectrally normalised class
+embedding per width; this is cGAN-PD-32's discriminator.
+"""
 
 from __future__ import annotations
 
@@ -74,12 +79,43 @@ class SumPoolHead(nn.Module):
         return self.linear(F.relu(h).sum(dim=(2, 3)))
 
 
+class ProjectionHead(nn.Module):
+    """ReLU, global sum pooling, then ``linear(h) + <embed(y), h>`` (projection discriminator).
+
+    The class embedding is spectrally normalised like every D weight (as the reference's SNEmbedding)
+    and initialised with the D's scheme.
+    """
+
+    def __init__(self, channels: int, num_classes: int, init: str) -> None:
+        super().__init__()
+        self.linear = _sn(nn.Linear(channels, 1), init)
+        self.embed = _sn(nn.Embedding(num_classes, channels), init)
+
+    def forward(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = F.relu(h).sum(dim=(2, 3))
+        return self.linear(h) + (self.embed(y) * h).sum(dim=1, keepdim=True)
+
+
+def _check_num_classes(num_classes: int | None) -> int:
+    """``model.discriminator.num_classes``: None or 0 = unconditional."""
+    if num_classes is None:
+        return 0
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"model.discriminator.num_classes must be an integer >= 0 (0 or null: unconditional), "
+                         f"got {num_classes!r}")
+    return num_classes
+
+
 class SNDCGANDiscriminatorPlan:
     """SNDCGAN D: per downsampling stage a conv3x3 and a conv4x4/s2 (channels ndf/8, ndf/4, ndf/2 at
     32px), then a conv3x3 to ndf; flatten; linear. Each conv layer is one block for ``n_share``
     (7 at 32px), as in the reference implementation."""
 
-    def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str) -> None:
+    def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str,
+                 num_classes: int = 0) -> None:
+        if num_classes:
+            raise ValueError(f"model.discriminator.num_classes={num_classes}: arch sndcgan32 has no projection "
+                             "head; a class-conditional D needs arch snresgan32 (model=cgan_pd32)")
         n_down = int(round(math.log2(img_size / bottom)))
         stages = [max(1, ndf // 2 ** (n_down - i)) for i in range(n_down)]
         self.layers: list[tuple[int, int, int, int]] = []  # (c_in, c_out, kernel, stride)
@@ -99,19 +135,23 @@ class SNDCGANDiscriminatorPlan:
 
 
 class SNResGANDiscriminatorPlan:
-    """SNResGAN-32 D: optimized down block img->ndf, down block, two plain blocks; sum-pool head."""
+    """SNResGAN-32 D: optimized down block img->ndf, down block, two plain blocks; sum-pool head
+    (a projection head when ``num_classes`` > 0: cGAN-PD-32)."""
 
-    def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str) -> None:
+    def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str,
+                 num_classes: int = 0) -> None:
         n_down = int(round(math.log2(img_size / bottom))) - 1  # 32 -> 8 with two down blocks
         self.specs = [(img_channels, ndf, True, True)] + [(ndf, ndf, True, False)] * (n_down - 1) \
             + [(ndf, ndf, False, False)] * 2
-        self.n_blocks, self.ndf, self.init = len(self.specs), ndf, init
+        self.n_blocks, self.ndf, self.init, self.num_classes = len(self.specs), ndf, init, num_classes
 
     def block(self, i: int) -> nn.Module:
         c_in, c_out, down, optimized = self.specs[i]
         return ResDBlock(c_in, c_out, down, optimized, self.init)
 
     def head(self) -> nn.Module:
+        if self.num_classes:
+            return ProjectionHead(self.ndf, self.num_classes, self.init)
         return SumPoolHead(self.ndf, self.init)
 
 
@@ -121,11 +161,11 @@ DISCRIMINATORS = {
 }
 
 
-def discriminator_plan(arch: str, ndf: int, img_channels: int, init: str = "xavier"):
+def discriminator_plan(arch: str, ndf: int, img_channels: int, init: str = "xavier", num_classes: int = 0):
     if arch not in DISCRIMINATORS:
         raise ValueError(f"model.discriminator.arch must be one of {sorted(DISCRIMINATORS)}, got {arch!r}")
     cls, fixed = DISCRIMINATORS[arch]
-    return cls(ndf=ndf, img_channels=img_channels, init=init, **fixed)
+    return cls(ndf=ndf, img_channels=img_channels, init=init, num_classes=num_classes, **fixed)
 
 
 class PrivateDiscriminator(nn.Module):
@@ -137,21 +177,24 @@ class PrivateDiscriminator(nn.Module):
         self.head = head
 
     def forward(self, h: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.blocks(h)).flatten()
+        h = self.blocks(h)
+        return (self.head(h) if y is None else self.head(h, y)).flatten()
 
 
 class MultiWidthDiscriminator(nn.Module):
     """One discriminator per generator width (each full width), the first ``n_share`` blocks shared.
 
     ``n_share = 0``: independent discriminators; ``n_share = n_blocks``: only the heads are private.
-    Only modules some width uses are allocated.
+    Only modules some width uses are allocated. ``num_classes`` > 0: projection heads (per width),
+    and every call needs the class labels of its images.
     """
 
     def __init__(self, arch: str, widths: Sequence[float], n_share: int = 2, ndf: int = 512,
-                 img_channels: int = 3, init: str = "xavier") -> None:
+                 img_channels: int = 3, init: str = "xavier", num_classes: int | None = None) -> None:
         super().__init__()
         self.widths = check_widths(widths)
-        plan = discriminator_plan(arch, ndf, img_channels, init)
+        self.num_classes = _check_num_classes(num_classes)
+        plan = discriminator_plan(arch, ndf, img_channels, init, self.num_classes)
         if not isinstance(n_share, int) or not 0 <= n_share <= plan.n_blocks:
             raise ValueError(f"slim.n_share must be an integer in [0, {plan.n_blocks}] for "
                              f"discriminator {arch} ({plan.n_blocks} blocks), got {n_share!r}")
@@ -162,30 +205,56 @@ class MultiWidthDiscriminator(nn.Module):
             for _ in self.widths
         )
 
+    def check_labels(self, x: torch.Tensor, y: torch.Tensor | None, what: str = "y") -> None:
+        """Conditional D's need labels (N,) for every batch; unconditional ones refuse them."""
+        if self.num_classes and y is None:
+            raise ValueError(f"this discriminator is class-conditional (model.discriminator.num_classes="
+                             f"{self.num_classes}): pass class labels {what}")
+        if not self.num_classes and y is not None:
+            raise ValueError(f"class labels {what} given, but this discriminator is unconditional "
+                             "(model.discriminator.num_classes=0)")
+        if y is not None and y.shape != (x.shape[0],):
+            raise ValueError(f"{what} must have shape ({x.shape[0]},), one class id per image, got {tuple(y.shape)}")
+
     def forward(self, x: torch.Tensor, width: float, y: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of one width's discriminator, shape (N,)."""
+        self.check_labels(x, y)
         return self.private[width_index(self.widths, width)](self.shared(x), y)
 
-    def score_all(self, fakes: Sequence[torch.Tensor], real: torch.Tensor | None = None
+    def score_all(self, fakes: Sequence[torch.Tensor], real: torch.Tensor | None = None,
+                  fake_labels: Sequence[torch.Tensor] | None = None, real_labels: torch.Tensor | None = None,
                   ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
         """Scores of every width's D on its own fake batch (``fakes[i]`` for width i) and, if given,
-        on the one real batch they share.
+        on the one real batch they share. Conditional D's need ``fake_labels[i]`` for ``fakes[i]``
+        and ``real_labels`` for ``real``.
 
         The shared trunk runs once, over real and all fakes concatenated; each private part then
-        runs once, on its real and fake features together. Returns (fake scores, real scores).
+        runs once, on its real and fake features together (and their labels, concatenated in the
+        same order). Returns (fake scores, real scores).
         """
         if len(fakes) != len(self.widths):
             raise ValueError(f"expected {len(self.widths)} fake batches, one per width, got {len(fakes)}")
+        if fake_labels is None:
+            fake_labels = [None] * len(fakes)
+        elif len(fake_labels) != len(fakes):
+            raise ValueError(f"expected {len(fakes)} fake label batches, one per fake batch, got {len(fake_labels)}")
+        for i, (fake, y) in enumerate(zip(fakes, fake_labels)):
+            self.check_labels(fake, y, f"fake_labels[{i}]")
+        if real is not None:
+            self.check_labels(real, real_labels, "real_labels")
+        elif real_labels is not None:
+            raise ValueError("real_labels given without a real batch")
         inputs = ([real] if real is not None else []) + list(fakes)
         sizes = [t.shape[0] for t in inputs]
         feats = self.shared(torch.cat(inputs)).split(sizes)
         real_feat, fake_feats = (feats[0], feats[1:]) if real is not None else (None, feats)
         fake_scores, real_scores = [], []
-        for private, fake_feat in zip(self.private, fake_feats):
+        for private, fake_feat, fake_y in zip(self.private, fake_feats, fake_labels):
             if real_feat is None:
-                fake_scores.append(private(fake_feat))
+                fake_scores.append(private(fake_feat, fake_y))
             else:
-                r, f = private(torch.cat([real_feat, fake_feat])).split([real_feat.shape[0], fake_feat.shape[0]])
+                y = None if fake_y is None else torch.cat([real_labels, fake_y])
+                r, f = private(torch.cat([real_feat, fake_feat]), y).split([real_feat.shape[0], fake_feat.shape[0]])
                 real_scores.append(r)
                 fake_scores.append(f)
         return fake_scores, (real_scores if real is not None else None)

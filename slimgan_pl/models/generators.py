@@ -1,5 +1,12 @@
 """Slimmable generators. Every hidden channel count scales with the width; the latent input and the
-image output channels do not (the output conv reads the first in_w channels at every width)."""
+image output channels do not (the output conv reads the first in_w channels at every width).
+
+Class-conditional generation is a constructor option (``num_classes`` > 0), not a separate
+architecture: SNResGAN-32 with ``num_classes`` is cGAN-PD-32's generator (conditional BN in the
+residual blocks, ``cond_norm`` = ``scbn`` or ``switchable``). ``conf/model/cgan_pd32.yaml`` is the
+preset. Checkpoints keep ``num_classes``/``cond_norm`` in the generator's kwargs, so anything that
+rebuilds a generator from them (``build_generator(arch, widths, **kwargs)``) gets the same model.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +19,36 @@ from torch import nn
 
 from slimgan_pl.models.init import init_weight
 from slimgan_pl.nn import (
+    COND_NORMS,
     SlimmableConv2d,
     SlimmableConvTranspose2d,
     SlimmableLinear,
     SwitchableBatchNorm2d,
     check_widths,
+    conditional_norm,
     width_index,
 )
 
 
-class SlimmableGenerator(nn.Module):
-    """Common interface: ``forward(z, width, y=None)`` returns images in [-1, 1]."""
+def _check_num_classes(num_classes: int | None) -> int:
+    """``model.generator.num_classes``: None or 0 = unconditional, else the number of classes."""
+    if num_classes is None:
+        return 0
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"model.generator.num_classes must be an integer >= 0 (0 or null: unconditional), "
+                         f"got {num_classes!r}")
+    return num_classes
 
-    def __init__(self, widths: Sequence[float], nz: int, img_channels: int, img_size: int) -> None:
+
+class SlimmableGenerator(nn.Module):
+    """Common interface: ``forward(z, width, y=None)`` returns images in [-1, 1].
+
+    ``num_classes`` > 0: class-conditional, ``y`` (int64 class ids, shape (N,)) is required;
+    0: unconditional, ``y`` must be None.
+    """
+
+    def __init__(self, widths: Sequence[float], nz: int, img_channels: int, img_size: int,
+                 num_classes: int | None = None) -> None:
         super().__init__()
         self.widths = check_widths(widths)
         if nz < 1:
@@ -32,9 +56,27 @@ class SlimmableGenerator(nn.Module):
         if img_channels not in (1, 3):
             raise ValueError(f"model.generator.img_channels must be 1 or 3, got {img_channels}")
         self.nz, self.img_channels, self.img_size = nz, img_channels, img_size
+        self.num_classes = _check_num_classes(num_classes)
+
+    @property
+    def n_classes(self) -> int:
+        """Alias of :attr:`num_classes` (read by ``slimgan_pl.deploy``)."""
+        return self.num_classes
 
     def check_width(self, width: float) -> None:
         width_index(self.widths, width)  # raises with the list of trained widths
+
+    def check_labels(self, z: torch.Tensor, y: torch.Tensor | None) -> None:
+        """Conditional generators need ``y`` (N,) integer class ids; unconditional ones refuse it.
+        (Class ids are not range-checked here: that would synchronise with the GPU every forward.)"""
+        if self.num_classes and y is None:
+            raise ValueError(f"this generator is class-conditional (model.generator.num_classes="
+                             f"{self.num_classes}): pass class labels y")
+        if not self.num_classes and y is not None:
+            raise ValueError("class labels y given, but this generator is unconditional "
+                             "(model.generator.num_classes=0)")
+        if y is not None and (y.shape != (z.shape[0],) or y.dtype.is_floating_point or y.dtype == torch.bool):
+            raise ValueError(f"y must be integer class ids of shape ({z.shape[0]},), got {tuple(y.shape)} {y.dtype}")
 
 
 def _n_upsamplings(img_size: int, bottom: int) -> int:
@@ -53,7 +95,10 @@ class SNDCGANGenerator(SlimmableGenerator):
     """
 
     def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 512, img_channels: int = 3,
-                 img_size: int = 32, bottom: int = 4, init: str = "xavier") -> None:
+                 img_size: int = 32, bottom: int = 4, init: str = "xavier", num_classes: int | None = None) -> None:
+        if _check_num_classes(num_classes):
+            raise ValueError(f"model.generator.num_classes={num_classes}: arch sndcgan32 is unconditional only; "
+                             "class-conditional generation needs arch snresgan32 (model=cgan_pd32)")
         super().__init__(widths, nz, img_channels, img_size)
         n_up = _n_upsamplings(img_size, bottom)
         channels = [max(1, ngf // 2**i) for i in range(n_up + 1)]
@@ -70,6 +115,7 @@ class SNDCGANGenerator(SlimmableGenerator):
 
     def forward(self, z: torch.Tensor, width: float, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_width(width)
+        self.check_labels(z, y)
         h = self.fc(z, width)
         h = h.view(z.shape[0], -1, self.bottom, self.bottom)
         for up, bn in zip(self.ups, self.bns):
@@ -78,23 +124,38 @@ class SNDCGANGenerator(SlimmableGenerator):
 
 
 class SlimmableGBlock(nn.Module):
-    """Residual up-block: BN-ReLU-up-conv3-BN-ReLU-conv3, plus up + 1x1 conv shortcut."""
+    """Residual up-block: BN-ReLU-up-conv3-BN-ReLU-conv3, plus up + 1x1 conv shortcut.
 
-    def __init__(self, in_channels: int, out_channels: int, widths: Sequence[float], init: str = "xavier") -> None:
+    With ``num_classes`` > 0 both BNs are conditional (``cond_norm``: ``scbn`` or ``switchable``,
+    see :mod:`slimgan_pl.nn.conditional`) and ``forward`` needs ``y``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, widths: Sequence[float], init: str = "xavier",
+                 num_classes: int = 0, cond_norm: str = "scbn") -> None:
         super().__init__()
-        self.bn1 = SwitchableBatchNorm2d(in_channels, widths)
+        self.conditional = num_classes > 0
+
+        def norm(channels: int) -> nn.Module:
+            if self.conditional:
+                return conditional_norm(cond_norm, channels, num_classes, widths)
+            return SwitchableBatchNorm2d(channels, widths)
+
+        self.bn1 = norm(in_channels)
         self.conv1 = SlimmableConv2d(in_channels, out_channels, 3, padding=1)
-        self.bn2 = SwitchableBatchNorm2d(out_channels, widths)
+        self.bn2 = norm(out_channels)
         self.conv2 = SlimmableConv2d(out_channels, out_channels, 3, padding=1)
         self.shortcut = SlimmableConv2d(in_channels, out_channels, 1)
         init_weight(self.conv1, init, gain=math.sqrt(2))
         init_weight(self.conv2, init, gain=math.sqrt(2))
         init_weight(self.shortcut, init)
 
-    def forward(self, x: torch.Tensor, width: float) -> torch.Tensor:
-        h = F.interpolate(F.relu(self.bn1(x, width)), scale_factor=2, mode="nearest")
+    def _norm(self, bn: nn.Module, x: torch.Tensor, width: float, y: torch.Tensor | None) -> torch.Tensor:
+        return bn(x, width, y) if self.conditional else bn(x, width)
+
+    def forward(self, x: torch.Tensor, width: float, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.interpolate(F.relu(self._norm(self.bn1, x, width, y)), scale_factor=2, mode="nearest")
         h = self.conv1(h, width)
-        h = self.conv2(F.relu(self.bn2(h, width)), width)
+        h = self.conv2(F.relu(self._norm(self.bn2, h, width, y)), width)
         return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"), width)
 
 
@@ -103,15 +164,26 @@ class SNResGANGenerator(SlimmableGenerator):
 
     linear nz -> bottom^2 * ngf; ``log2(img_size / bottom)`` residual up-blocks (ngf -> ngf at
     32px, as the reference); switchable BN; ReLU; conv 3x3 to image channels; tanh.
+
+    ``num_classes`` > 0 makes it class-conditional (cGAN-PD's generator): the residual blocks' BNs
+    become conditional (``cond_norm``: ``scbn``, one class embedding shared by all widths and sliced,
+    as SlimGAN; or ``switchable``, a private conditional BN per width, the ablation). The last BN
+    before the output conv stays unconditional switchable BN, as the reference. ``cond_norm`` is
+    validated, and ignored, when the generator is unconditional.
     """
 
     def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 256, img_channels: int = 3,
-                 img_size: int = 32, bottom: int = 4, init: str = "xavier") -> None:
-        super().__init__(widths, nz, img_channels, img_size)
+                 img_size: int = 32, bottom: int = 4, init: str = "xavier", num_classes: int | None = None,
+                 cond_norm: str = "scbn") -> None:
+        super().__init__(widths, nz, img_channels, img_size, num_classes)
+        if cond_norm not in COND_NORMS:
+            raise ValueError(f"model.generator.cond_norm must be one of {sorted(COND_NORMS)}, got {cond_norm!r}")
+        self.cond_norm = cond_norm
         n_up = _n_upsamplings(img_size, bottom)
         self.bottom = bottom
         self.fc = SlimmableLinear(nz, bottom * bottom * ngf, slice_in=False, out_unit=bottom * bottom)
-        self.blocks = nn.ModuleList(SlimmableGBlock(ngf, ngf, self.widths, init) for _ in range(n_up))
+        self.blocks = nn.ModuleList(SlimmableGBlock(ngf, ngf, self.widths, init, self.num_classes, cond_norm)
+                                    for _ in range(n_up))
         self.bn = SwitchableBatchNorm2d(ngf, self.widths)
         self.to_image = SlimmableConv2d(ngf, img_channels, 3, padding=1, slice_out=False)
         init_weight(self.fc, init)
@@ -119,9 +191,10 @@ class SNResGANGenerator(SlimmableGenerator):
 
     def forward(self, z: torch.Tensor, width: float, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_width(width)
+        self.check_labels(z, y)
         h = self.fc(z, width).view(z.shape[0], -1, self.bottom, self.bottom)
         for block in self.blocks:
-            h = block(h, width)
+            h = block(h, width, y)
         return torch.tanh(self.to_image(F.relu(self.bn(h, width)), width))
 
 

@@ -1,5 +1,12 @@
 """Slimmable building blocks."""
 
+from slimgan_pl.nn.conditional import (
+    COND_NORMS,
+    ConditionalBatchNorm2d,
+    SliceableConditionalBatchNorm2d,
+    SwitchableConditionalBatchNorm2d,
+    conditional_norm,
+)
 from slimgan_pl.nn.slimmable import (
     SlimmableConv2d,
     SlimmableConvTranspose2d,
@@ -11,11 +18,16 @@ from slimgan_pl.nn.slimmable import (
 )
 
 __all__ = [
+    "COND_NORMS",
+    "ConditionalBatchNorm2d",
+    "SliceableConditionalBatchNorm2d",
     "SlimmableConv2d",
     "SlimmableConvTranspose2d",
     "SlimmableLinear",
     "SwitchableBatchNorm2d",
+    "SwitchableConditionalBatchNorm2d",
     "check_widths",
+    "conditional_norm",
     "slim_channels",
     "width_index",
 ]

@@ -1,0 +1,143 @@
+"""``slimgan-pick CHECKPOINT --budget-ms B [--batch N]``: the widest width that runs within a latency budget.
+
+Every trained width is timed on this machine's CPU (median of ``--repeats`` forwards after
+``--warmup`` untimed ones, :func:`slimgan_pl.metrics.cost.latency_ms`), by default as the dense
+model ``slimgan-export`` would write (what gets deployed; ``--model slimmable`` times the slimmable
+generator instead). The table lists latency, MACs per image and, when the run directory has a
+``metrics.json`` from ``slimgan-eval``, FMNIST-FID. Exit status 0 with a pick, 1 when even the
+narrowest width is over budget, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from slimgan_pl.checkpoint import CheckpointError, load_slimgan, run_directory
+from slimgan_pl.deploy.common import WEIGHTS, fail, select_generator
+from slimgan_pl.deploy.export import dense_generator, generator_meta
+from slimgan_pl.metrics.cost import generator_macs, latency_ms
+from slimgan_pl.module import SlimGAN
+
+PROG = "slimgan-pick"
+MODELS = ("exported", "slimmable")
+
+
+@dataclass
+class WidthCost:
+    width: float
+    latency_ms: float
+    macs: int
+    fmnist_fid: float | None = None
+
+
+def read_fids(path: str | os.PathLike) -> dict[float, float]:
+    """{width: FMNIST-FID} from a ``slimgan-eval`` metrics.json; {} if the file is absent or has none."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        rows = json.loads(path.read_text()).get("widths", [])
+        return {float(r["width"]): float(r["fmnist_fid"]) for r in rows if "fmnist_fid" in r}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {}  # an unreadable metrics file should not block picking a width
+
+
+def _lookup(fids: dict[float, float], width: float) -> float | None:
+    return next((fid for w, fid in fids.items() if abs(w - width) < 1e-6), None)
+
+
+def measure(model: SlimGAN, batch: int = 1, repeats: int = 20, warmup: int = 3, weights: str = "auto",
+            model_kind: str = "exported", fids: dict[float, float] | None = None) -> list[WidthCost]:
+    """Latency (ms, one forward of ``batch`` images), MACs per image and FID of every trained width."""
+    if model_kind not in MODELS:
+        raise ValueError(f"--model must be one of {list(MODELS)}, got {model_kind!r}")
+    if batch < 1 or repeats < 1 or warmup < 0:
+        raise ValueError(f"need --batch >= 1, --repeats >= 1, --warmup >= 0, got {batch}, {repeats}, {warmup}")
+    generator, used = select_generator(model, weights)
+    generator = generator.cpu()
+    rows = []
+    for w in model.widths:
+        net = generator
+        if model_kind == "exported":
+            net = dense_generator(generator, w, generator_meta(generator, dict(model.hparams.generator), w, used))
+        # cost.py passes class labels to conditional models (both kinds expose num_classes)
+        rows.append(WidthCost(w, latency_ms(net, w, generator.nz, batch, repeats, warmup),
+                              generator_macs(generator, w, generator.nz), _lookup(fids or {}, w)))
+    return rows
+
+
+def pick(rows: Sequence[WidthCost], budget_ms: float) -> WidthCost | None:
+    """The widest width whose latency is within the budget (None if none is)."""
+    fitting = [r for r in rows if r.latency_ms <= budget_ms]
+    return max(fitting, key=lambda r: r.width) if fitting else None
+
+
+def _fmt_macs(macs: int) -> str:
+    return f"{macs / 1e9:.2f}G" if macs >= 1e9 else f"{macs / 1e6:.1f}M"
+
+
+def table(rows: Sequence[WidthCost], budget_ms: float, batch: int) -> str:
+    head = f"latency b{batch} (ms)"
+    lines = [f"{'width':>6}  {head:>17}  {'MACs/image':>10}  {'FMNIST-FID':>10}  within {budget_ms:g} ms"]
+    for r in rows:
+        fid = "-" if r.fmnist_fid is None else f"{r.fmnist_fid:.2f}"
+        ok = "yes" if r.latency_ms <= budget_ms else "no"
+        lines.append(f"{r.width:>6}  {r.latency_ms:>17.2f}  {_fmt_macs(r.macs):>10}  {fid:>10}  {ok}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=PROG, description="Pick the widest SlimGAN width within a CPU latency budget.")
+    p.add_argument("checkpoint", help="Lightning checkpoint, e.g. outputs/<run>/checkpoints/last.ckpt")
+    p.add_argument("--budget-ms", type=float, required=True, help="latency budget of one forward, milliseconds")
+    p.add_argument("--batch", type=int, default=1, help="images per forward (default 1)")
+    p.add_argument("--repeats", type=int, default=20, help="timed forwards per width; the median counts")
+    p.add_argument("--warmup", type=int, default=3, help="untimed forwards per width first")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--model", choices=MODELS, default="exported",
+                   help="time the dense exported model (default) or the slimmable generator")
+    p.add_argument("--weights", choices=WEIGHTS, default="auto",
+                   help="EMA or live generator weights (default auto: EMA when the checkpoint has it)")
+    p.add_argument("--metrics", default=None, help="slimgan-eval metrics.json (default: <run dir>/metrics.json)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        if not args.budget_ms > 0:
+            raise ValueError(f"--budget-ms must be > 0, got {args.budget_ms}")
+        model = load_slimgan(args.checkpoint)
+        fids = read_fids(args.metrics or run_directory(args.checkpoint) / "metrics.json")
+        rows = measure(model, args.batch, args.repeats, args.warmup, args.weights, args.model, fids)
+    except (CheckpointError, ValueError) as e:
+        fail(PROG, e)
+    best = pick(rows, args.budget_ms)
+    if args.json:
+        print(json.dumps({"budget_ms": args.budget_ms, "batch": args.batch, "threads": torch.get_num_threads(),
+                          "model": args.model, "widths": [asdict(r) for r in rows],
+                          "pick": asdict(best) if best else None}, indent=2))
+    else:
+        print(table(rows, args.budget_ms, args.batch))
+    if best is None:
+        narrowest = rows[0]
+        fail(PROG, f"no width fits: the narrowest width {narrowest.width} takes {narrowest.latency_ms:.2f} ms at "
+                   f"batch {args.batch}, above the budget of {args.budget_ms:g} ms", code=1)
+    if not args.json:
+        fid = "" if best.fmnist_fid is None else f", FMNIST-FID {best.fmnist_fid:.2f}"
+        print(f"pick: width {best.width} ({best.latency_ms:.2f} ms at batch {args.batch}, "
+              f"{_fmt_macs(best.macs)} MACs/image{fid})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""``slimgan-sample CHECKPOINT --width W -n N [outputs]``: images from a SlimGAN checkpoint at one width.
+
+Outputs (any combination, at least one): ``--grid samples.png`` (torchvision grid), ``--folder DIR``
+(one PNG per image), ``--npz samples.npz`` (``images`` uint8 (N, H, W, C), ``labels`` int64 (N,)
+with -1 for unconditional models, ``width``, ``seed``, ``truncation`` (NaN if none), ``weights``).
+The same checkpoint, seed, width, truncation and weights give the same images; the same seed gives
+the same latents at every width, as :meth:`SlimGAN.sample`. Class-conditional models take
+``--labels``/``--class-id``, or draw uniform labels from the seeded stream when neither is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.utils import save_image
+
+from slimgan_pl.checkpoint import CheckpointError, load_slimgan
+from slimgan_pl.deploy.common import WEIGHTS, fail, select_generator
+from slimgan_pl.models import SlimmableGenerator
+from slimgan_pl.module import SlimGAN
+
+PROG = "slimgan-sample"
+
+
+# ----------------------------------------------------------------------------- labels
+def parse_labels(labels: str | None, class_id: int | None, n: int) -> torch.Tensor | None:
+    """``--labels 0,1,2`` (repeated cyclically to ``n`` images) or ``--class-id K`` (all images) -> (n,) int64."""
+    if labels is not None and class_id is not None:
+        raise ValueError("give either --labels or --class-id, not both")
+    if class_id is not None:
+        return torch.full((n,), class_id, dtype=torch.long)
+    if labels is None:
+        return None
+    try:
+        ids = [int(s) for s in labels.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--labels must be comma-separated class ids such as 0,1,2, got {labels!r}") from None
+    if not ids:
+        raise ValueError(f"--labels must list at least one class id, got {labels!r}")
+    return torch.tensor(ids, dtype=torch.long).repeat(math.ceil(n / len(ids)))[:n]
+
+
+def num_classes(generator: SlimmableGenerator) -> int:
+    """0 for unconditional generators."""
+    return int(getattr(generator, "num_classes", 0) or 0)
+
+
+def check_labels(generator: SlimmableGenerator, arch: str, labels: torch.Tensor | None) -> None:
+    """Unconditional generators refuse labels; conditional ones need class ids in range (or none:
+    then :func:`generate` draws them)."""
+    k = num_classes(generator)
+    if labels is None:
+        return
+    if not k:
+        raise ValueError(f"--labels/--class-id given, but this {arch} generator is unconditional")
+    bad = sorted({int(y) for y in labels if not 0 <= int(y) < k})
+    if bad:
+        raise ValueError(f"class ids must be in [0, {k - 1}], got {bad}")
+
+
+# ----------------------------------------------------------------------------- generation
+@torch.no_grad()
+def generate(model: SlimGAN, generator: SlimmableGenerator, n: int, width: float,
+             labels: torch.Tensor | None = None, seed: int | None = None, truncation: float | None = None,
+             batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(images in [-1, 1], class labels or None) from ``generator`` (the live or the EMA one) at
+    ``width``, eval mode, with the latents :meth:`SlimGAN.sample` draws for the same seed and
+    truncation; a conditional model without ``labels`` gets uniform labels from the same seeded
+    stream after z, as :meth:`SlimGAN.sample`."""
+    if n < 1:
+        raise ValueError(f"-n must be >= 1, got {n}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    generator.check_width(width)
+    rng = torch.Generator().manual_seed(seed) if seed is not None else None
+    device = next(generator.parameters()).device
+    z = model.noise(n, rng, truncation).to(device)
+    if labels is None and num_classes(generator):
+        labels = model.random_labels(n, rng)
+    y = labels.to(device) if labels is not None else None
+    was_training = generator.training
+    generator.eval()
+    try:
+        out = [generator(z[i:i + batch_size], width=width, y=None if y is None else y[i:i + batch_size])
+               for i in range(0, n, batch_size)]
+    finally:
+        generator.train(was_training)
+    return torch.cat(out), None if y is None else y.cpu()
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float (N, C, H, W) -> uint8 (N, C, H, W), rounding to nearest."""
+    return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+# ----------------------------------------------------------------------------- outputs
+def write_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nrow = nrow or math.ceil(math.sqrt(len(images)))
+    save_image(images.float().cpu(), path, nrow=nrow, normalize=True, value_range=(-1, 1))
+    return path
+
+
+def write_folder(images_u8: torch.Tensor, folder: Path, labels: torch.Tensor | None = None) -> list[Path]:
+    """One PNG per image: ``00000.png``, ... (``00000_c3.png`` with class labels)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = images_u8.permute(0, 2, 3, 1).numpy()
+    paths = []
+    for i, arr in enumerate(arrays):
+        suffix = f"_c{int(labels[i])}" if labels is not None else ""
+        path = folder / f"{i:05d}{suffix}.png"
+        Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(path)
+        paths.append(path)
+    return paths
+
+
+def write_npz(path: Path, images_u8: torch.Tensor, labels: torch.Tensor | None, width: float, seed: int | None,
+              truncation: float | None, weights: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = len(images_u8)
+    np.savez_compressed(
+        path,
+        images=images_u8.permute(0, 2, 3, 1).numpy(),  # NHWC, the usual layout of sample archives
+        labels=(labels.numpy() if labels is not None else np.full(n, -1)).astype(np.int64),
+        width=np.float64(width),
+        seed=np.int64(-1 if seed is None else seed),
+        truncation=np.float64(np.nan if truncation is None else truncation),
+        weights=np.str_(weights),
+    )
+    return path
+
+
+# ----------------------------------------------------------------------------- main entry
+def sample_checkpoint(checkpoint: str | os.PathLike, n: int = 64, width: float | None = None,
+                      labels: torch.Tensor | None = None, seed: int | None = 0, truncation: float | None = None,
+                      weights: str = "auto", grid: str | os.PathLike | None = None,
+                      folder: str | os.PathLike | None = None, npz: str | os.PathLike | None = None,
+                      nrow: int | None = None, batch_size: int = 500, device: str = "cpu") -> dict[str, Any]:
+    """Load, generate, write the requested outputs; returns a summary (paths, width, weights, ...).
+    ``width=None`` takes the widest trained width."""
+    if grid is None and folder is None and npz is None:
+        raise ValueError("give at least one output: --grid PATH.png, --folder DIR or --npz PATH.npz")
+    model = load_slimgan(checkpoint, map_location=device)
+    generator, used = select_generator(model, weights)
+    width = float(model.widths[-1] if width is None else width)
+    generator.check_width(width)  # refuses untrained widths with the list of trained ones
+    check_labels(generator, model.hparams.generator["arch"], labels)
+    images, labels = generate(model, generator, n, width, labels, seed, truncation, batch_size)
+    images_u8 = to_uint8(images)
+    summary: dict[str, Any] = {"n": n, "width": width, "seed": seed, "truncation": truncation, "weights": used,
+                               "shape": list(images.shape), "outputs": []}
+    if grid is not None:
+        summary["outputs"].append(str(write_grid(images, Path(grid), nrow)))
+    if folder is not None:
+        write_folder(images_u8, Path(folder), labels)
+        summary["outputs"].append(str(folder))
+    if npz is not None:
+        summary["outputs"].append(str(write_npz(Path(npz), images_u8, labels, width, seed, truncation, used)))
+    return summary
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=PROG, description="Generate images from a SlimGAN checkpoint at one width.")
+    p.add_argument("checkpoint", help="Lightning checkpoint, e.g. outputs/<run>/checkpoints/last.ckpt")
+    p.add_argument("-n", "--num", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--width", type=float, default=None, help="a trained width (default: the widest)")
+    p.add_argument("--labels", default=None, help="class ids, comma-separated, repeated to fill -n "
+                   "(class-conditional models only; default: uniform random labels from --seed)")
+    p.add_argument("--class-id", type=int, default=None, help="one class id for every image (conditional models)")
+    p.add_argument("--truncation", type=float, default=None,
+                   help="resample latent entries with |z| above this threshold (default: no truncation)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
+    p.add_argument("--weights", choices=WEIGHTS, default="auto",
+                   help="EMA or live generator weights (default auto: EMA when the checkpoint has it)")
+    p.add_argument("--grid", default=None, help="write a PNG grid here")
+    p.add_argument("--nrow", type=int, default=None, help="images per grid row (default: ceil(sqrt(n)))")
+    p.add_argument("--folder", default=None, help="write one PNG per image into this folder")
+    p.add_argument("--npz", default=None, help="write uint8 images (N, H, W, C), labels, width, seed here")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        labels = parse_labels(args.labels, args.class_id, args.num)
+        summary = sample_checkpoint(args.checkpoint, n=args.num, width=args.width, labels=labels, seed=args.seed,
+                                    truncation=args.truncation, weights=args.weights, grid=args.grid,
+                                    folder=args.folder, npz=args.npz, nrow=args.nrow, batch_size=args.batch_size,
+                                    device=args.device)
+    except (CheckpointError, ValueError) as e:
+        fail(PROG, e)
+    print(f"{summary['n']} images at width {summary['width']} ({summary['weights']} weights, seed "
+          f"{summary['seed']}) -> {', '.join(summary['outputs'])}")
+
+
+if __name__ == "__main__":
+    main()
