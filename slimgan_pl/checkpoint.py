@@ -131,4 +131,5 @@ def load_slimgan(path: str | os.PathLike, map_location: str | torch.device = "cp
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path}: its hyper-parameters do not build a SlimGAN ({e})") from None
     _load_weights(path, model, payload["state_dict"])
+    model.checkpoint_global_step = int(payload.get("global_step", 0))  # Lightning's count, for reports
     return model.to(map_location).eval()

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from slimgan_pl.checkpoint import CheckpointError, load_slimgan, run_directory
 from slimgan_pl.data.base import to_model_range
 from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT, DataNotFoundError, load_fashion_mnist
 from slimgan_pl.metrics.consistency import mean_inconsistency
@@ -210,22 +211,14 @@ def plot_truncation(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- main entry
-def run_dir(checkpoint: Path) -> Path:
-    """``<run>/checkpoints/last.ckpt`` -> ``<run>``; any other checkpoint -> its folder."""
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-
-
 def load_model(checkpoint: Path) -> tuple[SlimGAN, dict[str, Any]]:
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    meta = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model = SlimGAN.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
-    model.eval()
+    """The checkpoint's model (the project's one loader) and its training progress."""
+    model = load_slimgan(checkpoint)
     g = model.generator
     if g.img_channels != 1 or g.img_size != IMAGE_SIZE:
         raise ValueError(f"FMNIST metrics need a 1x{IMAGE_SIZE}x{IMAGE_SIZE} generator, this one makes "
                          f"{g.img_channels}x{g.img_size}x{g.img_size} images")
-    step = int(meta.get("global_step", 0))
+    step = model.checkpoint_global_step
     return model, {"global_step": step, "iteration": step // (model.hparams.n_dis + 1)}
 
 
@@ -292,7 +285,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, widths: Sequence[float] |
         ref = real_features(extractor, other, min(n_real, SPLIT_SIZES[other]), data_root, cache_dir, batch_size, log)
         result["sanity"] = {"pair": f"real {other} vs real {split}", **score(real, ref, **knobs)}
     if write:
-        out = Path(out_dir) if out_dir is not None else run_dir(checkpoint)
+        out = Path(out_dir) if out_dir is not None else run_directory(checkpoint)
         if result["truncation"]:
             out.mkdir(parents=True, exist_ok=True)
             result["truncation"]["plot"] = plot_truncation(result["truncation"]["rows"], out / "truncation.png").name
@@ -407,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                             kid_subset_size=args.kid_subset_size, latency_batches=args.latency_batches,
                             latency_repeats=args.latency_repeats, latency_warmup=args.latency_warmup,
                             batch_size=args.batch_size, sanity=not args.no_sanity, truncation=args.truncation)
-    except (ClassifierCacheError, DataNotFoundError, FileNotFoundError, ValueError) as e:
+    except (CheckpointError, ClassifierCacheError, DataNotFoundError, FileNotFoundError, ValueError) as e:
         print(f"slimgan-eval: error: {e}", file=sys.stderr)
         sys.exit(2)
 
