@@ -261,7 +261,10 @@ class SlimGAN(pl.LightningModule):
                     fake, student = self.generator(torch.cat([z, z_distil]), width=w, y=y_both).split(n)
                 else:
                     fake = self.generator(z, width=w, y=y)
-                    student = self.generator(z_distil, width=w, y=y_distil) if distil else None
+                    student = None
+                    if distil:  # the widest width only teaches (its output is detached): no graph
+                        with torch.set_grad_enabled(w != self.widths[-1]):
+                            student = self.generator(z_distil, width=w, y=y_distil)
                 fakes.append(fake)
                 fake_labels.append(y)
                 students.append(student)
