@@ -86,9 +86,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         print(f"\nTrained {model.iteration} iterations; outputs in {out}")
         for w in model.widths:
-            loss = summary["final_losses"][width_tag(w)]
-            print(f"  width {w:<5}  d_loss {loss['d']:.3f}  g_loss {loss['g']:.3f}  "
-                  f"samples {out / 'samples' / width_tag(w)}")
+            # No losses when this fit ran no step (e.g. resumed from the final checkpoint).
+            d, g = (f"{v:.3f}" if v is not None else "-" for v in summary["final_losses"][width_tag(w)].values())
+            print(f"  width {w:<5}  d_loss {d}  g_loss {g}  samples {out / 'samples' / width_tag(w)}")
     return summary
 
 
