@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from slimgan_pl.config import config_dir, register_resolvers
 from slimgan_pl.data.fashion_mnist import DataNotFoundError, FashionMNISTDataModule
@@ -57,6 +58,8 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
                 callback.check_config(model, datamodule, trainer)
     except (ValueError, TypeError, DataNotFoundError) as e:
         raise ConfigError(str(e)) from e
+    except MissingMandatoryValue as e:  # a ??? in the config (e.g. data=image_folder's root)
+        raise ConfigError(f"{e.full_key} is required: set {e.full_key}=...") from e
     except InstantiationException as e:  # Hydra wraps a constructor's error; report the error itself
         raise ConfigError(str(e.__cause__ or e)) from e
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():

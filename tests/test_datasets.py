@@ -226,3 +226,23 @@ def test_corrupt_torchvision_files_are_reported(tmp_path):
     write_stl10(tmp_path)
     with pytest.raises(DataNotFoundError, match=r"STL10 under data\.root=.* is incomplete or corrupt"):
         STL10DataModule(str(tmp_path)).check()
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.mark.parametrize("experiment, write, size", [("stl10_snresgan", write_stl10, 48),
+                                                     ("celeba_sndcgan", write_celeba, 64)])
+def test_recipe_trains_on_its_data_format(make_cfg, tmp_path, no_md5, experiment, write, size):
+    """One iteration of the 48/64px recipes (tiny channels, one D step) through slimgan-train's path."""
+    from slimgan_pl import SlimGAN
+    from slimgan_pl.train import train
+
+    data = tmp_path / "data"
+    write(data, *([(0,) * 6] if write is write_celeba else [10]))
+    cfg = make_cfg(f"experiment={experiment}", f"data.root={data}", "data.batch_size=2", "data.num_workers=0",
+                   "optim.n_dis=1", "train.g_steps=1", "callbacks.sample_grid.every_n_iterations=1",
+                   "callbacks.sample_grid.n_samples=4", "callbacks.sample_grid.nrow=2")
+    summary = train(cfg)
+    assert summary["iterations"] == 1
+    assert (tmp_path / "run" / "samples" / "w0.25" / "iter_000001.png").is_file()
+    model = SlimGAN.load_from_checkpoint(summary["last_checkpoint"], map_location="cpu", weights_only=True)
+    assert model.sample(2, width=0.5, seed=0).shape == (2, 3, size, size)
