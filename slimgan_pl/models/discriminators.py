@@ -119,7 +119,7 @@ class SNDCGANDiscriminatorPlan:
     def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str,
                  num_classes: int = 0) -> None:
         if num_classes:
-            raise ValueError(f"model.discriminator.num_classes={num_classes}: the sndcgan archs have no projection "
+            raise ValueError(f"model.discriminator.num_classes={num_classes}: arch sndcgan{img_size} has no projection "
                              "head; a class-conditional D needs an snresgan arch (e.g. model=cgan_pd32)")
         n_down = int(round(math.log2(img_size / bottom)))
         stages = [max(1, ndf // 2 ** (n_down - i)) for i in range(n_down)]

@@ -99,7 +99,7 @@ class SNDCGANGenerator(SlimmableGenerator):
     def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 512, img_channels: int = 3,
                  img_size: int = 32, bottom: int = 4, init: str = "xavier", num_classes: int | None = None) -> None:
         if _check_num_classes(num_classes):
-            raise ValueError(f"model.generator.num_classes={num_classes}: the sndcgan archs are unconditional "
+            raise ValueError(f"model.generator.num_classes={num_classes}: arch sndcgan{img_size} is unconditional "
                              "only; class-conditional generation needs an snresgan arch (e.g. model=cgan_pd32)")
         super().__init__(widths, nz, img_channels, img_size)
         n_up = _n_upsamplings(img_size, bottom)
