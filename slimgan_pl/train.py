@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from slimgan_pl.config import config_dir, register_resolvers
 from slimgan_pl.data.fashion_mnist import DataNotFoundError, FashionMNISTDataModule
@@ -26,6 +27,19 @@ class ConfigError(ValueError):
     """A config value is invalid; raised before training starts."""
 
 
+def _check_data_fits_model(datamodule: pl.LightningDataModule, model: SlimGAN) -> None:
+    """The real images must have the generator's size and channels (a ResNet D would otherwise
+    score 48px reals against 32px fakes without complaint)."""
+    g = model.generator
+    arch = model.hparams.generator["arch"]
+    size, channels = getattr(datamodule, "image_size", None), getattr(datamodule, "img_channels", None)
+    if size is not None and size != g.img_size:
+        raise ValueError(f"data.image_size={size} but model.generator.arch={arch} generates {g.img_size}x{g.img_size} "
+                         f"images: pick a model of that size or set data.image_size={g.img_size}")
+    if channels is not None and channels != g.img_channels:
+        raise ValueError(f"data.img_channels={channels} but model.generator.img_channels={g.img_channels}")
+
+
 def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]:
     """Compose model, data and trainer from the config, validating everything before training."""
     try:
@@ -33,6 +47,7 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
         model = SlimGAN(generator=cfg.model.generator, discriminator=cfg.model.discriminator,
                         **cfg.slim, **cfg.optim)
         datamodule = instantiate(cfg.data)
+        _check_data_fits_model(datamodule, model)
         if hasattr(datamodule, "check"):
             datamodule.check()
         callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
@@ -43,6 +58,8 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
                 callback.check_config(model, datamodule, trainer)
     except (ValueError, TypeError, DataNotFoundError) as e:
         raise ConfigError(str(e)) from e
+    except MissingMandatoryValue as e:  # a ??? in the config (e.g. data=image_folder's root)
+        raise ConfigError(f"{e.full_key} is required: set {e.full_key}=...") from e
     except InstantiationException as e:  # Hydra wraps a constructor's error; report the error itself
         raise ConfigError(str(e.__cause__ or e)) from e
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():

@@ -41,6 +41,28 @@ def test_score_all_matches_per_width_forward():
         torch.testing.assert_close(rs, d(r, w))
 
 
+@pytest.mark.parametrize("arch, size, n_blocks", [("sndcgan48", 48, 7), ("sndcgan64", 64, 9),
+                                                  ("snresgan48", 48, 5), ("snresgan64", 64, 5)])
+def test_48_and_64px_plans(arch, size, n_blocks):
+    """Block counts (the n_share range) and channel plans of the reference's 48/64px D's."""
+    d = MultiWidthDiscriminator(arch, WIDTHS, n_share=n_blocks, ndf=64, img_channels=3)
+    assert d.n_blocks == n_blocks and len(d.shared) == n_blocks
+    assert d(torch.randn(2, 3, size, size), 0.5).shape == (2,)
+    with pytest.raises(ValueError, match=rf"slim.n_share must be an integer in \[0, {n_blocks}\] for discriminator {arch}"):
+        MultiWidthDiscriminator(arch, WIDTHS, n_share=n_blocks + 1, ndf=64)
+    convs = [m for m in d.shared.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)]
+    outs = [c.out_channels for c in convs]
+    if arch.startswith("sndcgan"):  # ndf/8.. (48px, 3 stages) or ndf/16.. (64px, 4 stages), last conv to ndf
+        stages = [8, 8, 4, 4, 2, 2] if size == 48 else [16, 16, 8, 8, 4, 4, 2, 2]
+        assert outs == [64 // k for k in stages] + [64]
+        assert d.private[0].head.linear.in_features == 64 * (6 if size == 48 else 4) ** 2
+    else:  # two 3x3 convs per block: ndf/16, /8, /4, /2, ndf; the hidden width is the block's input (SNGAN)
+        assert outs == [4, 4, 4, 8, 8, 16, 16, 32, 32, 64]
+        assert [c.in_channels for c in convs] == [3, 4, 4, 4, 8, 8, 16, 16, 32, 32]
+        h = d.shared(torch.randn(1, 3, size, size))
+        assert h.shape[-1] == (3 if size == 48 else 2)  # the 5th block downsamples only at 64px
+
+
 def test_n_share_beyond_blocks_is_rejected():
     with pytest.raises(ValueError, match=r"slim.n_share must be an integer in \[0, 7\]"):
         MultiWidthDiscriminator("sndcgan32", WIDTHS, n_share=8, ndf=16)  # 7 conv layers

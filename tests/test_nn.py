@@ -73,7 +73,7 @@ def _perturb_beyond(module: nn.Module, width: float) -> None:
                         bn.running_mean.add_(3.0)
 
 
-@pytest.mark.parametrize("arch", ["sndcgan32", "snresgan32"])
+@pytest.mark.parametrize("arch", ["sndcgan32", "snresgan32", "sndcgan48", "snresgan64"])
 @pytest.mark.parametrize("width", [0.25, 0.5, 0.75])
 def test_generator_nesting(arch, width):
     """A width's output depends only on its own channels: changing the rest leaves it unchanged."""
@@ -103,3 +103,19 @@ def test_arbitrary_width_list():
         assert g(torch.randn(2, 128), width=w).shape == (2, 1, 32, 32)
     with pytest.raises(ValueError, match=r"trained widths are \[0.3, 0.7, 1.0\]"):
         g(torch.randn(2, 128), width=0.5)
+
+
+@pytest.mark.parametrize("arch, bottom, size, convs", [
+    ("sndcgan48", 6, 48, [256, 128, 64]), ("sndcgan64", 4, 64, [512, 256, 128, 64]),
+    ("snresgan48", 6, 48, [256, 128, 64]), ("snresgan64", 4, 64, [512, 256, 128, 64])])
+def test_48_and_64px_generator_plans(arch, bottom, size, convs):
+    """The reference's plans at width 1.0 (ngf 512 at 48px, 1024 at 64px): every stage halves the
+    channels; at width 0.5 every hidden layer has half of them, the image stays 3 channels."""
+    ngf = 512 if size == 48 else 1024
+    g = build_generator(arch, WIDTHS, ngf=ngf, img_channels=3).eval()
+    assert g.fc.weight.shape == (bottom * bottom * ngf, 128)
+    stages = g.ups if arch.startswith("sndcgan") else [b.conv2 for b in g.blocks]
+    assert [s.weight.shape[1 if arch.startswith("sndcgan") else 0] for s in stages] == convs
+    assert [s.active(0.5)[1] for s in stages] == [c // 2 for c in convs]
+    with torch.no_grad():
+        assert g(torch.randn(2, 128), width=0.5).shape == (2, 3, size, size)

@@ -93,12 +93,47 @@ def test_cli_config_error_is_one_line(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
-@pytest.mark.parametrize("experiment", ["fmnist_demo", "fmnist_resnet", "cifar10_sndcgan", "cifar10_snresgan"])
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
+
+
+def test_experiment_list_is_complete():
+    assert {"fmnist_demo", "cifar10_snresgan", "stl10_snresgan", "stl10_sndcgan", "celeba_snresgan",
+            "celeba_sndcgan"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiments_compose_and_build_models(make_cfg, experiment):
+    """Every experiment YAML composes and builds its model (tiny channels); the generator's image size
+    is the data's, and the model makes images the D accepts."""
     cfg = make_cfg(f"experiment={experiment}", "model.generator.ngf=16", "model.discriminator.ndf=16")
     model = SlimGAN(generator=cfg.model.generator, discriminator=cfg.model.discriminator, **cfg.slim, **cfg.optim)
     assert model.widths == [0.25, 0.5, 0.75, 1.0]
     assert cfg.trainer.max_steps == cfg.train.g_steps * (cfg.optim.n_dis + 1)
+    assert model.generator.img_size == cfg.data.image_size
+    x = model.sample(2, width=0.25, seed=0)
+    assert x.shape == (2, cfg.data.img_channels, cfg.data.image_size, cfg.data.image_size)
+    y = None if not model.num_classes else torch.zeros(2, dtype=torch.long)
+    assert model.discriminator(x, 0.25, y).shape == (2,)
+
+
+@pytest.mark.parametrize("experiment, arch, size, n_share", [
+    ("stl10_snresgan", "snresgan48", 48, 2), ("stl10_sndcgan", "sndcgan48", 48, 2),
+    ("celeba_snresgan", "snresgan64", 64, 2), ("celeba_sndcgan", "sndcgan64", 64, 2)])
+def test_48_and_64px_recipes(make_cfg, experiment, arch, size, n_share):
+    cfg = make_cfg(f"experiment={experiment}")
+    assert (cfg.model.generator.arch, cfg.data.image_size, cfg.slim.n_share, cfg.slim.alpha) == (arch, size, n_share, 20.0)
+    assert cfg.data.num_classes == 0 and cfg.callbacks.fid is None and cfg.slim.stepwise
+    assert cfg.optim.n_dis == (5 if "snresgan" in arch else 1) and cfg.data.batch_size == 64
+
+
+def test_data_size_must_fit_the_model(make_cfg, tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.image_size=48 but model\.generator\.arch=snresgan32 generates "
+                                          r"32x32 images"):
+        build(make_cfg("data=stl10", "model=snresgan32", f"data.root={tmp_path}"))
+    with pytest.raises(ConfigError, match=r"data\.img_channels=1 but model\.generator\.img_channels=3"):
+        build(make_cfg("model.generator.img_channels=3"))
+    with pytest.raises(ConfigError, match=r"^data\.root is required: set data\.root=\.\.\.$"):  # image_folder
+        build(make_cfg("data=image_folder"))
 
 
 def test_cifar_without_data_says_what_to_do(make_cfg, tmp_path):

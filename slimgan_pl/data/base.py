@@ -1,11 +1,45 @@
-"""Shared data-module machinery: images held in memory in model range, batches of n_dis D steps."""
+"""Shared data-module machinery: one loader contract (batches of n_dis D steps, images in [-1, 1]) over
+two kinds of datasets: small sets held in memory in model range (Fashion-MNIST, CIFAR) and
+file-backed sets decoded on access (STL-10, CelebA, image folders)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision.transforms import v2
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Raised when a dataset's files are missing; the message says how to get them."""
+
+
+class CorruptImageError(ValueError):
+    """An image file (or an image inside a container file) cannot be decoded; the message names it."""
+
+
+def open_torchvision_dataset(cls: type, root: str, download: bool, required: Sequence[str], layout: str,
+                             **kwargs) -> Dataset:
+    """``cls(root, download=download, **kwargs)`` (a torchvision dataset class), with one clear
+    :class:`DataNotFoundError` when files are missing or fail torchvision's checks. ``required``:
+    paths relative to ``root`` that must exist when not downloading; ``layout``: what the user
+    should put under ``root``."""
+    missing = [name for name in required if not (Path(root) / name).exists()]
+    if missing and not download:
+        raise DataNotFoundError(
+            f"{cls.__name__} not found under data.root={root!r}: missing {', '.join(missing)}. Set "
+            f"data.download=true (needs network) or point data.root at a folder holding {layout}.")
+    try:
+        return cls(root, download=download, **kwargs)
+    except RuntimeError as e:  # torchvision: md5 mismatch ("not found or corrupted"), failed download
+        raise DataNotFoundError(
+            f"{cls.__name__} under data.root={root!r} is incomplete or corrupt ({e}). Set data.download=true "
+            f"(needs network) or replace the files ({layout}).") from e
 
 
 def to_model_range(images_uint8: torch.Tensor, image_size: int) -> torch.Tensor:
@@ -40,8 +74,41 @@ class TensorImageDataset(Dataset):
         return self.images[i], self.labels[i]
 
 
-class InMemoryImageDataModule(pl.LightningDataModule):
-    """Base class: subclasses implement ``load()`` -> (uint8 [N, C, H, W], int64 labels [N]).
+class DecodedImageDataset(Dataset):
+    """Images decoded on access from ``source`` (a torchvision dataset yielding (PIL image, target);
+    its target is ignored), converted to RGB or L, cropped/resized to ``image_size`` and scaled to
+    [-1, 1], with ``labels[i]`` (-1: no label). An image that cannot be decoded raises
+    :class:`CorruptImageError` naming it: ``names[i]`` (a file per image) or image i of ``names``
+    (one container file)."""
+
+    def __init__(self, source: Dataset, labels: torch.Tensor, names: Sequence[str] | str, image_size: int,
+                 img_channels: int, crop: int | None = None) -> None:
+        self.source, self.labels, self.names = source, labels, names
+        self.mode = {1: "L", 3: "RGB"}[img_channels]
+        # crop (CelebA: the central 178x178 face region), then shorter side -> image_size, central square
+        self.transform = v2.Compose(([v2.CenterCrop(crop)] if crop else [])
+                                    + [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size),
+                                       v2.PILToTensor()])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def name(self, i: int) -> str:
+        return f"image {i} of {self.names}" if isinstance(self.names, str) else str(self.names[i])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        try:  # decoding happens lazily, in the source's loader or in convert(): both inside the try
+            image = self.source[i][0].convert(self.mode)
+            pixels = self.transform(image)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise CorruptImageError(f"cannot read {self.name(i)}: {type(e).__name__}: {e} "
+                                    "(replace or delete the file)") from e
+        return pixels.float().div(127.5).sub(1.0), self.labels[i]
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Base class of the data modules: subclasses implement ``build_dataset()``, a dataset of
+    (float image [C, image_size, image_size] in [-1, 1], int64 label; -1 = unlabeled).
 
     ``batch_size`` is the batch of one D step; the loader yields ``batch_size * n_dis`` images per
     training step, because one training step of :class:`~slimgan_pl.SlimGAN` runs all ``n_dis`` D
@@ -61,24 +128,18 @@ class InMemoryImageDataModule(pl.LightningDataModule):
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
         self.batch_size, self.n_dis, self.image_size = batch_size, n_dis, image_size
         self.img_channels, self.num_workers, self.limit = img_channels, num_workers, limit
-        self.dataset: TensorImageDataset | None = None
+        self.dataset: Dataset | None = None
 
     def check(self) -> None:
-        """Fail early (before training starts) when the data is missing. Default: load it."""
+        """Fail early (before training starts) when the data is missing. Default: set it up."""
         self.setup()
 
-    def load(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def build_dataset(self) -> Dataset:
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
-        if self.dataset is not None:
-            return
-        images, labels = self.load()
-        if self.limit:
-            images, labels = images[: self.limit], labels[: self.limit]
-        if images.shape[1] != self.img_channels:
-            raise ValueError(f"data.img_channels={self.img_channels} but the images have {images.shape[1]} channels")
-        self.dataset = TensorImageDataset(to_model_range(images, self.image_size), labels)
+        if self.dataset is None:
+            self.dataset = self.build_dataset()
 
     def train_dataloader(self) -> DataLoader:
         assert self.dataset is not None, "call setup() first"
@@ -88,3 +149,52 @@ class InMemoryImageDataModule(pl.LightningDataModule):
                              f"needs (data.batch_size * optim.n_dis = {per_step})")
         return DataLoader(self.dataset, batch_size=per_step, shuffle=True, drop_last=True,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+
+class InMemoryImageDataModule(ImageDataModule):
+    """Small datasets held in memory in model range: subclasses implement ``load()`` -> (uint8
+    [N, C, H, W], int64 labels [N])."""
+
+    def load(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def build_dataset(self) -> Dataset:
+        images, labels = self.load()
+        if self.limit:
+            images, labels = images[: self.limit], labels[: self.limit]
+        if images.shape[1] != self.img_channels:
+            raise ValueError(f"data.img_channels={self.img_channels} but the images have {images.shape[1]} channels")
+        return TensorImageDataset(to_model_range(images, self.image_size), labels)
+
+
+class FileImageDataModule(ImageDataModule):
+    """File-backed datasets decoded on access (CelebA's 200k JPEGs need not fit in memory):
+    subclasses implement ``open_source()`` -> (torchvision dataset yielding PIL images, labels,
+    names for error messages; see :class:`DecodedImageDataset`). ``crop``: central crop before
+    resizing. ``check()`` also decodes the first image, so a wrong format fails before training."""
+
+    def __init__(self, batch_size: int = 64, n_dis: int = 1, image_size: int = 32, img_channels: int = 3,
+                 num_workers: int = 0, limit: int | None = None, crop: int | None = None) -> None:
+        super().__init__(batch_size=batch_size, n_dis=n_dis, image_size=image_size, img_channels=img_channels,
+                         num_workers=num_workers, limit=limit)
+        if img_channels not in (1, 3):
+            raise ValueError(f"data.img_channels must be 1 (images converted to grayscale) or 3 (RGB), "
+                             f"got {img_channels}")
+        if crop is not None and crop < image_size:
+            raise ValueError(f"data.crop must be null or >= data.image_size={image_size}, got {crop}")
+        self.crop = crop
+
+    def open_source(self) -> tuple[Dataset, torch.Tensor, Sequence[str] | str]:
+        raise NotImplementedError
+
+    def build_dataset(self) -> Dataset:
+        source, labels, names = self.open_source()
+        dataset = DecodedImageDataset(source, labels, names, self.image_size, self.img_channels, self.crop)
+        if self.limit:
+            return Subset(dataset, range(min(self.limit, len(dataset))))
+        return dataset
+
+    def check(self) -> None:
+        self.setup()
+        if len(self.dataset):
+            self.dataset[0]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from slimgan_pl.data.base import InMemoryImageDataModule
-from slimgan_pl.data.fashion_mnist import DataNotFoundError
+from slimgan_pl.data.base import DataNotFoundError, InMemoryImageDataModule
 
 
 class CIFARDataModule(InMemoryImageDataModule):

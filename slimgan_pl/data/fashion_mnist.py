@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slimgan_pl.data.base import InMemoryImageDataModule, to_model_range  # noqa: F401 (re-export)
+from slimgan_pl.data.base import DataNotFoundError, InMemoryImageDataModule, to_model_range  # noqa: F401 (re-export)
 
 DEBIAN_ROOT = "/usr/share/datasets/fashion-mnist"
 CLASSES = (
@@ -20,10 +20,6 @@ _FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _IDX_DTYPES = {0x08: np.uint8}
-
-
-class DataNotFoundError(FileNotFoundError):
-    """Raised when a dataset's files are missing; the message says how to get them."""
 
 
 def _find(root: Path, name: str) -> Path | None:

@@ -260,7 +260,9 @@ def dense_generator(generator: SlimmableGenerator, width: float, meta: dict[str,
     files that :func:`load_dense` can rebuild."""
     generator.check_width(width)
     if meta is None:  # without the constructor kwargs the state dict cannot be rebuilt by load_dense
-        arch = next((name for name, (cls, _) in GENERATORS.items() if type(generator) is cls), type(generator).__name__)
+        # several archs share a class (sndcgan32/48/64): the one whose fixed kwargs the generator has
+        arch = next((name for name, (cls, fixed) in GENERATORS.items() if type(generator) is cls
+                     and all(getattr(generator, k, v) == v for k, v in fixed.items())), type(generator).__name__)
         meta = generator_meta(generator, {"arch": arch}, width)
     body = _cut(copy.deepcopy(generator), float(width), "")
     dense = DenseGenerator(body, width, meta).eval()

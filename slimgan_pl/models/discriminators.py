@@ -1,7 +1,7 @@
 """Multi-width discriminator: one full-width discriminator per generator width, the first
 ``n_share`` blocks (from the input) shared by all widths, the later blocks and the head private.
 
-Class-conditional (``num_classes`` > 0, SNResGAN-32 only): each width's head is a projection head
+Class-conditional (``num_classes`` > 0, SNResGAN archs only): each width's head is a projection head
 (Miyato & Koyama 2018), ``linear(h) + <embed_w(y), h>`` with a private, spectrally normalised class
 embedding per width; this is cGAN-PD-32's discriminator.
 """
@@ -36,13 +36,17 @@ class DCGANDLayer(nn.Sequential):
 
 
 class ResDBlock(nn.Module):
-    """Residual D block. ``optimized``: first block (conv-ReLU-conv, no pre-activation)."""
+    """Residual D block. ``optimized``: first block (conv-ReLU-conv, no pre-activation).
+
+    The hidden channels (conv1's output) are the output channels in the optimized block and the
+    input channels otherwise, as SNGAN's D blocks (the same when in == out, as at 32px)."""
 
     def __init__(self, in_channels: int, out_channels: int, down: bool, optimized: bool, init: str) -> None:
         super().__init__()
         self.down, self.optimized = down, optimized
-        self.conv1 = _sn(nn.Conv2d(in_channels, out_channels, 3, 1, 1), init, math.sqrt(2))
-        self.conv2 = _sn(nn.Conv2d(out_channels, out_channels, 3, 1, 1), init, math.sqrt(2))
+        hidden = out_channels if optimized else in_channels
+        self.conv1 = _sn(nn.Conv2d(in_channels, hidden, 3, 1, 1), init, math.sqrt(2))
+        self.conv2 = _sn(nn.Conv2d(hidden, out_channels, 3, 1, 1), init, math.sqrt(2))
         learnable = optimized or down or in_channels != out_channels
         self.shortcut = _sn(nn.Conv2d(in_channels, out_channels, 1), init) if learnable else None
 
@@ -108,14 +112,15 @@ def _check_num_classes(num_classes: int | None) -> int:
 
 class SNDCGANDiscriminatorPlan:
     """SNDCGAN D: per downsampling stage a conv3x3 and a conv4x4/s2 (channels ndf/8, ndf/4, ndf/2 at
-    32px), then a conv3x3 to ndf; flatten; linear. Each conv layer is one block for ``n_share``
-    (7 at 32px), as in the reference implementation."""
+    32px and 48px, ndf/16 ... ndf/2 at 64px), then a conv3x3 to ndf; flatten (bottom x bottom: 4, 6, 4);
+    linear. Each conv layer is one block for ``n_share`` (7 at 32/48px, 9 at 64px), as in the
+    reference implementation."""
 
     def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str,
                  num_classes: int = 0) -> None:
         if num_classes:
-            raise ValueError(f"model.discriminator.num_classes={num_classes}: arch sndcgan32 has no projection "
-                             "head; a class-conditional D needs arch snresgan32 (model=cgan_pd32)")
+            raise ValueError(f"model.discriminator.num_classes={num_classes}: arch sndcgan{img_size} has no projection "
+                             "head; a class-conditional D needs an snresgan arch (e.g. model=cgan_pd32)")
         n_down = int(round(math.log2(img_size / bottom)))
         stages = [max(1, ndf // 2 ** (n_down - i)) for i in range(n_down)]
         self.layers: list[tuple[int, int, int, int]] = []  # (c_in, c_out, kernel, stride)
@@ -135,15 +140,23 @@ class SNDCGANDiscriminatorPlan:
 
 
 class SNResGANDiscriminatorPlan:
-    """SNResGAN-32 D: optimized down block img->ndf, down block, two plain blocks; sum-pool head
-    (a projection head when ``num_classes`` > 0: cGAN-PD-32)."""
+    """SNResGAN D: an optimized down block (image -> first channels), then residual blocks; ReLU, global
+    sum pool, linear (a projection head when ``num_classes`` > 0: cGAN-PD). Block i outputs
+    ``ndf // channel_divs[i]`` channels and halves the resolution if ``downs[i]``. Each residual block
+    is one block for ``n_share``. Plans (the reference's): SNResGAN-32 ndf x 4 blocks, down, down,
+    -, -; SNResGAN-48/-64 ndf/16, /8, /4, /2, ndf (5 blocks), the last one downsampling only at 64px
+    (48 -> 3x3, 64 -> 2x2 before the pool)."""
 
-    def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str,
-                 num_classes: int = 0) -> None:
-        n_down = int(round(math.log2(img_size / bottom))) - 1  # 32 -> 8 with two down blocks
-        self.specs = [(img_channels, ndf, True, True)] + [(ndf, ndf, True, False)] * (n_down - 1) \
-            + [(ndf, ndf, False, False)] * 2
-        self.n_blocks, self.ndf, self.init, self.num_classes = len(self.specs), ndf, init, num_classes
+    def __init__(self, ndf: int, img_channels: int, img_size: int, init: str, num_classes: int = 0,
+                 channel_divs: Sequence[int] = (1, 1, 1, 1), downs: Sequence[bool] = (True, True, False, False),
+                 ) -> None:
+        if len(channel_divs) != len(downs) or img_size % 2 ** sum(downs):
+            raise ValueError(f"SNResGAN D plan: {len(channel_divs)} channel divisors and {len(downs)} down flags "
+                             f"for {img_size}px images do not fit")
+        channels = [max(1, ndf // div) for div in channel_divs]
+        c_in = [img_channels] + channels[:-1]
+        self.specs = [(c_in[i], channels[i], downs[i], i == 0) for i in range(len(channels))]
+        self.n_blocks, self.ndf, self.init, self.num_classes = len(self.specs), channels[-1], init, num_classes
 
     def block(self, i: int) -> nn.Module:
         c_in, c_out, down, optimized = self.specs[i]
@@ -155,9 +168,17 @@ class SNResGANDiscriminatorPlan:
         return SumPoolHead(self.ndf, self.init)
 
 
+# arch name -> (plan class, plan kwargs the arch fixes); ndf is a config value (conf/model/<arch>.yaml).
 DISCRIMINATORS = {
     "sndcgan32": (SNDCGANDiscriminatorPlan, {"img_size": 32, "bottom": 4}),
-    "snresgan32": (SNResGANDiscriminatorPlan, {"img_size": 32, "bottom": 4}),
+    "sndcgan48": (SNDCGANDiscriminatorPlan, {"img_size": 48, "bottom": 6}),
+    "sndcgan64": (SNDCGANDiscriminatorPlan, {"img_size": 64, "bottom": 4}),
+    "snresgan32": (SNResGANDiscriminatorPlan, {"img_size": 32, "channel_divs": (1, 1, 1, 1),
+                                               "downs": (True, True, False, False)}),
+    "snresgan48": (SNResGANDiscriminatorPlan, {"img_size": 48, "channel_divs": (16, 8, 4, 2, 1),
+                                               "downs": (True, True, True, True, False)}),
+    "snresgan64": (SNResGANDiscriminatorPlan, {"img_size": 64, "channel_divs": (16, 8, 4, 2, 1),
+                                               "downs": (True, True, True, True, True)}),
 }
 
 

@@ -91,14 +91,16 @@ class SNDCGANGenerator(SlimmableGenerator):
 
     linear nz -> bottom^2 * ngf (no BN after); ``log2(img_size / bottom)`` stages of
     ConvTranspose 4x4/s2 halving channels, each followed by switchable BN and ReLU; conv 3x3 to
-    image channels; tanh. ngf=512, bottom=4 gives SNDCGAN-32 (512 -> 256 -> 128 -> 64).
+    image channels; tanh. ngf=512, bottom=4 gives SNDCGAN-32 (512 -> 256 -> 128 -> 64); ngf=512,
+    bottom=6, 48px gives SNDCGAN-48 (same channels, 6 -> 48); ngf=1024, bottom=4, 64px gives
+    SNDCGAN-64 (1024 -> 512 -> 256 -> 128 -> 64), as the reference.
     """
 
     def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 512, img_channels: int = 3,
                  img_size: int = 32, bottom: int = 4, init: str = "xavier", num_classes: int | None = None) -> None:
         if _check_num_classes(num_classes):
-            raise ValueError(f"model.generator.num_classes={num_classes}: arch sndcgan32 is unconditional only; "
-                             "class-conditional generation needs arch snresgan32 (model=cgan_pd32)")
+            raise ValueError(f"model.generator.num_classes={num_classes}: arch sndcgan{img_size} is unconditional "
+                             "only; class-conditional generation needs an snresgan arch (e.g. model=cgan_pd32)")
         super().__init__(widths, nz, img_channels, img_size)
         n_up = _n_upsamplings(img_size, bottom)
         channels = [max(1, ngf // 2**i) for i in range(n_up + 1)]
@@ -162,8 +164,10 @@ class SlimmableGBlock(nn.Module):
 class SNResGANGenerator(SlimmableGenerator):
     """ResNet generator of the SNGAN/SlimGAN recipes.
 
-    linear nz -> bottom^2 * ngf; ``log2(img_size / bottom)`` residual up-blocks (ngf -> ngf at
-    32px, as the reference); switchable BN; ReLU; conv 3x3 to image channels; tanh.
+    linear nz -> bottom^2 * ngf; ``log2(img_size / bottom)`` residual up-blocks; switchable BN; ReLU;
+    conv 3x3 to image channels; tanh. ``halve_channels``: each up-block halves the channels
+    (SNResGAN-48: 512 -> 256 -> 128 -> 64 from 6x6; SNResGAN-64: 1024 -> ... -> 64 from 4x4), else
+    every block keeps ngf (SNResGAN-32: 256 -> 256), as the reference's plans.
 
     ``num_classes`` > 0 makes it class-conditional (cGAN-PD's generator): the residual blocks' BNs
     become conditional (``cond_norm``: ``scbn``, one class embedding shared by all widths and sliced,
@@ -174,18 +178,19 @@ class SNResGANGenerator(SlimmableGenerator):
 
     def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 256, img_channels: int = 3,
                  img_size: int = 32, bottom: int = 4, init: str = "xavier", num_classes: int | None = None,
-                 cond_norm: str = "scbn") -> None:
+                 cond_norm: str = "scbn", halve_channels: bool = False) -> None:
         super().__init__(widths, nz, img_channels, img_size, num_classes)
         if cond_norm not in COND_NORMS:
             raise ValueError(f"model.generator.cond_norm must be one of {sorted(COND_NORMS)}, got {cond_norm!r}")
-        self.cond_norm = cond_norm
+        self.cond_norm, self.halve_channels = cond_norm, halve_channels
         n_up = _n_upsamplings(img_size, bottom)
+        channels = [max(1, ngf // 2**i) if halve_channels else ngf for i in range(n_up + 1)]
         self.bottom = bottom
         self.fc = SlimmableLinear(nz, bottom * bottom * ngf, slice_in=False, out_unit=bottom * bottom)
-        self.blocks = nn.ModuleList(SlimmableGBlock(ngf, ngf, self.widths, init, self.num_classes, cond_norm)
-                                    for _ in range(n_up))
-        self.bn = SwitchableBatchNorm2d(ngf, self.widths)
-        self.to_image = SlimmableConv2d(ngf, img_channels, 3, padding=1, slice_out=False)
+        self.blocks = nn.ModuleList(SlimmableGBlock(c_in, c_out, self.widths, init, self.num_classes, cond_norm)
+                                    for c_in, c_out in zip(channels, channels[1:]))
+        self.bn = SwitchableBatchNorm2d(channels[-1], self.widths)
+        self.to_image = SlimmableConv2d(channels[-1], img_channels, 3, padding=1, slice_out=False)
         init_weight(self.fc, init)
         init_weight(self.to_image, init)
 
@@ -198,9 +203,15 @@ class SNResGANGenerator(SlimmableGenerator):
         return torch.tanh(self.to_image(F.relu(self.bn(h, width)), width))
 
 
+# arch name -> (class, constructor kwargs the arch fixes). Channel widths (ngf) are config values
+# (conf/model/<arch>.yaml holds the reference's).
 GENERATORS = {
     "sndcgan32": (SNDCGANGenerator, {"img_size": 32, "bottom": 4}),
-    "snresgan32": (SNResGANGenerator, {"img_size": 32, "bottom": 4}),
+    "sndcgan48": (SNDCGANGenerator, {"img_size": 48, "bottom": 6}),
+    "sndcgan64": (SNDCGANGenerator, {"img_size": 64, "bottom": 4}),
+    "snresgan32": (SNResGANGenerator, {"img_size": 32, "bottom": 4, "halve_channels": False}),
+    "snresgan48": (SNResGANGenerator, {"img_size": 48, "bottom": 6, "halve_channels": True}),
+    "snresgan64": (SNResGANGenerator, {"img_size": 64, "bottom": 4, "halve_channels": True}),
 }
 
 
