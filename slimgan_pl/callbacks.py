@@ -107,7 +107,8 @@ class PerWidthFIDCallback(pl.Callback):
     The numbers are slimgan-eval's FMNIST-FID (same classifier, same seeded subset of ``n_real``
     real ``split`` images, same real-feature cache) with fewer samples: ``n_fake`` fakes per width
     from G in eval mode (:meth:`SlimGAN.sample`, BN running statistics untouched, same z at every
-    width and every evaluation). Only Fashion-MNIST with a 1x32x32 generator is supported.
+    width and every evaluation); with an EMA generator, from it with standing BN statistics
+    (:meth:`SlimGAN.standing_statistics`). Only Fashion-MNIST with a 1x32x32 generator is supported.
 
     Under DDP every rank draws its share of the fakes (``n_fake`` split exactly across ranks, rank
     ``r`` sampling with seed ``seed + r``) and feeds its shard of the real features; a torchmetrics
