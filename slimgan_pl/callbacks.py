@@ -49,12 +49,16 @@ class SampleGridCallback(pl.Callback):
     @torch.no_grad()
     def render(self, trainer: pl.Trainer, pl_module: SlimGAN) -> list[Path]:
         it = pl_module.iteration
-        if it == self._last_rendered or not trainer.is_global_zero:
+        if it == self._last_rendered:
             return []
         self._last_rendered = it
         paths, rows = [], []
         labels = pl_module.grid_labels(self.n_samples, self.nrow)  # conditional: one class per row
-        with pl_module.standing_statistics():  # EMA generator: standing BN statistics, restored afterwards
+        # EMA generator: standing BN statistics (restored afterwards), computed on every rank, since with
+        # cross-replica BN their train-mode forwards are collective; only rank 0 samples and writes.
+        with pl_module.standing_statistics():
+            if not trainer.is_global_zero:
+                return []
             grids = [pl_module.sample(self.n_samples, width=w, labels=labels, seed=self.seed).cpu()
                      for w in pl_module.widths]
         for w, images in zip(pl_module.widths, grids):

@@ -113,7 +113,7 @@ class SlimGAN(pl.LightningModule):
         if ema_decay is not None and not 0.0 <= float(ema_decay) < 1.0:
             raise ValueError(f"ema.decay must be in [0, 1) or null (no EMA generator), got {ema_decay}")
         for key, value, low in (("ema.start", ema_start, 0), ("ema.standing_batches", ema_standing_batches, 0),
-                                ("ema.standing_batch_size", ema_standing_batch_size, 1)):
+                                ("ema.standing_batch_size", ema_standing_batch_size, 2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
         self.save_hyperparameters()
