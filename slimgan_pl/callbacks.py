@@ -22,7 +22,8 @@ from slimgan_pl.module import SlimGAN, width_tag
 
 class SampleGridCallback(pl.Callback):
     """Every ``every_n_iterations`` SlimGAN iterations (and at the end of training) render one grid
-    per width from the same fixed noise, G in eval mode (BN running statistics untouched).
+    per width from the same fixed noise, G in eval mode (BN running statistics untouched); with an EMA
+    generator, from it, with standing statistics (:meth:`SlimGAN.standing_statistics`).
 
     Files: ``<output_dir>/samples/<w0.25>/iter_000500.png`` and ``samples/widths_iter_000500.png``
     (one row per width, same z in every column). Loggers with ``log_image`` (wandb) get them too.
@@ -48,13 +49,20 @@ class SampleGridCallback(pl.Callback):
     @torch.no_grad()
     def render(self, trainer: pl.Trainer, pl_module: SlimGAN) -> list[Path]:
         it = pl_module.iteration
-        if it == self._last_rendered or not trainer.is_global_zero:
+        if it == self._last_rendered:
             return []
         self._last_rendered = it
         paths, rows = [], []
         labels = pl_module.grid_labels(self.n_samples, self.nrow)  # conditional: one class per row
-        for w in pl_module.widths:
-            images = (pl_module.sample(self.n_samples, width=w, labels=labels, seed=self.seed).cpu() + 1) / 2
+        # EMA generator: standing BN statistics (restored afterwards), computed on every rank, since with
+        # cross-replica BN their train-mode forwards are collective; only rank 0 samples and writes.
+        with pl_module.standing_statistics():
+            if not trainer.is_global_zero:
+                return []
+            grids = [pl_module.sample(self.n_samples, width=w, labels=labels, seed=self.seed).cpu()
+                     for w in pl_module.widths]
+        for w, images in zip(pl_module.widths, grids):
+            images = (images + 1) / 2
             path = self.output_dir / width_tag(w) / f"iter_{it:06d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             save_image(images, path, nrow=self.nrow, padding=2)
@@ -103,7 +111,8 @@ class PerWidthFIDCallback(pl.Callback):
     The numbers are slimgan-eval's FMNIST-FID (same classifier, same seeded subset of ``n_real``
     real ``split`` images, same real-feature cache) with fewer samples: ``n_fake`` fakes per width
     from G in eval mode (:meth:`SlimGAN.sample`, BN running statistics untouched, same z at every
-    width and every evaluation). Only Fashion-MNIST with a 1x32x32 generator is supported.
+    width and every evaluation); with an EMA generator, from it with standing BN statistics
+    (:meth:`SlimGAN.standing_statistics`). Only Fashion-MNIST with a 1x32x32 generator is supported.
 
     Under DDP every rank draws its share of the fakes (``n_fake`` split exactly across ranks, rank
     ``r`` sampling with seed ``seed + r``) and feeds its shard of the real features; a torchmetrics
@@ -189,11 +198,12 @@ class PerWidthFIDCallback(pl.Callback):
         share = rank_shard(self.n_fake, rank, trainer.world_size)
         n = share.stop - share.start
         results = {}
-        for w in pl_module.widths:
-            self._fid.reset()  # fake statistics only: reset_real_features=False keeps the real ones
-            images = pl_module.sample(n, w, seed=self.seed + rank, batch_size=self.batch_size)
-            self._fid.update(extract(self._extractor, images, self.batch_size).features.double(), real=False)
-            results[w] = float(self._fid.compute())
+        with pl_module.standing_statistics():  # EMA generator: standing BN statistics (same seed on every rank)
+            for w in pl_module.widths:
+                self._fid.reset()  # fake statistics only: reset_real_features=False keeps the real ones
+                images = pl_module.sample(n, w, seed=self.seed + rank, batch_size=self.batch_size)
+                self._fid.update(extract(self._extractor, images, self.batch_size).features.double(), real=False)
+                results[w] = float(self._fid.compute())
         return results
 
     def _prepare(self, trainer: pl.Trainer, device: torch.device) -> None:
@@ -230,5 +240,5 @@ def _broadcast_generator_buffers(pl_module: SlimGAN) -> None:
     overwrites them with rank 0's at the start of the next step anyway. Doing it now makes every
     rank sample the generator that rank 0 checkpoints."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        for buffer in pl_module.generator.buffers():
+        for buffer in pl_module.sampling_generator.buffers():  # the EMA generator when there is one
             dist.broadcast(buffer, src=0)

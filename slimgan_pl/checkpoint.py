@@ -22,7 +22,7 @@ import torch
 from slimgan_pl.models import GENERATORS
 from slimgan_pl.module import SlimGAN
 
-EMA_PREFIX = "generator_ema."  # state-dict prefix of the EMA generator (a later issue adds it to SlimGAN)
+EMA_PREFIX = "generator_ema."  # state-dict prefix of the EMA generator (SlimGAN.generator_ema, ema=default)
 _ZIP_MAGIC = b"PK\x03\x04"     # torch.save's default format is a zip archive
 
 

@@ -1,7 +1,9 @@
 """Per-width evaluation of a SlimGAN checkpoint: ``slimgan-eval CHECKPOINT [options]``.
 
 For every width (or ``--widths``), G in eval mode with that width's BN statistics, the same fixed
-seed (hence the same z at every width):
+seed (hence the same z at every width). With an EMA generator (``ema=default``) the numbers are the
+EMA generator's, with standing BN statistics when ``ema.standing_batches`` > 0; ``metrics.json``
+records which (``generator.weights``, ``generator.bn_statistics``):
 
 * FMNIST-FID, FMNIST-KID against real features of a Fashion-MNIST split (test by default) and
   FMNIST-IS, all from the project's own classifier (:mod:`slimgan_pl.metrics.fmnist_classifier`),
@@ -245,6 +247,15 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, widths: Sequence[float] |
     if n_fake < is_splits or n_fake < 2 or n_real < 2:
         raise ValueError(f"need n_fake >= max(2, is_splits={is_splits}) and n_real >= 2, got {n_fake}, {n_real}")
     say = log or (lambda _: None)
+    # The sampling generator (EMA when the checkpoint has one); standing BN statistics for an EMA
+    # generator trained with ema.standing_batches > 0, else each width's running statistics.
+    sampling = {"weights": "ema" if model.generator_ema is not None else "live", "bn_statistics": model.bn_statistics}
+    if model.bn_statistics == "standing":
+        model.recompute_standing_statistics(seed=seed)
+        sampling["standing"] = {"batches_per_width": model.hparams.ema_standing_batches,
+                                "batch_size": model.hparams.ema_standing_batch_size, "seed": seed}
+        say(f"standing BN statistics of the EMA generator: {model.hparams.ema_standing_batches} batches of "
+            f"{model.hparams.ema_standing_batch_size} per width")
 
     loaded = load_classifier(classifier_path, root=data_root, log=log)
     if loaded.test_accuracy < MIN_CLASSIFIER_ACCURACY:
@@ -267,6 +278,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, widths: Sequence[float] |
 
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint.resolve()), **progress, "note": NOTE,
+        "generator": sampling,  # which weights and which BN statistics every number below used
         "settings": {"n_fake": n_fake, "n_real": n_real, "split": split, "seed": seed, "batch_size": batch_size,
                      "latency_batches": list(latency_batches), "latency_repeats": latency_repeats,
                      "latency_warmup": latency_warmup, "threads": torch.get_num_threads(), **knobs},
@@ -322,8 +334,10 @@ def markdown_table(result: dict[str, Any]) -> str:
         s = result["sanity"]
         lines.append("| " + " | ".join([f"{s['pair']} (sanity)", "-", "-", *metrics(s), *["-"] * len(batches)]) + " |")
     s = result["settings"]
+    generator = result.get("generator") or {"weights": "live", "bn_statistics": "running"}  # older files
     text = [f"SlimGAN evaluation of `{result['checkpoint']}` (iteration {result['iteration']})", "",
             *lines, "",
+            f"Generator: {generator['weights']} weights, BN {generator['bn_statistics']} statistics. "
             f"{s['n_fake']} fakes per width (seed {s['seed']}, same z at every width) vs {s['n_real']} real "
             f"{s['split']} images; IS over {s['is_splits']} splits; KID {s['kid_subsets']} subsets of "
             f"{s['kid_subset_size']}; latency: median of {s['latency_repeats']} CPU runs "

@@ -3,15 +3,18 @@ trained every iteration (Hou et al., AAAI 2021)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import nn
 
 from slimgan_pl.losses import distillation_loss, hinge_d_loss, hinge_g_loss
-from slimgan_pl.models import MultiWidthDiscriminator, build_generator
+from slimgan_pl.models import MultiWidthDiscriminator, SlimmableGenerator, build_generator
 from slimgan_pl.nn import check_widths
 
 DISTILL_FORWARDS = ("separate", "concat")
@@ -61,6 +64,12 @@ class SlimGAN(pl.LightningModule):
             distillation z, BN statistics over the adversarial batch alone) or ``concat`` (one
             forward over both batches; BN normalises over both).
         n_dis: D steps per G step. g_lr, d_lr, g_betas, d_betas: Adam settings per network.
+        ortho_reg: beta of BigGAN's orthogonal regularization of G (0 = off), see :meth:`ortho_penalty`.
+        ema_decay: decay of the EMA generator ``generator_ema`` (None = no EMA), see :meth:`update_ema`.
+        ema_start: SlimGAN iterations during which the EMA generator is a plain copy of G.
+        ema_standing_batches, ema_standing_batch_size: standing BN statistics of the EMA generator
+            before evaluation (0 batches = use its EMA'd running statistics), see
+            :meth:`standing_statistics`.
     """
 
     def __init__(
@@ -77,6 +86,11 @@ class SlimGAN(pl.LightningModule):
         d_lr: float = 2e-4,
         g_betas: Sequence[float] = (0.0, 0.9),
         d_betas: Sequence[float] = (0.0, 0.9),
+        ortho_reg: float = 0.0,
+        ema_decay: float | None = None,
+        ema_start: int = 0,
+        ema_standing_batches: int = 0,
+        ema_standing_batch_size: int = 64,
     ) -> None:
         super().__init__()
         generator, discriminator = dict(_plain(generator)), dict(_plain(discriminator))
@@ -94,6 +108,14 @@ class SlimGAN(pl.LightningModule):
         for key, cfg in (("model.generator", generator), ("model.discriminator", discriminator)):
             if "arch" not in cfg:
                 raise ValueError(f"{key}.arch is required")
+        if not float(ortho_reg) >= 0.0:
+            raise ValueError(f"optim.ortho_reg must be >= 0 (0 = off), got {ortho_reg}")
+        if ema_decay is not None and not 0.0 <= float(ema_decay) < 1.0:
+            raise ValueError(f"ema.decay must be in [0, 1) or null (no EMA generator), got {ema_decay}")
+        for key, value, low in (("ema.start", ema_start, 0), ("ema.standing_batches", ema_standing_batches, 0),
+                                ("ema.standing_batch_size", ema_standing_batch_size, 2)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
         self.save_hyperparameters()
         self.automatic_optimization = False
 
@@ -103,6 +125,10 @@ class SlimGAN(pl.LightningModule):
         self.discriminator = MultiWidthDiscriminator(
             discriminator["arch"], widths, n_share=n_share, img_channels=self.generator.img_channels, **disc_kwargs
         )
+        # EMA of G's weights and buffers: a frozen copy, never given to an optimizer (see update_ema)
+        self.generator_ema: SlimmableGenerator | None = None
+        if ema_decay is not None:
+            self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
         if self.generator.num_classes != self.discriminator.num_classes:
             raise ValueError(f"model.generator.num_classes={self.generator.num_classes} and "
                              f"model.discriminator.num_classes={self.discriminator.num_classes} must be equal "
@@ -118,6 +144,20 @@ class SlimGAN(pl.LightningModule):
     def num_classes(self) -> int:
         """Number of classes of a class-conditional model; 0 when unconditional."""
         return self.generator.num_classes
+
+    @property
+    def sampling_generator(self) -> SlimmableGenerator:
+        """The generator that samples and metrics use: the EMA generator when there is one, else G.
+        (The one place that decides; :meth:`sample` and the callbacks go through it.)"""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    @property
+    def bn_statistics(self) -> str:
+        """How evaluation normalises: ``standing`` (EMA generator with standing statistics, see
+        :meth:`standing_statistics`) or ``running`` (the sampling generator's running statistics)."""
+        if self.generator_ema is not None and self.hparams.ema_standing_batches > 0:
+            return "standing"
+        return "running"
 
     @property
     def iteration(self) -> int:
@@ -168,8 +208,9 @@ class SlimGAN(pl.LightningModule):
     @torch.no_grad()
     def sample(self, n: int, width: float, labels: torch.Tensor | Sequence[int] | None = None,
                seed: int | None = None, truncation: float | None = None, batch_size: int = 500) -> torch.Tensor:
-        """``n`` images in [-1, 1], shape (n, C, H, W), from the generator at ``width`` in eval mode
-        (that width's BN running statistics; nothing in the model changes). Same seed, same z.
+        """``n`` images in [-1, 1], shape (n, C, H, W), from :attr:`sampling_generator` (the EMA
+        generator when there is one) at ``width`` in eval mode (that width's BN statistics; nothing in
+        the model changes: wrap in :meth:`standing_statistics` for standing ones). Same seed, same z.
         ``truncation``: resample latent entries with |z| above it (see :meth:`noise`).
 
         Conditional models: ``labels`` are the n class ids; when None they are drawn uniformly, from
@@ -186,14 +227,109 @@ class SlimGAN(pl.LightningModule):
         z = self.noise(n, rng, truncation)
         if y is None:
             y = self.random_labels(n, rng)
-        was_training = self.generator.training
-        self.generator.eval()
+        generator = self.sampling_generator
+        was_training = generator.training
+        generator.eval()
         try:
-            out = [self.generator(z[i:i + batch_size], width=width, y=None if y is None else y[i:i + batch_size])
+            out = [generator(z[i:i + batch_size], width=width, y=None if y is None else y[i:i + batch_size])
                    for i in range(0, n, batch_size)]
         finally:
-            self.generator.train(was_training)
+            generator.train(was_training)
         return torch.cat(out)
+
+    # ----------------------------------------------------------------- BigGAN toolbox
+    @torch.no_grad()
+    def recompute_standing_statistics(self, n_batches: int | None = None, batch_size: int | None = None,
+                                      seed: int = 0) -> None:
+        """Standing statistics (BigGAN): reset the sampling generator's BN statistics, then for every
+        width run ``n_batches`` fresh batches of ``batch_size`` (seeded z and labels) with its BNs in
+        train mode and cumulative averaging (momentum None: running stats = mean of the per-batch
+        statistics); everything else stays in eval mode (spectral norm does no power iteration).
+        Each width touches only its own BNs. The generator is left in eval mode. Defaults:
+        ``ema.standing_batches`` / ``ema.standing_batch_size``. Changes the model's buffers: use
+        :meth:`standing_statistics` to have them restored."""
+        n_batches = self.hparams.ema_standing_batches if n_batches is None else n_batches
+        batch_size = self.hparams.ema_standing_batch_size if batch_size is None else batch_size
+        if n_batches < 1 or batch_size < 2:
+            raise ValueError(f"standing statistics need >= 1 batch of >= 2 images, got {n_batches} x {batch_size}")
+        generator = self.sampling_generator
+        bns = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [bn.momentum for bn in bns]
+        rng = torch.Generator().manual_seed(seed)
+        generator.eval()
+        try:
+            for bn in bns:
+                bn.reset_running_stats()
+                bn.momentum = None
+                bn.train()
+            for w in self.widths:
+                for _ in range(n_batches):
+                    generator(self.noise(batch_size, rng), width=w, y=self.random_labels(batch_size, rng))
+        finally:
+            for bn, momentum in zip(bns, momenta):
+                bn.momentum = momentum
+            generator.eval()
+
+    @contextmanager
+    def standing_statistics(self, seed: int = 0) -> Iterator[str]:
+        """Inside: the sampling generator normalises as :attr:`bn_statistics` says (standing statistics
+        recomputed when that is ``standing``); after: its buffers and mode are restored, so training
+        (and the EMA) go on unchanged. Yields the mode used (``standing`` | ``running``)."""
+        mode = self.bn_statistics
+        if mode != "standing":
+            yield mode
+            return
+        generator = self.sampling_generator
+        saved = {name: buf.clone() for name, buf in generator.named_buffers()}
+        modes = {name: m.training for name, m in generator.named_modules()}
+        try:
+            self.recompute_standing_statistics(seed=seed)
+            yield mode
+        finally:
+            with torch.no_grad():
+                for name, buf in generator.named_buffers():
+                    buf.copy_(saved[name])
+            for name, m in generator.named_modules():
+                m.training = modes[name]
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """After a G step: every floating parameter AND buffer of the EMA generator moves
+        ``t = decay * t + (1 - decay) * s`` (s: G's); a plain copy while :attr:`iteration` <
+        ``ema_start`` and for integer buffers (BN batch counters)."""
+        if self.generator_ema is None:
+            return
+        decay = self.hparams.ema_decay if self.iteration >= self.hparams.ema_start else 0.0
+        live = dict(self.generator.named_parameters())
+        live.update(self.generator.named_buffers())
+        for name, target in (*self.generator_ema.named_parameters(), *self.generator_ema.named_buffers()):
+            source = live[name]
+            if decay == 0.0 or not target.is_floating_point():
+                target.copy_(source)
+            else:
+                target.lerp_(source, 1.0 - decay)  # t + (1 - decay) (s - t)
+
+    def ortho_penalty(self) -> torch.Tensor:
+        """BigGAN's orthogonal regularization, the loss form: ``R = beta * sum_W ||W W^T * (1 - I)||_F^2``
+        over G's parameters with >= 2 dims (reshaped to (dim 0, -1)), excluding class-embedding tables
+        (BigGAN's shared embedding; scBN's tables) and 1-D parameters; on the FULL weights (with
+        spectral norm: the un-normalised ``original``), as the paper writes it. Its gradient is
+        ``4 beta (W W^T * (1 - I)) W``; the reference code adds ``2 beta (W W^T * (1 - I)) W`` straight
+        to the gradient (= the gradient of beta/2 R), so its update at beta equals ours at beta / 2."""
+        beta = float(self.hparams.ortho_reg)
+        embeddings = {id(m.weight) for m in self.generator.modules() if isinstance(m, nn.Embedding)}
+        total = None
+        for p in self.generator.parameters():
+            if p.ndim < 2 or id(p) in embeddings:
+                continue
+            w = p.reshape(p.shape[0], -1)
+            gram = w @ w.T
+            off = gram - torch.diag_embed(torch.diagonal(gram))  # (W W^T) * (1 - I)
+            term = off.square().sum()
+            total = term if total is None else total + term
+        if total is None:
+            return torch.zeros((), device=self.device)
+        return beta * total
 
     # ----------------------------------------------------------------- training
     def configure_optimizers(self):
@@ -224,6 +360,8 @@ class SlimGAN(pl.LightningModule):
             logs[f"train/d_loss_{width_tag(w)}"] = d
             logs[f"train/g_loss_{width_tag(w)}"] = g
         logs["train/distill_loss"] = kd_loss
+        if self.hparams.ortho_reg > 0:
+            logs["train/ortho_reg"] = self._last_ortho
         self.log_dict(logs, on_step=True, on_epoch=False)
         self.log("d_loss", torch.stack(d_losses).sum(), prog_bar=True, on_step=True, on_epoch=False)
         self.log("g_loss", torch.stack(g_losses).sum(), prog_bar=True, on_step=True, on_epoch=False)
@@ -272,7 +410,12 @@ class SlimGAN(pl.LightningModule):
             g_losses = [hinge_g_loss(s) for s in fake_scores]
             kd = distillation_loss(students, hp.stepwise) if distil else fakes[0].new_zeros(())
             loss = torch.stack(g_losses).sum() + hp.alpha * kd
+            if hp.ortho_reg > 0:  # once per G step, on the full weights (not once per width)
+                ortho = self.ortho_penalty()
+                loss = loss + ortho
+                self._last_ortho = ortho.detach()
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             opt_g.step()
+        self.update_ema()  # iteration already counts this G step
         return [g.detach() for g in g_losses], kd.detach()

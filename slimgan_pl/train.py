@@ -44,8 +44,9 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
     """Compose model, data and trainer from the config, validating everything before training."""
     try:
         OmegaConf.resolve(cfg)
+        ema = {f"ema_{key}": value for key, value in cfg.get("ema", {}).items()}  # ema.decay -> ema_decay
         model = SlimGAN(generator=cfg.model.generator, discriminator=cfg.model.discriminator,
-                        **cfg.slim, **cfg.optim)
+                        **cfg.slim, **cfg.optim, **ema)
         datamodule = instantiate(cfg.data)
         _check_data_fits_model(datamodule, model)
         if hasattr(datamodule, "check"):

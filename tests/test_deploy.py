@@ -39,7 +39,8 @@ SLIM_TYPES = (SlimmableLinear, SlimmableConv2d, SlimmableConvTranspose2d, Switch
               SliceableConditionalBatchNorm2d, SwitchableConditionalBatchNorm2d)
 # every architecture, unconditional, plus the class-conditional variants (cGAN-PD's generator)
 GENERATOR_CONFIGS = [(arch, {}) for arch in sorted(GENERATORS)] + [
-    ("snresgan32", dict(num_classes=10, cond_norm=norm)) for norm in sorted(COND_NORMS)]
+    ("snresgan32", dict(num_classes=10, cond_norm=norm)) for norm in sorted(COND_NORMS)] + [
+    ("biggan32", dict(num_classes=10))]  # + shared class embedding (CBN, SA, SN: in the unconditional ones too)
 
 
 @pytest.fixture(scope="module", autouse=True)

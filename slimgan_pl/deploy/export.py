@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from slimgan_pl.checkpoint import CheckpointError, load_slimgan, run_directory
 from slimgan_pl.deploy.common import WEIGHTS, fail, select_generator
@@ -43,10 +44,14 @@ from slimgan_pl.nn import (
     SlimmableConv2d,
     SlimmableConvTranspose2d,
     SlimmableLinear,
+    SlimmableProjectedBatchNorm2d,
+    SlimmableSelfAttention,
     SwitchableBatchNorm2d,
     SwitchableConditionalBatchNorm2d,
     slim_channels,
 )
+from slimgan_pl.nn.attention import non_local
+from slimgan_pl.nn.conditional import modulate
 
 PROG = "slimgan-export"
 FORMAT = "slimgan-dense-v1"
@@ -91,6 +96,31 @@ class DenseConditionalBatchNorm2d(ConditionalBatchNorm2d):
 
     def forward(self, x: torch.Tensor, width: float | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         return super().forward(x, y)
+
+
+class DenseSelfAttention(nn.Module):
+    """Self-attention at one width: four dense 1x1 convs (theta, phi, g, o) and the shared ``gamma``;
+    the same arithmetic as :class:`SlimmableSelfAttention` (:func:`slimgan_pl.nn.attention.non_local`)."""
+
+    def __init__(self, theta: nn.Module, phi: nn.Module, g: nn.Module, o: nn.Module, gamma: torch.Tensor) -> None:
+        super().__init__()
+        self.theta, self.phi, self.g, self.o = theta, phi, g, o
+        self.gamma = nn.Parameter(gamma.detach().clone())
+
+    def forward(self, x: torch.Tensor, width: float | None = None) -> torch.Tensor:
+        return non_local(x, self.theta(x), self.phi(x), self.g(x), self.o, self.gamma)
+
+
+class DenseProjectedBatchNorm2d(nn.Module):
+    """BigGAN conditional BN at one width: ``nn.BatchNorm2d`` (that width's statistics, no affine) and
+    the dense gain/bias projections cut to the width's channels: ``bn(x) * (1 + gain(c)) + bias(c)``."""
+
+    def __init__(self, bn: nn.Module, gain: nn.Module, bias: nn.Module) -> None:
+        super().__init__()
+        self.bn, self.gain, self.bias = bn, gain, bias
+
+    def forward(self, x: torch.Tensor, width: float | None = None, c: torch.Tensor | None = None) -> torch.Tensor:
+        return modulate(self.bn(x), self.gain(c), self.bias(c))
 
 
 @torch.no_grad()
@@ -153,6 +183,15 @@ def _dense_switchable_cbn(m: SwitchableConditionalBatchNorm2d, width: float) -> 
     return _dense_conditional(cbn.bn, cbn.embed.weight, cbn.num_classes)
 
 
+def _dense_attention(m: SlimmableSelfAttention, width: float) -> nn.Module:
+    return DenseSelfAttention(*(_dense_conv(conv, width) for conv in (m.theta, m.phi, m.g, m.o)), m.gamma)
+
+
+def _dense_projected_bn(m: SlimmableProjectedBatchNorm2d, width: float) -> nn.Module:
+    return DenseProjectedBatchNorm2d(_dense_batchnorm(m.norm, width), _dense_linear(m.gain, width),
+                                     _dense_linear(m.bias, width))
+
+
 # Exact types: a subclass may change forward and must get its own converter (see _width_dependent).
 DENSE_CONVERTERS: dict[type[nn.Module], Callable[[Any, float], nn.Module]] = {
     SlimmableLinear: _dense_linear,
@@ -161,6 +200,8 @@ DENSE_CONVERTERS: dict[type[nn.Module], Callable[[Any, float], nn.Module]] = {
     SwitchableBatchNorm2d: _dense_batchnorm,
     SliceableConditionalBatchNorm2d: _dense_scbn,
     SwitchableConditionalBatchNorm2d: _dense_switchable_cbn,
+    SlimmableSelfAttention: _dense_attention,
+    SlimmableProjectedBatchNorm2d: _dense_projected_bn,
 }
 
 
@@ -185,8 +226,15 @@ def _width_dependent(module: nn.Module) -> bool:
     return owns_tensors or type(module).__module__.startswith("slimgan_pl.nn")
 
 
+def _converter_type(module: nn.Module) -> type[nn.Module]:
+    """The module's class; for a parametrized module (spectral norm) the class parametrize wrapped,
+    whose forward it keeps (the dense copy holds the parametrized, i.e. normalised, weight)."""
+    cls = type(module)
+    return cls.__bases__[0] if parametrize.is_parametrized(module) else cls
+
+
 def _cut(module: nn.Module, width: float, path: str) -> nn.Module:
-    convert = DENSE_CONVERTERS.get(type(module))
+    convert = DENSE_CONVERTERS.get(_converter_type(module))
     if convert is not None:
         return convert(module, width)
     if _width_dependent(module):
@@ -264,7 +312,8 @@ def dense_generator(generator: SlimmableGenerator, width: float, meta: dict[str,
         arch = next((name for name, (cls, fixed) in GENERATORS.items() if type(generator) is cls
                      and all(getattr(generator, k, v) == v for k, v in fixed.items())), type(generator).__name__)
         meta = generator_meta(generator, {"arch": arch}, width)
-    body = _cut(copy.deepcopy(generator), float(width), "")
+    # eval: a spectrally normalised weight is read without another power iteration, as the forward does
+    body = _cut(copy.deepcopy(generator).eval(), float(width), "")
     dense = DenseGenerator(body, width, meta).eval()
     if check:
         verify(generator, dense)

@@ -40,7 +40,7 @@ def active_parameters(generator: nn.Module, width: float) -> int:
             handled.add(id(module.embed.weight))  # its per-width BNs are counted by the branch above
             total += module.num_classes * 2 * slim_channels(module.num_features, width)
         elif isinstance(module, _SLICED) and hasattr(module, "active"):
-            handled.update(id(p) for p in module.parameters(recurse=False))
+            handled.update(id(p) for p in module.parameters())  # incl. a spectral-norm parametrization's original
             in_w, out_w = module.active(width)
             total += in_w * out_w * math.prod(module.weight.shape[2:])
             total += out_w if module.bias is not None else 0

@@ -182,11 +182,19 @@ DISCRIMINATORS = {
 }
 
 
-def discriminator_plan(arch: str, ndf: int, img_channels: int, init: str = "xavier", num_classes: int = 0):
+def discriminator_plan(arch: str, ndf: int, img_channels: int, init: str = "xavier", num_classes: int = 0,
+                       **plan_kwargs):
+    """``plan_kwargs``: arch-specific options (e.g. ``attn_resolution`` of the BigGAN archs)."""
     if arch not in DISCRIMINATORS:
         raise ValueError(f"model.discriminator.arch must be one of {sorted(DISCRIMINATORS)}, got {arch!r}")
     cls, fixed = DISCRIMINATORS[arch]
-    return cls(ndf=ndf, img_channels=img_channels, init=init, num_classes=num_classes, **fixed)
+    try:
+        return cls(ndf=ndf, img_channels=img_channels, init=init, num_classes=num_classes, **plan_kwargs, **fixed)
+    except TypeError as e:
+        if not plan_kwargs:
+            raise
+        raise ValueError(f"model.discriminator options {sorted(plan_kwargs)} are not all options of arch {arch} "
+                         f"({e})") from None
 
 
 class PrivateDiscriminator(nn.Module):
@@ -211,11 +219,11 @@ class MultiWidthDiscriminator(nn.Module):
     """
 
     def __init__(self, arch: str, widths: Sequence[float], n_share: int = 2, ndf: int = 512,
-                 img_channels: int = 3, init: str = "xavier", num_classes: int | None = None) -> None:
+                 img_channels: int = 3, init: str = "xavier", num_classes: int | None = None, **plan_kwargs) -> None:
         super().__init__()
         self.widths = check_widths(widths)
         self.num_classes = _check_num_classes(num_classes)
-        plan = discriminator_plan(arch, ndf, img_channels, init, self.num_classes)
+        plan = discriminator_plan(arch, ndf, img_channels, init, self.num_classes, **plan_kwargs)
         if not isinstance(n_share, int) or not 0 <= n_share <= plan.n_blocks:
             raise ValueError(f"slim.n_share must be an integer in [0, {plan.n_blocks}] for "
                              f"discriminator {arch} ({plan.n_blocks} blocks), got {n_share!r}")

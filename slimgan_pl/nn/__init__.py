@@ -4,9 +4,11 @@ from slimgan_pl.nn.conditional import (
     COND_NORMS,
     ConditionalBatchNorm2d,
     SliceableConditionalBatchNorm2d,
+    SlimmableProjectedBatchNorm2d,
     SwitchableConditionalBatchNorm2d,
     conditional_norm,
 )
+from slimgan_pl.nn.attention import SlimmableSelfAttention
 from slimgan_pl.nn.slimmable import (
     SlimmableConv2d,
     SlimmableConvTranspose2d,
@@ -24,6 +26,8 @@ __all__ = [
     "SlimmableConv2d",
     "SlimmableConvTranspose2d",
     "SlimmableLinear",
+    "SlimmableProjectedBatchNorm2d",
+    "SlimmableSelfAttention",
     "SwitchableBatchNorm2d",
     "SwitchableConditionalBatchNorm2d",
     "check_widths",

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from slimgan_pl.nn.slimmable import SwitchableBatchNorm2d, check_widths, slim_channels, width_index
+from slimgan_pl.nn.slimmable import SlimmableLinear, SwitchableBatchNorm2d, check_widths, slim_channels, width_index
 
 GAMMA_INIT_STD = 0.02
 
@@ -130,3 +130,33 @@ def conditional_norm(kind: str, num_features: int, num_classes: int, widths: Seq
     if kind not in COND_NORMS:
         raise ValueError(f"model.generator.cond_norm must be one of {sorted(COND_NORMS)}, got {kind!r}")
     return COND_NORMS[kind](num_features, num_classes, widths)
+
+
+class SlimmableProjectedBatchNorm2d(nn.Module):
+    """BigGAN's conditional BN, slimmable: ``BN_w(x) * (1 + gain(c)) + bias(c)``.
+
+    ``BN_w`` is private per width and has no affine of its own (the class/latent affine replaces it);
+    ``gain`` and ``bias`` are bias-free linear projections of the conditioning vector ``c`` (BigGAN:
+    the shared class embedding, with skip-z concatenated with this block's latent chunk), shared by
+    all widths: their OUTPUT is sliced to the width's channels (the input ``c`` is never sliced).
+    "1 +" makes zero projections the identity affine (the BigGAN formulation).
+    """
+
+    def __init__(self, num_features: int, cond_dim: int, widths: Sequence[float], momentum: float = 0.1,
+                 eps: float = 1e-5) -> None:
+        super().__init__()
+        if not isinstance(cond_dim, int) or cond_dim < 1:
+            raise ValueError(f"cond_dim of a projected conditional BN must be an integer >= 1, got {cond_dim!r}")
+        self.num_features, self.cond_dim = num_features, cond_dim
+        self.norm = SwitchableBatchNorm2d(num_features, widths, affine=False, momentum=momentum, eps=eps)
+        self.widths = self.norm.widths
+        self.gain = SlimmableLinear(cond_dim, num_features, bias=False, slice_in=False)
+        self.bias = SlimmableLinear(cond_dim, num_features, bias=False, slice_in=False)
+
+    def forward(self, x: torch.Tensor, width: float, c: torch.Tensor) -> torch.Tensor:
+        return modulate(self.norm(x, width), self.gain(c, width), self.bias(c, width))
+
+
+def modulate(x_hat: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x_hat * (1 + gain) + bias`` with per-sample, per-channel (N, C) gain and bias."""
+    return x_hat * (1 + _per_channel(gain)) + _per_channel(bias)
