@@ -31,7 +31,7 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
     try:
         OmegaConf.resolve(cfg)
         model = SlimGAN(generator=cfg.model.generator, discriminator=cfg.model.discriminator,
-                        **cfg.slim, **cfg.optim)
+                        sync_bn=cfg.model.sync_bn, **cfg.slim, **cfg.optim)
         datamodule = instantiate(cfg.data)
         if hasattr(datamodule, "check"):
             datamodule.check()
@@ -56,7 +56,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model, datamodule, trainer = build(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg))
+    if trainer.is_global_zero:  # DDP: every rank runs this function (popen launcher: the whole script)
+        (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg))
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

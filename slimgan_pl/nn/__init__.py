@@ -7,6 +7,7 @@ from slimgan_pl.nn.conditional import (
     SwitchableConditionalBatchNorm2d,
     conditional_norm,
 )
+from slimgan_pl.nn.cross_replica import CrossReplicaBatchNorm2d, convert_cross_replica_batchnorm
 from slimgan_pl.nn.slimmable import (
     SlimmableConv2d,
     SlimmableConvTranspose2d,
@@ -20,6 +21,7 @@ from slimgan_pl.nn.slimmable import (
 __all__ = [
     "COND_NORMS",
     "ConditionalBatchNorm2d",
+    "CrossReplicaBatchNorm2d",
     "SliceableConditionalBatchNorm2d",
     "SlimmableConv2d",
     "SlimmableConvTranspose2d",
@@ -28,6 +30,7 @@ __all__ = [
     "SwitchableConditionalBatchNorm2d",
     "check_widths",
     "conditional_norm",
+    "convert_cross_replica_batchnorm",
     "slim_channels",
     "width_index",
 ]
