@@ -25,12 +25,29 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch import nn
 
 
 def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable sum over ranks: every rank gets the sum; the gradient of rank r's input is the
+    sum of all ranks' output gradients (each rank's loss depends on every rank's input).
+    (``torch.distributed.nn.functional.all_reduce`` does the same but is deprecated in torch 2.14.)"""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
 
 
 class CrossReplicaBatchNorm2d(nn.BatchNorm2d):
@@ -65,12 +82,12 @@ class CrossReplicaBatchNorm2d(nn.BatchNorm2d):
         local_m2 = (x - local_mean[None, :, None, None]).square().sum(dims)
         local_mean, local_m2 = local_mean.double(), local_m2.double()
         stats = torch.cat([local_mean.new_full((1,), float(n)), n * local_mean, local_m2 + n * local_mean.square()])
-        stats = dist_fn.all_reduce(stats)  # sum over ranks; its backward all-reduces the gradient
+        stats = _AllReduceSum.apply(stats)
         c = x.shape[1]
         count, total, total_sq = stats[0], stats[1:1 + c], stats[1 + c:]
         mean = total / count
         var = (total_sq / count - mean.square()).clamp_min(0.0)
-        return mean, var, float(count)
+        return mean, var, float(count.detach())
 
     @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
