@@ -269,3 +269,36 @@ def test_ddp_cli_writes_one_output_dir_once(tmp_path, fmnist_root):
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2 * (1 + 1)
     model = SlimGAN.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert model.hparams.sync_bn and type(model.generator.bns[0].bns[0]) is CrossReplicaBatchNorm2d
+
+
+# ----------------------------------------------------------------------------- deploy
+@pytest.mark.parametrize("generator", [dict(arch="sndcgan32"), dict(arch="snresgan32"),
+                                       dict(arch="snresgan32", num_classes=10, cond_norm="scbn"),
+                                       dict(arch="snresgan32", num_classes=10, cond_norm="switchable")],
+                         ids=lambda g: "-".join(str(v) for v in g.values()))
+def test_export_of_a_sync_bn_model_is_the_plain_export(generator, tmp_path):
+    """The exporter cuts a converted model (its per-width BNs are CrossReplicaBatchNorm2d, still
+    nn.BatchNorm2d) into plain dense layers with the same outputs as the unconverted model's."""
+    from slimgan_pl.deploy import export as ex
+
+    torch.manual_seed(0)
+    g = dict(ngf=16, img_channels=1, **generator)
+    d = dict(arch=generator["arch"], ndf=16, num_classes=generator.get("num_classes", 0))
+    plain = SlimGAN(generator=g, discriminator=d, widths=WIDTHS).eval()
+    synced = SlimGAN(generator=g, discriminator=d, widths=WIDTHS, sync_bn=True).eval()
+    synced.load_state_dict(plain.state_dict())
+    with torch.no_grad():  # distinct running statistics, so a BN cut wrongly would show
+        for m in [*plain.modules(), *synced.modules()]:
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.linspace(-0.3, 0.3, m.num_features))
+                m.running_var.copy_(torch.linspace(0.5, 2.0, m.num_features))
+    assert any(type(m) is CrossReplicaBatchNorm2d for m in synced.generator.modules())
+    for w in plain.widths:
+        dense_plain, dense_synced = ex.export_model(plain, w), ex.export_model(synced, w)  # verified on export
+        assert not any(isinstance(m, CrossReplicaBatchNorm2d) for m in dense_synced.modules())
+        inputs = ex.example_inputs(dense_plain, batch=3)
+        with torch.no_grad():
+            torch.testing.assert_close(dense_synced(*inputs), dense_plain(*inputs), rtol=0, atol=0)
+    scripted = torch.jit.load(str(ex.save_torchscript(dense_synced, tmp_path / "dense.pt")))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(*inputs), dense_plain(*inputs), rtol=1e-6, atol=1e-6)
