@@ -25,10 +25,12 @@ from torch.distributed.constants import default_pg_timeout
 from torch.optim import Optimizer
 
 
-def rank_seed(seed: int, rank: int) -> int:
-    """A 63-bit seed for rank ``rank`` of a run seeded with ``seed``: independent streams per rank,
-    and (seed, rank) pairs never collide the way ``seed + rank`` does (seed 0 rank 1 = seed 1 rank 0)."""
-    return int(np.random.SeedSequence([int(seed) % 2**64, int(rank)]).generate_state(1, np.uint64)[0] >> 1)
+def rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    """A 63-bit seed for rank ``rank`` of a run seeded with ``seed``, starting at optimizer step
+    ``step``: independent streams per rank, (seed, rank) pairs never collide the way ``seed + rank``
+    does (seed 0 rank 1 = seed 1 rank 0), and a resumed run does not replay its first noise."""
+    entropy = [int(seed) % 2**64, int(rank), int(step)]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
 
 
 def average_gradients(params: list[torch.Tensor], bucket_cap_mb: float = 25.0,

@@ -120,7 +120,7 @@ class SlimGAN(pl.LightningModule):
                              "(both the data's class count for a conditional model, 0 or null otherwise)")
         if sync_bn:  # after every submodule exists: covers any architecture's nn.BatchNorm2d layers
             convert_cross_replica_batchnorm(self)
-        # Training noise generator of this rank under DDP (set in on_fit_start); None: global RNG.
+        # Training noise generator of this rank under DDP (set in on_train_start); None: global RNG.
         self._noise_rng: torch.Generator | None = None
 
     # ----------------------------------------------------------------- public API
@@ -224,13 +224,17 @@ class SlimGAN(pl.LightningModule):
         if self.num_classes and data_classes is not None and data_classes != self.num_classes:
             raise ValueError(f"model.generator.num_classes={self.num_classes} but the data has "
                              f"data.num_classes={data_classes} classes")
+
+    def on_train_start(self) -> None:
         # Different z and labels on every rank (same seed everywhere would make every rank draw the
         # same fakes: the global batch would hold world_size copies). Parameters are unaffected:
-        # they were built before and the strategy broadcasts rank 0's.
+        # they were built before and the strategy broadcasts rank 0's. Here, not in on_fit_start:
+        # a resumed run's global_step is restored by now, so it continues with fresh noise.
         world, rank = self.trainer.world_size, self.trainer.global_rank
         self._noise_rng = None
         if world > 1:
-            self._noise_rng = torch.Generator(device=self.device).manual_seed(rank_seed(torch.initial_seed(), rank))
+            seed = rank_seed(torch.initial_seed(), rank, self.global_step)
+            self._noise_rng = torch.Generator(device=self.device).manual_seed(seed)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch

@@ -169,9 +169,9 @@ def test_average_gradients_in_several_buckets(tmp_path, one_thread_for_fork):
 
 
 def test_rank_seeds_differ_between_ranks_and_seeds():
-    seeds = {rank_seed(s, r) for s in range(3) for r in range(3)}
-    assert len(seeds) == 9 and all(0 <= s < 2**63 for s in seeds)
-    assert rank_seed(0, 1) == rank_seed(0, 1)
+    seeds = {rank_seed(s, r, step) for s in range(3) for r in range(3) for step in (0, 4)}
+    assert len(seeds) == 18 and all(0 <= s < 2**63 for s in seeds)
+    assert rank_seed(0, 1) == rank_seed(0, 1, 0)
 
 
 # ----------------------------------------------------------------------------- training under trainer=ddp_cpu
