@@ -244,7 +244,6 @@ def test_sync_bn_config_converts_every_batchnorm(make_cfg):
 
 
 # ----------------------------------------------------------------------------- Hydra + subprocess launcher
-@pytest.mark.slow  # two fresh interpreters (torch, Lightning, Hydra, data): ~45 s on 2 busy cores
 def test_ddp_cli_writes_one_output_dir_once(tmp_path, fmnist_root):
     """`slimgan-train trainer=ddp_cpu`: Lightning re-runs the command for rank 1 with the same
     overrides; it must reuse rank 0's Hydra run dir (no second timestamped dir, no second .hydra)
