@@ -236,9 +236,8 @@ def _broadcast_generator_buffers(pl_module: SlimGAN) -> None:
     """Give every rank rank 0's G buffers (BN running statistics, spectral-norm vectors).
 
     Parameters agree across DDP ranks, but each rank's last training step updated G's BN running
-    statistics from its own noise batches (different when the ranks draw different z); DDP
-    overwrites them with rank 0's at the start of the next step anyway. Doing it now makes every
-    rank sample the generator that rank 0 checkpoints."""
+    statistics from its own noise batches (the ranks draw different z; without model.sync_bn they
+    differ). Doing it now makes every rank sample the generator that rank 0 checkpoints."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         for buffer in pl_module.sampling_generator.buffers():  # the EMA generator when there is one
             dist.broadcast(buffer, src=0)

@@ -13,9 +13,10 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
+from slimgan_pl.distributed import rank_seed
 from slimgan_pl.losses import distillation_loss, hinge_d_loss, hinge_g_loss
 from slimgan_pl.models import MultiWidthDiscriminator, SlimmableGenerator, build_generator
-from slimgan_pl.nn import check_widths
+from slimgan_pl.nn import check_widths, convert_cross_replica_batchnorm
 
 DISTILL_FORWARDS = ("separate", "concat")
 
@@ -70,6 +71,13 @@ class SlimGAN(pl.LightningModule):
         ema_standing_batches, ema_standing_batch_size: standing BN statistics of the EMA generator
             before evaluation (0 batches = use its EMA'd running statistics), see
             :meth:`standing_statistics`.
+        sync_bn: cross-replica BN (``model.sync_bn``): under DDP, every BN of G and D (the per-width
+            BNs of switchable and sliceable BNs included) normalises with the statistics of the
+            global batch (:class:`~slimgan_pl.nn.CrossReplicaBatchNorm2d`); identical to plain BN
+            in one process and in eval mode.
+
+    Under DDP each rank draws its training noise (z and fake labels) from its own generator seeded
+    from (global seed, rank), so the ranks' fakes differ; one process keeps the global RNG stream.
     """
 
     def __init__(
@@ -91,6 +99,7 @@ class SlimGAN(pl.LightningModule):
         ema_start: int = 0,
         ema_standing_batches: int = 0,
         ema_standing_batch_size: int = 64,
+        sync_bn: bool = False,
     ) -> None:
         super().__init__()
         generator, discriminator = dict(_plain(generator)), dict(_plain(discriminator))
@@ -105,6 +114,8 @@ class SlimGAN(pl.LightningModule):
         for key, lr in (("optim.g_lr", g_lr), ("optim.d_lr", d_lr)):
             if not float(lr) > 0.0:
                 raise ValueError(f"{key} must be > 0, got {lr}")
+        if not isinstance(sync_bn, bool):
+            raise ValueError(f"model.sync_bn must be true or false, got {sync_bn!r}")
         for key, cfg in (("model.generator", generator), ("model.discriminator", discriminator)):
             if "arch" not in cfg:
                 raise ValueError(f"{key}.arch is required")
@@ -133,6 +144,10 @@ class SlimGAN(pl.LightningModule):
             raise ValueError(f"model.generator.num_classes={self.generator.num_classes} and "
                              f"model.discriminator.num_classes={self.discriminator.num_classes} must be equal "
                              "(both the data's class count for a conditional model, 0 or null otherwise)")
+        if sync_bn:  # after every submodule exists: covers any architecture's nn.BatchNorm2d layers
+            convert_cross_replica_batchnorm(self)
+        # Training noise generator of this rank under DDP (set in on_train_start); None: global RNG.
+        self._noise_rng: torch.Generator | None = None
 
     # ----------------------------------------------------------------- public API
     @property
@@ -167,7 +182,7 @@ class SlimGAN(pl.LightningModule):
     def noise(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> torch.Tensor:
         """z ~ N(0, I) of shape (n, nz); with ``truncation`` every entry with |z| > truncation is
         redrawn until none is left (BigGAN's truncation trick, as the paper defines it)."""
-        device = "cpu" if generator is not None else self.device
+        device = generator.device if generator is not None else self.device
         z = torch.randn(n, self.generator.nz, generator=generator, device=device)
         if truncation is not None:
             if not truncation > 0:
@@ -182,7 +197,7 @@ class SlimGAN(pl.LightningModule):
         """``n`` class ids drawn uniformly from [0, num_classes), or None for an unconditional model."""
         if not self.num_classes:
             return None
-        device = "cpu" if generator is not None else self.device
+        device = generator.device if generator is not None else self.device
         return torch.randint(self.num_classes, (n,), generator=generator, device=device).to(self.device)
 
     def grid_labels(self, n: int, nrow: int) -> torch.Tensor | None:
@@ -346,6 +361,17 @@ class SlimGAN(pl.LightningModule):
             raise ValueError(f"model.generator.num_classes={self.num_classes} but the data has "
                              f"data.num_classes={data_classes} classes")
 
+    def on_train_start(self) -> None:
+        # Different z and labels on every rank (same seed everywhere would make every rank draw the
+        # same fakes: the global batch would hold world_size copies). Parameters are unaffected:
+        # they were built before and the strategy broadcasts rank 0's. Here, not in on_fit_start:
+        # a resumed run's global_step is restored by now, so it continues with fresh noise.
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        self._noise_rng = None
+        if world > 1:
+            seed = rank_seed(torch.initial_seed(), rank, self.global_step)
+            self._noise_rng = torch.Generator(device=self.device).manual_seed(seed)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
         opt_g, opt_d = self.optimizers()
@@ -373,7 +399,7 @@ class SlimGAN(pl.LightningModule):
         fakes, fake_labels = [], []
         with torch.no_grad():  # no autograd graph for G in D steps
             for w in self.widths:  # fresh z (and class labels) per width
-                z, y = self.noise(n), self.random_labels(n)
+                z, y = self.noise(n, self._noise_rng), self.random_labels(n, self._noise_rng)
                 fakes.append(self.generator(z, width=w, y=y))
                 fake_labels.append(y)
         fake_scores, real_scores = self.discriminator.score_all(
@@ -390,10 +416,11 @@ class SlimGAN(pl.LightningModule):
         # D's parameters stop requiring grad here, so no D weight gradients are computed.
         with self.toggled_optimizer(opt_g):
             # one (z, y) shared by all widths for distillation
-            z_distil, y_distil = (self.noise(n), self.random_labels(n)) if distil else (None, None)
+            rng = self._noise_rng
+            z_distil, y_distil = (self.noise(n, rng), self.random_labels(n, rng)) if distil else (None, None)
             fakes, fake_labels, students = [], [], []
             for w in self.widths:
-                z, y = self.noise(n), self.random_labels(n)  # fresh per width
+                z, y = self.noise(n, rng), self.random_labels(n, rng)  # fresh per width
                 if distil and hp.distill_forward == "concat":
                     y_both = None if y is None else torch.cat([y, y_distil])
                     fake, student = self.generator(torch.cat([z, z_distil]), width=w, y=y_both).split(n)

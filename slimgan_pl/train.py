@@ -46,7 +46,7 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
         OmegaConf.resolve(cfg)
         ema = {f"ema_{key}": value for key, value in cfg.get("ema", {}).items()}  # ema.decay -> ema_decay
         model = SlimGAN(generator=cfg.model.generator, discriminator=cfg.model.discriminator,
-                        **cfg.slim, **cfg.optim, **ema)
+                        sync_bn=cfg.model.sync_bn, **cfg.slim, **cfg.optim, **ema)
         datamodule = instantiate(cfg.data)
         _check_data_fits_model(datamodule, model)
         if hasattr(datamodule, "check"):
@@ -74,7 +74,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model, datamodule, trainer = build(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg))
+    if trainer.is_global_zero:  # DDP: every rank runs this function (popen launcher: the whole script)
+        (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg))
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

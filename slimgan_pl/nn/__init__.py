@@ -9,6 +9,7 @@ from slimgan_pl.nn.conditional import (
     conditional_norm,
 )
 from slimgan_pl.nn.attention import SlimmableSelfAttention
+from slimgan_pl.nn.cross_replica import CrossReplicaBatchNorm2d, convert_cross_replica_batchnorm
 from slimgan_pl.nn.slimmable import (
     SlimmableConv2d,
     SlimmableConvTranspose2d,
@@ -22,6 +23,7 @@ from slimgan_pl.nn.slimmable import (
 __all__ = [
     "COND_NORMS",
     "ConditionalBatchNorm2d",
+    "CrossReplicaBatchNorm2d",
     "SliceableConditionalBatchNorm2d",
     "SlimmableConv2d",
     "SlimmableConvTranspose2d",
@@ -32,6 +34,7 @@ __all__ = [
     "SwitchableConditionalBatchNorm2d",
     "check_widths",
     "conditional_norm",
+    "convert_cross_replica_batchnorm",
     "slim_channels",
     "width_index",
 ]
