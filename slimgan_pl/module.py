@@ -13,6 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from slimgan_pl.losses import distillation_loss, hinge_d_loss, hinge_g_loss
 from slimgan_pl.models import MultiWidthDiscriminator, build_generator
 from slimgan_pl.nn import check_widths
+from slimgan_pl.resume import gather_rng_states, pick_rng_state, set_rng_state
 
 DISTILL_FORWARDS = ("separate", "concat")
 
@@ -276,3 +277,19 @@ class SlimGAN(pl.LightningModule):
             self.manual_backward(loss)
             opt_g.step()
         return [g.detach() for g in g_losses], kd.detach()
+
+    # ----------------------------------------------------------------- exact resume
+    # Lightning does not checkpoint RNG state; without it a resumed run draws other noise.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = gather_rng_states()  # one per rank (collective under DDP)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_states_to_restore = checkpoint.get("rng_states")
+
+    def on_train_start(self) -> None:
+        # Restored as late as possible: hooks between loading and the first batch (e.g. a callback
+        # training the FMNIST classifier in on_fit_start) must not shift the training noise.
+        states = getattr(self, "_rng_states_to_restore", None)
+        if states:
+            set_rng_state(pick_rng_state(states, self.global_rank))
+            self._rng_states_to_restore = None

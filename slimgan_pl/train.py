@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from slimgan_pl.config import config_dir, register_resolvers
 from slimgan_pl.data.fashion_mnist import DataNotFoundError, FashionMNISTDataModule
 from slimgan_pl.module import SlimGAN, width_tag
+from slimgan_pl.resume import PreemptionCheckpoint, resume_checkpoint
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -45,8 +46,10 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
         raise ConfigError(str(e)) from e
     except InstantiationException as e:  # Hydra wraps a constructor's error; report the error itself
         raise ConfigError(str(e.__cause__ or e)) from e
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path!r} is not a file")
+    try:
+        resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, cfg.paths.output_dir)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     return model, datamodule, trainer
 
 
@@ -57,12 +60,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg))
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    ckpt_path = resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, out)
+    if ckpt_path is not None:
+        print(f"Resuming from {ckpt_path}", flush=True)
+    preemption = next((c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint)), None)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SystemExit:  # Lightning's SIGTERMException after our checkpoint (SLURM kills a requeued job)
+        if preemption is None or not preemption.preempted:
+            raise
+    if preemption is not None and preemption.preempted:
+        if preemption.requeued:  # no result: the requeued job resumes and finishes this run
+            raise SystemExit(0)
+        print(f"\nStopped by a signal after {model.iteration} iterations; resume with resume=auto "
+              f"(same run directory) or ckpt_path={out / 'checkpoints' / 'last.ckpt'}")
+        return {"output_dir": str(out), "iterations": model.iteration, "preempted": True,
+                "last_checkpoint": str(out / "checkpoints" / "last.ckpt")}
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary = {
         "output_dir": str(out),
         "iterations": model.iteration,
+        "resumed_from": ckpt_path,
+        "resumed_at_iteration": preemption.start_iteration if preemption is not None and ckpt_path else None,
         "widths": model.widths,
         "last_checkpoint": str(out / "checkpoints" / "last.ckpt"),
         "final_losses": {

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from slimgan_pl.data.resumable import resumable_loader
+
 
 def to_model_range(images_uint8: torch.Tensor, image_size: int) -> torch.Tensor:
     """uint8 [N, C, H, W] (or [N, H, W]) -> float [N, C, S, S] in [-1, 1].
@@ -46,12 +48,15 @@ class InMemoryImageDataModule(pl.LightningDataModule):
     ``batch_size`` is the batch of one D step; the loader yields ``batch_size * n_dis`` images per
     training step, because one training step of :class:`~slimgan_pl.SlimGAN` runs all ``n_dis`` D
     steps (each on its own real batch) and then one G step.
+
+    ``shuffle_seed`` seeds the per-epoch shuffle (:mod:`slimgan_pl.data.resumable`: same order after a
+    mid-epoch resume); None takes ``torch.initial_seed()`` at construction, i.e. the run's ``seed``.
     """
 
     num_classes: int | None = None
 
     def __init__(self, batch_size: int = 64, n_dis: int = 1, image_size: int = 32, img_channels: int = 3,
-                 num_workers: int = 0, limit: int | None = None) -> None:
+                 num_workers: int = 0, limit: int | None = None, shuffle_seed: int | None = None) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
@@ -62,6 +67,7 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         self.batch_size, self.n_dis, self.image_size = batch_size, n_dis, image_size
         self.img_channels, self.num_workers, self.limit = img_channels, num_workers, limit
         self.dataset: TensorImageDataset | None = None
+        self.shuffle_seed = torch.initial_seed() if shuffle_seed is None else int(shuffle_seed)
 
     def check(self) -> None:
         """Fail early (before training starts) when the data is missing. Default: load it."""
@@ -86,5 +92,7 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         if len(self.dataset) < per_step:
             raise ValueError(f"dataset has {len(self.dataset)} images, fewer than one training step "
                              f"needs (data.batch_size * optim.n_dis = {per_step})")
-        return DataLoader(self.dataset, batch_size=per_step, shuffle=True, drop_last=True,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        trainer = self.trainer  # under DDP every rank shuffles the same permutation and takes its shard
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        return resumable_loader(self.dataset, per_step, seed=self.shuffle_seed, num_replicas=world, rank=rank,
+                                num_workers=self.num_workers)
