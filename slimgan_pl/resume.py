@@ -8,10 +8,11 @@ Design (see README "Sweeps, SLURM and preemption"):
   the stateful loader (:mod:`slimgan_pl.data.resumable`).
 * ``resume=auto``: a run whose ``paths.output_dir`` already holds ``checkpoints/last.ckpt`` continues
   from it (an explicit ``ckpt_path`` wins); ``resume=never`` always starts fresh.
-* :class:`PreemptionCheckpoint` turns SLURM's warning signal (``--signal=USR1@<s>``, set by
-  ``hydra/launcher=slurm``) or a SIGTERM into: finish the current iteration, save ``last.ckpt``,
-  then ``scontrol requeue`` the job (under SLURM) or stop cleanly (elsewhere). The requeued job runs
-  the same Hydra job in the same run directory, and ``resume=auto`` picks the checkpoint up.
+* :class:`PreemptionCheckpoint`: on SLURM's warning signal (``--signal=USR1@<s>``, set by
+  ``hydra/launcher=slurm``) finish the current iteration, save ``last.ckpt`` and ``scontrol requeue``
+  the job; on SIGTERM (scancel, SLURM preemption or requeue, ``kill``) or the warning signal outside
+  SLURM, save and stop. The requeued job runs the same Hydra job in the same run directory, and
+  ``resume=auto`` picks the checkpoint up.
   It replaces Lightning's own SLURM handler (which saves ``hpc_ckpt_*.ckpt`` from inside the signal
   handler, possibly between a D and a G step) and submitit's (USR2: resubmits without saving).
 """
@@ -115,8 +116,8 @@ def in_slurm_job() -> bool:
 
 class PreemptionCheckpoint(pl.Callback):
     """On ``signal`` (SLURM's warning signal, default SIGUSR1) or SIGTERM: save ``<dirpath>/last.ckpt``
-    at the end of the current iteration, then requeue the SLURM job (``requeue: true`` and inside a
-    SLURM job) or stop training cleanly. :attr:`preempted` tells the caller the run did not finish,
+    at the end of the current iteration, then, for ``signal`` inside a SLURM job with ``requeue: true``,
+    requeue the job; then stop training. :attr:`preempted` tells the caller the run did not finish,
     :attr:`requeued` that SLURM will run it again; :attr:`start_iteration` is where this process began
     (> 0 after a resume).
 
@@ -166,7 +167,9 @@ class PreemptionCheckpoint(pl.Callback):
         self.preempted = True
         path = self.dirpath / "last.ckpt"
         trainer.save_checkpoint(path)
-        requeue = self.requeue and in_slurm_job()
+        # Requeue only on the warning signal: a SIGTERM comes from scancel (the job must end) or from
+        # SLURM's own preemption / `scontrol requeue` (SLURM requeues the job itself).
+        requeue = self.requeue and in_slurm_job() and self.received == self.signal
         print(f"preemption signal: saved {path} at iteration {getattr(pl_module, 'iteration', '?')}; "
               f"{'requeueing SLURM job ' + os.environ['SLURM_JOB_ID'] if requeue else 'stopping'}", flush=True)
         if requeue and trainer.is_global_zero:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from slimgan_pl.config import config_dir, register_resolvers
 from slimgan_pl.data.fashion_mnist import DataNotFoundError, FashionMNISTDataModule
 from slimgan_pl.module import SlimGAN, width_tag
-from slimgan_pl.resume import PreemptionCheckpoint, resume_checkpoint
+from slimgan_pl.resume import PreemptionCheckpoint, in_slurm_job, resume_checkpoint
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -70,7 +70,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if preemption is None or not preemption.preempted:
             raise
     if preemption is not None and preemption.preempted:
-        if preemption.requeued:  # no result: the requeued job resumes and finishes this run
+        if preemption.requeued or in_slurm_job():
+            # No result for submitit/Hydra: the requeued job (ours, or SLURM's after its SIGTERM) resumes
+            # and finishes this run; a cancelled job just ends.
             raise SystemExit(0)
         print(f"\nStopped by a signal after {model.iteration} iterations; resume with resume=auto "
               f"(same run directory) or ckpt_path={out / 'checkpoints' / 'last.ckpt'}")
