@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 
 def optimizer_steps(iterations: int, n_dis: int) -> int:
@@ -38,14 +38,14 @@ def slurm_gpus(accelerator: str, devices: Any) -> int | None:
     return None if str(accelerator) == "cpu" else int(devices)
 
 
-def run_tags(max_len: int = 64) -> list[str]:
+def run_tags(max_len: int = 64) -> ListConfig:
     """This run's command-line overrides (``key=value``), cut to wandb's 64-character tag limit;
-    empty outside a Hydra run (e.g. the compose API in tests)."""
+    empty outside a Hydra run (e.g. the compose API in tests). A ListConfig, not a list: OmegaConf.resolve
+    can put a container, but not a plain list, in place of the interpolation."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
-        return []
-    return [o if len(o) <= max_len else o[: max_len - 3] + "..." for o in HydraConfig.get().overrides.task]
+    tags = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    return ListConfig([t if len(t) <= max_len else t[: max_len - 3] + "..." for t in tags])
 
 
 def register_resolvers() -> None:

@@ -60,6 +60,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg))
+    for logger in trainer.loggers:  # the whole resolved config (wandb config, CSV hparams.yaml)
+        logger.log_hyperparams(OmegaConf.to_container(cfg))
     ckpt_path = resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, out)
     if ckpt_path is not None:
         print(f"Resuming from {ckpt_path}", flush=True)
@@ -105,6 +107,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                          out_dir=out)
             summary["metrics"] = str(out / "metrics.json")
             summary["fmnist_fid"] = {width_tag(r["width"]): r["fmnist_fid"] for r in result["widths"]}
+            for logger in trainer.loggers:  # e.g. wandb's summary gets the final per-width FMNIST-FID
+                logger.log_metrics({f"eval/fmnist_fid_{tag}": fid for tag, fid in summary["fmnist_fid"].items()},
+                                   step=trainer.global_step)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         print(f"\nTrained {model.iteration} iterations; outputs in {out}")
         for w in model.widths:
@@ -121,6 +126,15 @@ def _hydra_main(cfg: DictConfig) -> None:
     except ConfigError as e:
         print(f"slimgan-train: config error: {e}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        finish_wandb()  # the next job of a multirun in this process must get its own wandb run
+
+
+def finish_wandb() -> None:
+    """End the active wandb run, if any (Lightning's WandbLogger leaves it open)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
 
 
 def main() -> None:
