@@ -25,6 +25,7 @@ import os
 import random
 import signal
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -145,17 +146,19 @@ class PreemptionCheckpoint(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Registered before Lightning's signal connector runs (right after on_fit_start): Lightning then
-        # skips its own SLURM requeue handler for this signal and chains ours into its SIGTERM handler.
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in {self.signal, signal.SIGTERM}:
-            self._previous[sig] = signal.getsignal(sig)
-            signal.signal(sig, self._handler)
+        # skips its own SLURM requeue handler for this signal.
+        if threading.current_thread() is threading.main_thread():
+            for sig in {self.signal, signal.SIGTERM}:
+                self._previous[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handler)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start_iteration = int(getattr(pl_module, "iteration", trainer.global_step))  # after any restore
+        # Lightning has now put its own SIGTERM handler first; it would end training at the end of the
+        # batch in which SIGTERM arrives, before this callback's next on_train_batch_end could save
+        # (a SIGTERM after this batch's save is lost). Ours alone decides when to stop.
+        if threading.current_thread() is threading.main_thread() and signal.SIGTERM in self._previous:
+            signal.signal(signal.SIGTERM, self._handler)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
