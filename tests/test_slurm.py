@@ -75,7 +75,13 @@ def test_two_run_sweep_through_slurm(slurm, tmp_path):
 
 
 @pytest.mark.slow
-def test_requeued_job_resumes_from_its_checkpoint(slurm, tmp_path):
+@pytest.mark.parametrize("interrupt, message", [
+    # an admin/scheduler requeue: SLURM sends SIGTERM, requeues the job itself
+    (["scontrol", "requeue"], "stopping"),
+    # SLURM's time-limit warning (--signal=USR1@120), sent now: the job saves and requeues itself
+    (["scancel", "--signal=USR1"], "requeueing SLURM job"),
+], ids=["scontrol-requeue", "usr1-warning"])
+def test_requeued_job_resumes_from_its_checkpoint(slurm, tmp_path, interrupt, message):
     sweep = tmp_path / "sweep"
     proc = multirun(sweep, "train.g_steps=30", "train.checkpoint_every=5", "callbacks.sample_grid=null",
                     "+callbacks.slow._target_=_slow_iterations.SlowIterations", "+callbacks.slow.seconds=0.3",
@@ -90,7 +96,7 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm, tmp_path):
         job_dirs = [p.name for p in (sweep / ".submitit").iterdir() if p.name.endswith("_0")]
         assert len(job_dirs) == 1, job_dirs
         job_id = job_dirs[0]  # <array id>_0: the first run of the sweep
-        subprocess.run(["scontrol", "requeue", job_id], check=True, capture_output=True, text=True)
+        subprocess.run([*interrupt, job_id], check=True, capture_output=True, text=True)
         output, _ = proc.communicate(timeout=480)
     finally:
         if proc.poll() is None:
@@ -102,7 +108,7 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm, tmp_path):
     assert summary["resumed_at_iteration"] is not None and summary["resumed_at_iteration"] >= 5, summary
     assert summary["resumed_from"] == str(sweep / "0" / "checkpoints" / "last.ckpt")
     log = (sweep / ".submitit" / job_id / f"{job_id}_0_log.out").read_text()
-    assert "preemption signal: saved" in log and "Resuming from" in log
+    assert "preemption signal: saved" in log and message in log and "Resuming from" in log
     assert (sweep / "0" / "checkpoints" / "iter_000005.ckpt").is_file()  # kept across the requeue
     other = json.loads((sweep / "1" / "summary.json").read_text())  # the untouched job
     assert other["iterations"] == 30 and other["resumed_from"] is None
