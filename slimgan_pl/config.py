@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 
 def optimizer_steps(iterations: int, n_dis: int) -> int:
@@ -17,9 +18,41 @@ def optimizer_steps(iterations: int, n_dis: int) -> int:
     return iterations * (n_dis + 1)
 
 
+LR_RULES = ("none", "linear", "sqrt")
+
+
+def scale_lr(base_lr: float, batch_size: int, base_batch_size: int, rule: str) -> float:
+    """Learning rate for ``batch_size`` from ``base_lr`` at ``base_batch_size``: ``linear`` multiplies
+    by batch_size / base_batch_size, ``sqrt`` by its square root, ``none`` keeps base_lr."""
+    if rule not in LR_RULES:
+        raise ValueError(f"lr_scaling.rule must be one of {LR_RULES}, got {rule!r}")
+    if int(batch_size) < 1 or int(base_batch_size) < 1:
+        raise ValueError(f"data.batch_size and lr_scaling.base_batch_size must be >= 1, got {batch_size}, "
+                         f"{base_batch_size}")
+    ratio = int(batch_size) / int(base_batch_size)
+    return float(base_lr) * {"none": 1.0, "linear": ratio, "sqrt": ratio ** 0.5}[rule]
+
+
+def slurm_gpus(accelerator: str, devices: Any) -> int | None:
+    """GPUs per node to request from SLURM: ``trainer.devices`` unless the run is on the CPU."""
+    return None if str(accelerator) == "cpu" else int(devices)
+
+
+def run_tags(max_len: int = 64) -> ListConfig:
+    """This run's command-line overrides (``key=value``), cut to wandb's 64-character tag limit;
+    empty outside a Hydra run (e.g. the compose API in tests). A ListConfig, not a list: OmegaConf.resolve
+    can put a container, but not a plain list, in place of the interpolation."""
+    from hydra.core.hydra_config import HydraConfig
+
+    tags = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    return ListConfig([t if len(t) <= max_len else t[: max_len - 3] + "..." for t in tags])
+
+
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("optimizer_steps"):
-        OmegaConf.register_new_resolver("optimizer_steps", optimizer_steps)
+    for name, fn in (("optimizer_steps", optimizer_steps), ("scale_lr", scale_lr), ("slurm_gpus", slurm_gpus),
+                     ("run_tags", run_tags)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
 
 
 def config_dir() -> str:

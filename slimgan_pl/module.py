@@ -17,6 +17,7 @@ from slimgan_pl.distributed import rank_seed
 from slimgan_pl.losses import distillation_loss, hinge_d_loss, hinge_g_loss
 from slimgan_pl.models import MultiWidthDiscriminator, SlimmableGenerator, build_generator
 from slimgan_pl.nn import check_widths, convert_cross_replica_batchnorm
+from slimgan_pl.resume import gather_rng_states, pick_rng_state, set_rng_state
 
 DISTILL_FORWARDS = ("separate", "concat")
 
@@ -365,12 +366,20 @@ class SlimGAN(pl.LightningModule):
         # Different z and labels on every rank (same seed everywhere would make every rank draw the
         # same fakes: the global batch would hold world_size copies). Parameters are unaffected:
         # they were built before and the strategy broadcasts rank 0's. Here, not in on_fit_start:
-        # a resumed run's global_step is restored by now, so it continues with fresh noise.
+        # a resumed run's global_step is restored by now (so an old checkpoint without a saved noise
+        # state still continues with fresh noise).
         world, rank = self.trainer.world_size, self.trainer.global_rank
         self._noise_rng = None
         if world > 1:
             seed = rank_seed(torch.initial_seed(), rank, self.global_step)
             self._noise_rng = torch.Generator(device=self.device).manual_seed(seed)
+        # Saved RNG states are restored as late as possible: hooks between loading and the first
+        # batch (e.g. a callback training the FMNIST classifier in on_fit_start) must not shift the
+        # training noise. The rank's noise stream continues where the checkpoint left it.
+        states = getattr(self, "_rng_states_to_restore", None)
+        if states:
+            set_rng_state(pick_rng_state(states, rank), self._noise_rng)
+            self._rng_states_to_restore = None
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
@@ -446,3 +455,11 @@ class SlimGAN(pl.LightningModule):
             opt_g.step()
         self.update_ema()  # iteration already counts this G step
         return [g.detach() for g in g_losses], kd.detach()
+
+    # ----------------------------------------------------------------- exact resume
+    # Lightning does not checkpoint RNG state; without it a resumed run draws other noise.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = gather_rng_states(self._noise_rng)  # one per rank (collective under DDP)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_states_to_restore = checkpoint.get("rng_states")

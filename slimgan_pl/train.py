@@ -18,6 +18,7 @@ from omegaconf.errors import MissingMandatoryValue
 from slimgan_pl.config import config_dir, register_resolvers
 from slimgan_pl.data.fashion_mnist import DataNotFoundError, FashionMNISTDataModule
 from slimgan_pl.module import SlimGAN, width_tag
+from slimgan_pl.resume import PreemptionCheckpoint, in_slurm_job, resume_checkpoint
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -63,8 +64,10 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
         raise ConfigError(f"{e.full_key} is required: set {e.full_key}=...") from e
     except InstantiationException as e:  # Hydra wraps a constructor's error; report the error itself
         raise ConfigError(str(e.__cause__ or e)) from e
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path!r} is not a file")
+    try:
+        resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, cfg.paths.output_dir)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     return model, datamodule, trainer
 
 
@@ -76,12 +79,33 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if trainer.is_global_zero:  # DDP: every rank runs this function (popen launcher: the whole script)
         (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg))
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    for logger in trainer.loggers:  # the whole resolved config (wandb config, CSV hparams.yaml)
+        logger.log_hyperparams(OmegaConf.to_container(cfg))
+    ckpt_path = resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, out)
+    if ckpt_path is not None:
+        print(f"Resuming from {ckpt_path}", flush=True)
+    preemption = next((c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint)), None)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SystemExit:  # Lightning's SIGTERMException after our checkpoint (SLURM kills a requeued job)
+        if preemption is None or not preemption.preempted:
+            raise
+    if preemption is not None and preemption.preempted:
+        if preemption.requeued or in_slurm_job():
+            # No result for submitit/Hydra: the requeued job (ours, or SLURM's after its SIGTERM) resumes
+            # and finishes this run; a cancelled job just ends.
+            raise SystemExit(0)
+        print(f"\nStopped by a signal after {model.iteration} iterations; resume with resume=auto "
+              f"(same run directory) or ckpt_path={out / 'checkpoints' / 'last.ckpt'}")
+        return {"output_dir": str(out), "iterations": model.iteration, "preempted": True,
+                "last_checkpoint": str(out / "checkpoints" / "last.ckpt")}
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary = {
         "output_dir": str(out),
         "iterations": model.iteration,
+        "resumed_from": ckpt_path,
+        "resumed_at_iteration": preemption.start_iteration if preemption is not None and ckpt_path else None,
         "widths": model.widths,
         "last_checkpoint": str(out / "checkpoints" / "last.ckpt"),
         "final_losses": {
@@ -102,6 +126,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                          out_dir=out)
             summary["metrics"] = str(out / "metrics.json")
             summary["fmnist_fid"] = {width_tag(r["width"]): r["fmnist_fid"] for r in result["widths"]}
+            for logger in trainer.loggers:  # e.g. wandb's summary gets the final per-width FMNIST-FID
+                logger.log_metrics({f"eval/fmnist_fid_{tag}": fid for tag, fid in summary["fmnist_fid"].items()},
+                                   step=trainer.global_step)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         print(f"\nTrained {model.iteration} iterations; outputs in {out}")
         for w in model.widths:
@@ -118,6 +145,15 @@ def _hydra_main(cfg: DictConfig) -> None:
     except ConfigError as e:
         print(f"slimgan-train: config error: {e}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        finish_wandb()  # the next job of a multirun in this process must get its own wandb run
+
+
+def finish_wandb() -> None:
+    """End the active wandb run, if any (Lightning's WandbLogger leaves it open)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
 
 
 def main() -> None:

@@ -158,10 +158,10 @@ def execute(run: Run, study: Study, classifier: Path | None, data_root: str) -> 
 
     out = run.folder(study.root)
     last = out / "checkpoints" / "last.ckpt"
-    resumed = last.is_file()  # interrupted in an earlier sitting: continue from its last checkpoint
-    overrides = [*run.overrides, f"seed={run.seed}", f"paths.output_dir={out}", f"data.root={data_root}"]
-    if resumed:
-        overrides.append(f"ckpt_path={last}")
+    # Interrupted in an earlier sitting: resume=auto continues from the run folder's last.ckpt.
+    resumed = last.is_file()
+    overrides = [*run.overrides, f"seed={run.seed}", f"paths.output_dir={out}", f"data.root={data_root}",
+                 "resume=auto"]
     cfg = compose_config(overrides)
     start = time.perf_counter()
     summary = train(cfg)

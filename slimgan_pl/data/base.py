@@ -14,6 +14,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
 
+from slimgan_pl.data.resumable import resumable_loader
+
 
 class DataNotFoundError(FileNotFoundError):
     """Raised when a dataset's files are missing; the message says how to get them."""
@@ -113,12 +115,15 @@ class ImageDataModule(pl.LightningDataModule):
     ``batch_size`` is the batch of one D step; the loader yields ``batch_size * n_dis`` images per
     training step, because one training step of :class:`~slimgan_pl.SlimGAN` runs all ``n_dis`` D
     steps (each on its own real batch) and then one G step.
+
+    ``shuffle_seed`` seeds the per-epoch shuffle (:mod:`slimgan_pl.data.resumable`: same order after a
+    mid-epoch resume); None takes ``torch.initial_seed()`` at construction, i.e. the run's ``seed``.
     """
 
     num_classes: int | None = None
 
     def __init__(self, batch_size: int = 64, n_dis: int = 1, image_size: int = 32, img_channels: int = 3,
-                 num_workers: int = 0, limit: int | None = None) -> None:
+                 num_workers: int = 0, limit: int | None = None, shuffle_seed: int | None = None) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
@@ -129,6 +134,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.batch_size, self.n_dis, self.image_size = batch_size, n_dis, image_size
         self.img_channels, self.num_workers, self.limit = img_channels, num_workers, limit
         self.dataset: Dataset | None = None
+        self.shuffle_seed = torch.initial_seed() if shuffle_seed is None else int(shuffle_seed)
 
     def check(self) -> None:
         """Fail early (before training starts) when the data is missing. Default: set it up."""
@@ -147,8 +153,10 @@ class ImageDataModule(pl.LightningDataModule):
         if len(self.dataset) < per_step:
             raise ValueError(f"dataset has {len(self.dataset)} images, fewer than one training step "
                              f"needs (data.batch_size * optim.n_dis = {per_step})")
-        return DataLoader(self.dataset, batch_size=per_step, shuffle=True, drop_last=True,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        trainer = self.trainer  # under DDP every rank shuffles the same permutation and takes its shard
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        return resumable_loader(self.dataset, per_step, seed=self.shuffle_seed, num_replicas=world, rank=rank,
+                                num_workers=self.num_workers)
 
 
 class InMemoryImageDataModule(ImageDataModule):

@@ -1,0 +1,226 @@
+"""Resuming and preemption: RNG state in checkpoints, ``resume=auto``, checkpoint-and-requeue on SLURM's signal.
+
+Design (see README "Sweeps, SLURM and preemption"):
+
+* Every checkpoint holds the RNG states (torch CPU, every CUDA device, Python, NumPy) of every rank,
+  written by :meth:`SlimGAN.on_save_checkpoint` and put back right before the first resumed batch,
+  so a resumed run draws the same noise as an uninterrupted one. The data order comes back through
+  the stateful loader (:mod:`slimgan_pl.data.resumable`).
+* ``resume=auto``: a run whose ``paths.output_dir`` already holds ``checkpoints/last.ckpt`` continues
+  from it (an explicit ``ckpt_path`` wins); ``resume=never`` always starts fresh.
+* :class:`PreemptionCheckpoint`: on SLURM's warning signal (``--signal=USR1@<s>``, set by
+  ``hydra/launcher=slurm``) finish the current iteration, save ``last.ckpt`` and ``scontrol requeue``
+  the job; on SIGTERM (scancel, SLURM preemption or requeue, ``kill``) or the warning signal outside
+  SLURM, save and stop. The requeued job runs the same Hydra job in the same run directory, and
+  ``resume=auto`` picks the checkpoint up.
+  It replaces Lightning's own SLURM handler (which saves ``hpc_ckpt_*.ckpt`` from inside the signal
+  handler, possibly between a D and a G step) and submitit's (USR2: resubmits without saving).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import random
+import signal
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+
+log = logging.getLogger(__name__)
+
+RESUME_MODES = ("auto", "never")
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+# ----------------------------------------------------------------------------- RNG state
+def rng_state(noise: torch.Generator | None = None) -> dict[str, Any]:
+    """This process's RNG states in a form ``torch.load(weights_only=True)`` accepts (tensors, ints, tuples);
+    with ``noise``, also that generator's (a DDP rank's training-noise stream)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if noise is not None:
+        state["noise"] = noise.get_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], noise: torch.Generator | None = None) -> None:
+    """Inverse of :func:`rng_state` (``noise`` gets its saved state when the checkpoint has one)."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if noise is not None and "noise" in state:
+        noise.set_state(state["noise"])
+
+
+def gather_rng_states(noise: torch.Generator | None = None) -> list[dict[str, Any]]:
+    """Every rank's :func:`rng_state`, indexed by global rank (collective under DDP: call on all ranks,
+    as Lightning's ``dump_checkpoint`` does)."""
+    mine = rng_state(noise)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        states: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(states, {k: _to_cpu(v) for k, v in mine.items()})
+        return states
+    return [mine]
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+def pick_rng_state(states: list[dict[str, Any]], rank: int) -> dict[str, Any]:
+    """This rank's saved state; rank 0's (with a warning) when the world size changed."""
+    if rank < len(states):
+        return states[rank]
+    log.warning("checkpoint holds RNG states of %d ranks, this is rank %d: using rank 0's", len(states), rank)
+    return states[0]
+
+
+# ----------------------------------------------------------------------------- resume=auto
+def resume_checkpoint(resume: str, ckpt_path: str | None, output_dir: str | os.PathLike) -> str | None:
+    """The checkpoint ``trainer.fit`` should start from: ``ckpt_path`` when given, else with
+    ``resume=auto`` the run directory's ``checkpoints/last.ckpt`` if it exists, else None (fresh)."""
+    if resume not in RESUME_MODES:
+        raise ValueError(f"resume must be one of {RESUME_MODES}, got {resume!r}")
+    if ckpt_path is not None:
+        if not Path(ckpt_path).is_file():
+            raise ValueError(f"ckpt_path={ckpt_path!r} is not a file")
+        return str(ckpt_path)
+    last = Path(output_dir) / LAST_CHECKPOINT
+    if resume == "auto" and last.is_file():
+        return str(last)
+    return None
+
+
+# ----------------------------------------------------------------------------- preemption
+def in_slurm_job() -> bool:
+    """True inside a SLURM batch job (not an interactive ``srun bash``), where requeueing makes sense."""
+    return "SLURM_JOB_ID" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+
+
+class PreemptionCheckpoint(pl.Callback):
+    """On ``signal`` (SLURM's warning signal, default SIGUSR1) or SIGTERM: save ``<dirpath>/last.ckpt``
+    at the end of the current iteration, then, for ``signal`` inside a SLURM job with ``requeue: true``,
+    requeue the job; then stop training. :attr:`preempted` tells the caller the run did not finish,
+    :attr:`requeued` that SLURM will run it again; :attr:`start_iteration` is where this process began
+    (> 0 after a resume).
+
+    The handler only sets a flag: the checkpoint is written between iterations, like the periodic
+    ones, so resuming from it is exact (same weights, optimizer, RNG and data order).
+    """
+
+    def __init__(self, dirpath: str, signal_name: str = "SIGUSR1", requeue: bool = True) -> None:
+        super().__init__()
+        sig = getattr(signal, signal_name, None) if signal_name.startswith("SIG") else None
+        if not isinstance(sig, signal.Signals):
+            raise ValueError(f"callbacks.preemption.signal_name must be a signal name such as SIGUSR1, "
+                             f"got {signal_name!r}")
+        self.dirpath, self.signal, self.requeue = Path(dirpath), sig, requeue
+        self.received: int | None = None
+        self.preempted = self.requeued = False
+        self.start_iteration: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        previous = self._previous.get(signum)
+        if signum == signal.SIGTERM and callable(previous):  # keep e.g. submitit's logging
+            previous(signum, frame)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Registered before Lightning's signal connector runs (right after on_fit_start): Lightning then
+        # skips its own SLURM requeue handler for this signal.
+        if threading.current_thread() is threading.main_thread():
+            for sig in {self.signal, signal.SIGTERM}:
+                self._previous[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handler)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start_iteration = int(getattr(pl_module, "iteration", trainer.global_step))  # after any restore
+        # Lightning has now put its own SIGTERM handler first; it would end training at the end of the
+        # batch in which SIGTERM arrives, before this callback's next on_train_batch_end could save
+        # (a SIGTERM after this batch's save is lost). Ours alone decides when to stop.
+        if threading.current_thread() is threading.main_thread() and signal.SIGTERM in self._previous:
+            signal.signal(signal.SIGTERM, self._handler)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        stop = self.received is not None or trainer.received_sigterm
+        if trainer.world_size > 1:  # every rank must agree (the save below is collective)
+            stop = bool(trainer.strategy.reduce_boolean_decision(stop, all=False))
+        if not stop or self.preempted:
+            return
+        self.preempted = True
+        path = self.dirpath / "last.ckpt"
+        trainer.save_checkpoint(path)
+        # Requeue only on the warning signal: a SIGTERM comes from scancel (the job must end) or from
+        # SLURM's own preemption / `scontrol requeue` (SLURM requeues the job itself).
+        requeue = self.requeue and in_slurm_job() and self.received == self.signal
+        print(f"preemption signal: saved {path} at iteration {getattr(pl_module, 'iteration', '?')}; "
+              f"{'requeueing SLURM job ' + os.environ['SLURM_JOB_ID'] if requeue else 'stopping'}", flush=True)
+        if requeue and trainer.is_global_zero:
+            job = os.environ["SLURM_JOB_ID"]
+            if os.environ.get("SLURM_ARRAY_JOB_ID"):
+                job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+            result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+            if result.returncode != 0:
+                print(f"scontrol requeue {job} failed: {result.stderr.strip()}", flush=True)
+        self.requeued = requeue
+        trainer.should_stop = True
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_handlers()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore_handlers()
+
+    def _restore_handlers(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+
+# ----------------------------------------------------------------------------- logs
+class _AppendingExperimentWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing ``metrics.csv`` when it starts; a resumed run keeps
+    it and appends (rows logged after the checkpoint and before the interruption appear twice; the
+    later one belongs to the weights that were kept)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                header = next(csv.reader(f), [])
+            self.metrics_keys = list(header)  # new keys rewrite the header and keep the old rows
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``CSVLogger`` that appends to an existing ``metrics.csv`` instead of deleting it (resume=auto)."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingExperimentWriter(log_dir=self.log_dir)
+        return self._experiment

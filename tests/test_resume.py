@@ -1,0 +1,148 @@
+"""Exact resume: a run killed (SIGKILL) or stopped by a signal (SIGTERM) after a checkpoint and restarted
+with resume=auto in the same directory ends with the same weights as an uninterrupted run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from slimgan_pl.data.resumable import resumable_loader
+from slimgan_pl.resume import resume_checkpoint
+from slimgan_pl.train import ConfigError, build
+
+WORKER = Path(__file__).parent / "_train_worker.py"
+# 40 images, batch 8: 5 iterations per epoch, so iteration 3's checkpoint is mid-epoch and the
+# 12 iterations cross two epoch boundaries.
+RUN = ["trainer.accelerator=cpu", "trainer.deterministic=true", "callbacks.progress_bar=null", "trainer.enable_model_summary=false",
+       "model.generator.ngf=16", "model.discriminator.ndf=16",
+       "data.batch_size=8", "+data.limit=40", "train.g_steps=12", "train.checkpoint_every=3",
+       "evaluate.after_training=false", "callbacks.fid=null", "callbacks.sample_grid.every_n_iterations=2",
+       "callbacks.sample_grid.n_samples=8", "trainer.log_every_n_steps=1", "seed=7"]
+
+
+def start(out: Path, pause_at: int = 0, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    return subprocess.Popen([sys.executable, str(WORKER), str(out), str(pause_at), *RUN, *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
+    output, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, output[-3000:]
+    return output
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before {path.name} appeared:\n{proc.stdout.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{path} did not appear within {timeout}s")
+        time.sleep(0.1)
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 12 * 2  # 12 iterations of n_dis=1 D step + 1 G step
+    return ckpt["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, torch.Tensor]:
+    out = tmp_path_factory.mktemp("reference")
+    finish(start(out))
+    return weights(out)
+
+
+def assert_same_weights(run: Path, reference: dict[str, torch.Tensor]) -> None:
+    resumed = weights(run)
+    assert resumed.keys() == reference.keys()
+    different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+    assert any(k.startswith("generator.") for k in reference) and any(k.startswith("discriminator.") for k in reference)
+
+
+@pytest.mark.slow
+def test_sigkill_after_checkpoint_then_resume_auto_matches_uninterrupted_run(tmp_path, reference):
+    out = tmp_path / "run"
+    proc = start(out, 3)  # pauses after iteration 3 (checkpoint iter_000003 written), mid-epoch
+    wait_for(out / "paused", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert (out / "checkpoints" / "iter_000003.ckpt").is_file() and not (out / "summary.json").exists()
+    rows_before = (out / "csv" / "metrics.csv").read_text().splitlines()
+
+    output = finish(start(out))  # same directory, resume=auto (the default)
+    assert f"Resuming from {out / 'checkpoints' / 'last.ckpt'}" in output
+    assert_same_weights(out, reference)
+    # Nothing written before the kill is lost: periodic checkpoints, samples, logged rows.
+    for name in ("iter_000003.ckpt", "iter_000006.ckpt", "iter_000012.ckpt"):
+        assert (out / "checkpoints" / name).is_file()
+    assert (out / "samples" / "w0.25" / "iter_000002.png").is_file()
+    with open(out / "csv" / "metrics.csv", newline="") as f:
+        iterations = {float(r["iteration"]) for r in csv.DictReader(f) if r.get("iteration")}
+    assert {1.0, 2.0, 3.0, 12.0} <= iterations and len(rows_before) > 1
+
+
+@pytest.mark.slow
+def test_sigterm_saves_at_the_next_iteration_and_exits_cleanly_then_resumes_exactly(tmp_path, reference):
+    out = tmp_path / "run"
+    proc = start(out, 3)
+    wait_for(out / "paused", proc)
+    proc.send_signal(signal.SIGTERM)
+    output = finish(proc)  # exit status 0, no summary: the run is not finished
+    assert "Stopped by a signal after 4 iterations" in output
+    assert not (out / "summary.json").exists()
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4 * 2
+
+    output = finish(start(out))
+    assert_same_weights(out, reference)
+    summary = eval(output.split("SUMMARY", 1)[1].strip())  # the worker prints train()'s dict
+    assert summary["resumed_at_iteration"] == 4 and summary["iterations"] == 12
+
+
+def test_loader_resumes_mid_epoch_with_the_same_sequence():
+    data = torch.utils.data.TensorDataset(torch.arange(20))
+    full = resumable_loader(data, 4, seed=3)
+    full.sampler.set_epoch(2)
+    expected = [b[0].tolist() for b in full]
+    assert sorted(sum(expected, [])) == list(range(20))
+
+    first = resumable_loader(data, 4, seed=3)
+    first.sampler.set_epoch(2)
+    it = iter(first)
+    consumed = [next(it)[0].tolist() for _ in range(2)]
+    state = first.state_dict()
+    assert state["epoch"] == 2 and state["consumed_batches"] == 2
+
+    resumed = resumable_loader(data, 4, seed=3)
+    resumed.load_state_dict(state)
+    assert consumed + [b[0].tolist() for b in resumed] == expected
+    assert len([b for b in resumed]) == 5  # the next pass is a whole epoch again
+    other = resumable_loader(data, 4, seed=3)
+    other.sampler.set_epoch(3)
+    assert [b[0].tolist() for b in other] != expected  # a new permutation per epoch
+
+
+def test_resume_settings_are_checked(make_cfg, tmp_path):
+    with pytest.raises(ConfigError, match=r"resume must be one of \('auto', 'never'\), got 'always'"):
+        build(make_cfg("resume=always"))
+    with pytest.raises(ConfigError, match=r"ckpt_path='/nonexistent.ckpt' is not a file"):
+        build(make_cfg("ckpt_path=/nonexistent.ckpt"))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert resume_checkpoint("auto", None, tmp_path) is None
+    last.parent.mkdir()
+    last.write_bytes(b"")
+    assert resume_checkpoint("auto", None, tmp_path) == str(last)
+    assert resume_checkpoint("never", None, tmp_path) is None
+    assert resume_checkpoint("auto", str(last), "/elsewhere") == str(last)

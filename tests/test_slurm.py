@@ -1,0 +1,114 @@
+"""hydra/launcher=slurm against a real one-node SLURM (scripts/local_slurm.sh; .ci/run starts it):
+a 2-run multirun sweep, and a job requeued while it runs that resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).parents[1]
+# Jobs on 1 CPU each (2 cores shared), smoke-sized, CPU only (no GPU request: slurm_gpus resolver).
+LAUNCH = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+          "hydra.launcher.timeout_min=15", "debug=smoke", "trainer.accelerator=cpu"]
+
+
+def slurm_up() -> str | None:
+    """None when a SLURM node is idle/usable, else why not (tries scripts/local_slurm.sh once)."""
+    if shutil.which("sinfo") is None and os.geteuid() != 0:
+        return "SLURM is not installed and installing it needs root (run scripts/local_slurm.sh as root)"
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "local_slurm.sh")], capture_output=True, text=True,
+                          timeout=600)
+    if proc.returncode != 0:
+        return f"scripts/local_slurm.sh could not start SLURM: {proc.stderr.strip()[-500:]}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    reason = slurm_up()
+    if reason:
+        pytest.skip(reason)
+
+
+def env() -> dict[str, str]:
+    # Jobs inherit this environment (sbatch --export=ALL): the package and the test helpers importable.
+    return {**os.environ, "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+
+
+def multirun(sweep_dir: Path, *overrides: str, wait: bool = True) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "slimgan_pl.train", "-m", *LAUNCH, f"hydra.sweep.dir={sweep_dir}", *overrides]
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if wait:
+        output, _ = proc.communicate(timeout=480)
+        assert proc.returncode == 0, output[-4000:]
+    return proc
+
+
+def job_logs(sweep_dir: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in sorted((sweep_dir / ".submitit").rglob("*_log.*")))
+
+
+@pytest.mark.slow
+def test_two_run_sweep_through_slurm(slurm, tmp_path):
+    sweep = tmp_path / "sweep"
+    multirun(sweep, "slim.alpha=0,20")
+    script = next((sweep / ".submitit").rglob("*_submission.sh")).read_text()
+    assert "#SBATCH --signal=USR1@120" in script and "#SBATCH --requeue" in script
+    assert "--gpus-per-node" not in script and "#SBATCH --ntasks-per-node=1" in script
+    for job, alpha in (("0", 0.0), ("1", 20.0)):
+        run = sweep / job
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["iterations"] == 4 and summary["resumed_from"] is None
+        assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "checkpoints" / "iter_000002.ckpt").is_file()
+        assert yaml.safe_load((run / "config_resolved.yaml").read_text())["slim"]["alpha"] == alpha
+        assert all(losses["d"] is not None for losses in summary["final_losses"].values())
+    assert "Starting with JobEnvironment(job_id=" in job_logs(sweep)  # submitit ran them as SLURM jobs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("interrupt, message", [
+    # an admin/scheduler requeue: SLURM sends SIGTERM, requeues the job itself
+    (["scontrol", "requeue"], "stopping"),
+    # SLURM's time-limit warning (--signal=USR1@120), sent now: the job saves and requeues itself
+    (["scancel", "--signal=USR1"], "requeueing SLURM job"),
+], ids=["scontrol-requeue", "usr1-warning"])
+def test_requeued_job_resumes_from_its_checkpoint(slurm, tmp_path, interrupt, message):
+    sweep = tmp_path / "sweep"
+    proc = multirun(sweep, "train.g_steps=30", "train.checkpoint_every=5", "callbacks.sample_grid=null",
+                    "+callbacks.slow._target_=_slow_iterations.SlowIterations", "+callbacks.slow.seconds=0.3",
+                    "seed=1,2", wait=False)
+    try:
+        first_ckpt = sweep / "0" / "checkpoints" / "iter_000005.ckpt"
+        deadline = time.monotonic() + 300
+        while not first_ckpt.exists():
+            assert proc.poll() is None, proc.stdout.read()[-4000:]
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.2)
+        job_dirs = [p.name for p in (sweep / ".submitit").iterdir() if p.name.endswith("_0")]
+        assert len(job_dirs) == 1, job_dirs
+        job_id = job_dirs[0]  # <array id>_0: the first run of the sweep
+        subprocess.run([*interrupt, job_id], check=True, capture_output=True, text=True)
+        output, _ = proc.communicate(timeout=480)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output[-4000:]
+
+    summary = json.loads((sweep / "0" / "summary.json").read_text())
+    assert summary["iterations"] == 30
+    assert summary["resumed_at_iteration"] is not None and summary["resumed_at_iteration"] >= 5, summary
+    assert summary["resumed_from"] == str(sweep / "0" / "checkpoints" / "last.ckpt")
+    log = (sweep / ".submitit" / job_id / f"{job_id}_0_log.out").read_text()
+    assert "preemption signal: saved" in log and message in log and "Resuming from" in log
+    assert (sweep / "0" / "checkpoints" / "iter_000005.ckpt").is_file()  # kept across the requeue
+    other = json.loads((sweep / "1" / "summary.json").read_text())  # the untouched job
+    assert other["iterations"] == 30 and other["resumed_from"] is None
