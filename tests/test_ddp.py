@@ -207,7 +207,7 @@ def test_ddp_cpu_training_keeps_ranks_identical_with_different_noise(make_cfg, t
                    "optim.n_dis=2", "train.g_steps=3", "data.batch_size=4", "+data.limit=96",
                    f"data.root={fmnist_root}", "callbacks.fid=null", "callbacks.sample_grid=null",
                    "callbacks.progress_bar=null", "logger=none", "+trainer.enable_checkpointing=false",
-                   "callbacks.model_checkpoint=null")
+                   "callbacks.model_checkpoint=null", "ema=default", "ema.start=1", "ema.decay=0.5")
     pl.seed_everything(cfg.seed)
     model, datamodule, trainer = build(cfg)
     assert type(trainer.strategy).__name__ == "GANDDPStrategy" and trainer.world_size == 2
@@ -220,9 +220,11 @@ def test_ddp_cpu_training_keeps_ranks_identical_with_different_noise(make_cfg, t
     assert not torch.equal(ranks[0]["z"], ranks[1]["z"])  # each rank its own noise
     params = [r["params"] for r in ranks]
     assert params[0].keys() == initial.keys()
+    assert any(k.startswith("generator_ema.") for k in initial)  # the EMA generator is compared too
     for name in initial:
         assert torch.equal(params[0][name], params[1][name]), name  # bit for bit
     assert not torch.equal(params[0]["generator.fc.weight"], initial["generator.fc.weight"])  # it trained
+    assert not torch.equal(params[0]["generator_ema.fc.weight"], initial["generator_ema.fc.weight"])
     bn_keys = [k for k in ranks[0]["buffers"] if "running_mean" in k]
     assert bn_keys
     if sync_bn:

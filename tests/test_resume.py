@@ -25,7 +25,9 @@ RUN = ["trainer.accelerator=cpu", "trainer.deterministic=true", "callbacks.progr
        "model.generator.ngf=16", "model.discriminator.ndf=16",
        "data.batch_size=8", "+data.limit=40", "train.g_steps=12", "train.checkpoint_every=3",
        "evaluate.after_training=false", "callbacks.fid=null", "callbacks.sample_grid.every_n_iterations=2",
-       "callbacks.sample_grid.n_samples=8", "trainer.log_every_n_steps=1", "seed=7"]
+       "callbacks.sample_grid.n_samples=8", "trainer.log_every_n_steps=1", "seed=7",
+       # the EMA generator must come back too (decaying from iteration 2; grids use standing statistics)
+       "ema=default", "ema.start=2", "ema.decay=0.9", "ema.standing_batches=2", "ema.standing_batch_size=8"]
 
 
 def start(out: Path, pause_at: int = 0, *extra: str) -> subprocess.Popen:
@@ -69,7 +71,8 @@ def assert_same_weights(run: Path, reference: dict[str, torch.Tensor]) -> None:
     assert resumed.keys() == reference.keys()
     different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
     assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
-    assert any(k.startswith("generator.") for k in reference) and any(k.startswith("discriminator.") for k in reference)
+    for prefix in ("generator.", "discriminator.", "generator_ema."):
+        assert any(k.startswith(prefix) for k in reference), prefix
 
 
 @pytest.mark.slow
