@@ -33,3 +33,13 @@ def fmnist_root() -> str:
     if not (Path(DEBIAN_ROOT) / "train-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"Fashion-MNIST missing: apt-get install dataset-fashion-mnist ({DEBIAN_ROOT})")
     return DEBIAN_ROOT
+
+
+@pytest.fixture
+def one_thread_for_fork():
+    """Forked ranks hang in OpenMP (libgomp is not fork-safe) once this process has run torch ops on
+    several threads; with one thread torch never enters an OpenMP region."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -36,15 +36,6 @@ WIDTHS = [0.5, 1.0]
 NUM_CLASSES = 3
 
 
-@pytest.fixture
-def one_thread_for_fork():
-    """Forked ranks hang in OpenMP (libgomp is not fork-safe) once this process has run torch ops on
-    several threads; with one thread torch never enters an OpenMP region."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 # ----------------------------------------------------------------------------- cross-replica BN
 def _bn_module(kind: str) -> torch.nn.Module:

@@ -206,15 +206,6 @@ def test_rank_shards_cover_every_sample_once(n, world):
     assert max(s.stop - s.start for s in shards) - min(s.stop - s.start for s in shards) <= 1
 
 
-@pytest.fixture
-def one_thread_for_fork():
-    """Forked ranks hang in OpenMP (libgomp is not fork-safe) once this process has run torch ops on
-    several threads; with one thread torch never enters an OpenMP region."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class SeedPerRank(pl.Callback):
     """Ranks draw different training noise, so their G's BN running statistics differ at evaluation."""

@@ -220,6 +220,15 @@ def by_width(record: dict[str, Any]) -> dict[float, dict[str, Any]]:
     return {float(r["width"]): r for r in record["widths"]}
 
 
+def run_row(name: str, record: dict[str, Any] | None, widths: Sequence[float]) -> str:
+    """One table row of a single run: FMNIST-FID per width, mIC, training seconds ('pending' if unfinished)."""
+    if record is None:
+        return f"| {name} | " + " | ".join("pending" for _ in widths) + " | | |"
+    fids = by_width(record)
+    return (f"| {name} | " + " | ".join(f"{fids[w]['fmnist_fid']:.2f}" if w in fids else "-" for w in widths)
+            + f" | {record['consistency']['mIC']:.2f} | {record['train_seconds']:.0f} |")
+
+
 def individual_consistency(study: Study, seed: int, classifier: Path | None, data_root: str,
                            n: int) -> dict[str, Any] | None:
     """mIC across the separately trained GANs of one seed (same z at every width): the baseline that
@@ -400,27 +409,15 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
               "| arm | " + " | ".join(f"FID w{w:g}" for w in widths) + " | mIC | train s |", "|---" * (len(widths) + 3) + "|"]
     ref = records.get(slimgan_name(alpha, study.seeds[0]))
     for name, rec in [("SlimGAN (reference)", ref)] + [(r.arm, records.get(r.name)) for r in study.ablation_runs(alpha)]:
-        if rec is None:
-            lines.append(f"| {name} | " + " | ".join("pending" for _ in widths) + " | | |")
-            continue
-        fids = by_width(rec)
-        lines.append(f"| {name} | " + " | ".join(f"{fids[w]['fmnist_fid']:.2f}" if w in fids else "-" for w in widths)
-                     + f" | {rec['consistency']['mIC']:.2f} | {rec['train_seconds']:.0f} |")
-        if name != "SlimGAN (reference)":
+        lines.append(run_row(name, rec, widths))
+        if rec is not None and name != "SlimGAN (reference)":
             series[name] = [(r["macs"], r["fmnist_fid"], 0.0) for r in rec["widths"]]
 
     # conditional
     lines += ["", f"## Conditional SlimGAN (cGAN-PD-32, seed {study.seeds[0]}): scBN vs switchable CBN", "",
               "| conditional BN | " + " | ".join(f"FID w{w:g}" for w in widths) + " | mIC | train s |",
               "|---" * (len(widths) + 3) + "|"]
-    for run in study.conditional_runs():
-        rec = records.get(run.name)
-        if rec is None:
-            lines.append(f"| {run.arm} | " + " | ".join("pending" for _ in widths) + " | | |")
-            continue
-        fids = by_width(rec)
-        lines.append(f"| {run.arm} | " + " | ".join(f"{fids[w]['fmnist_fid']:.2f}" if w in fids else "-" for w in widths)
-                     + f" | {rec['consistency']['mIC']:.2f} | {rec['train_seconds']:.0f} |")
+    lines += [run_row(run.arm, records.get(run.name), widths) for run in study.conditional_runs()]
 
     # figures
     lines += ["", "## Figures", ""]
