@@ -71,7 +71,7 @@ class ResumableDataLoader(DataLoader):
 
 def resumable_loader(dataset: Dataset, batch_size: int, seed: int, num_replicas: int = 1, rank: int = 0,
                      num_workers: int = 0) -> ResumableDataLoader:
-    """The training loader of every in-memory data module (see module docstring).
+    """The training loader of every data module, in-memory and file-backed (see module docstring).
 
     The loader gets its own ``torch.Generator`` so that creating an iterator (every epoch, and once
     more on a restart) never draws from the global RNG, which drives the GAN's noise.
