@@ -20,6 +20,7 @@ the ablations (first seed) and the conditional arms (first seed).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import math
 import statistics
@@ -191,12 +192,16 @@ def quick_classifier(root: Path, data_root: str) -> Path:
     return path
 
 
-def run_all(study: Study, classifier: Path | None, data_root: str, log=print) -> None:
-    """Run every pending run, stage by stage (the main comparison needs the alpha sweep's choice)."""
+def run_all(study: Study, classifier: Path | None, data_root: str, log=print,
+            only: Sequence[str] = ()) -> None:
+    """Run every pending run, stage by stage (the main comparison needs the alpha sweep's choice);
+    ``only``: run-name patterns (fnmatch) that restrict it to those runs."""
     for stage in ("sweep", "rest"):
         runs = study.alpha_runs() if stage == "sweep" else study.all_runs()
         for run in runs:
             if read_record(run.folder(study.root)) is not None:
+                continue
+            if only and not any(fnmatch.fnmatchcase(run.name, pattern) for pattern in only):
                 continue
             log(f"[study] {run.name}: training ({' '.join(run.overrides[len(study.spec['recipe']):])})")
             record = execute(run, study, classifier, data_root)
@@ -454,6 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-root", default=None, help="Fashion-MNIST root (default: Debian's)")
     p.add_argument("--plan", action="store_true", help="list the runs and which have finished, then exit")
     p.add_argument("--report-only", action="store_true", help="tabulate the finished runs without training")
+    p.add_argument("--only", nargs="+", default=(), metavar="PATTERN",
+                   help="train only the runs whose names match (fnmatch, e.g. 'cond_*'); see --plan for names")
     args = p.parse_args(argv)
 
     from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT
@@ -472,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     classifier = Path(args.classifier) if args.classifier else (
         quick_classifier(root, data_root) if args.mode != "full" else None)
     if not args.report_only:
-        run_all(study, classifier, data_root)
+        run_all(study, classifier, data_root, only=args.only)
     report = Path(args.report) if args.report else (FULL_REPORT if args.mode == "full" else root / "report.md")
     build_report(study, report, classifier, data_root)
     print(f"[study] report: {report}")
