@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
@@ -82,17 +83,44 @@ class IterationProgressBar(TQDMProgressBar):
     """TQDM bar whose total is the SlimGAN iterations left in this epoch.
 
     Lightning caps the bar by ``max_steps``, which counts optimizer steps (n_dis + 1 per
-    iteration), so its own total is wrong in the last epoch of a run.
+    iteration), so its own total is wrong in the last epoch of a run. A run resumed mid-epoch
+    gets no ``on_train_epoch_start`` from Lightning (its bar would show ``n/?``), so the total is
+    also set when training starts, counting the epoch's batches consumed before the checkpoint.
     """
+
+    def on_train_start(self, trainer: pl.Trainer, *args) -> None:
+        super().on_train_start(trainer, *args)
+        # Batches of this epoch done before a mid-epoch resume (0 on a fresh start; ``completed`` lags by one).
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        self.train_progress_bar.reset(total=self._total(trainer, done))
+        self.train_progress_bar.n = done
+        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch}")
+        self.train_progress_bar.refresh()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *args) -> None:
         super().on_train_epoch_start(trainer, *args)
-        bar = self.train_progress_bar
-        if trainer.max_steps and trainer.max_steps > 0 and bar.total is not None:
+        self.train_progress_bar.total = self._total(trainer, 0)
+        self.train_progress_bar.refresh()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        # Re-derived every batch: Lightning may continue batch_idx into a new epoch (resuming from a
+        # run's final checkpoint), which the epoch-start total cannot know.
+        self.train_progress_bar.total = self._total(trainer, batch_idx + 1)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    @staticmethod
+    def _total(trainer: pl.Trainer, done: int) -> int | None:
+        """The epoch's last batch index + 1 given ``done`` batches of it: the epoch's length
+        (Lightning's own bar total subtracts optimizer steps from it instead), capped by the
+        iterations left in the run."""
+        epoch_total = trainer.num_training_batches
+        total = None if epoch_total == float("inf") else int(epoch_total)
+        if trainer.max_steps and trainer.max_steps > 0:
             steps_per_iteration = trainer.lightning_module.hparams.n_dis + 1
             remaining = -(-(trainer.max_steps - trainer.global_step) // steps_per_iteration)
-            bar.total = min(bar.total, bar.n + remaining)
-            bar.refresh()
+            total = done + remaining if total is None else min(total, done + remaining)
+        return total
 
 
 def rank_shard(n: int, rank: int, world_size: int) -> slice:

@@ -8,6 +8,9 @@ Design (see README "Sweeps, SLURM and preemption"):
   the stateful loader (:mod:`slimgan_pl.data.resumable`).
 * ``resume=auto``: a run whose ``paths.output_dir`` already holds ``checkpoints/last.ckpt`` continues
   from it (an explicit ``ckpt_path`` wins); ``resume=never`` always starts fresh.
+* :class:`FinalIterationCheckpoint`: Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` also holds
+  the final iteration when ``train.g_steps`` is not a multiple of ``train.checkpoint_every`` (Lightning
+  leaves it at the last periodic save, so evaluation after training would read stale weights).
 * :class:`PreemptionCheckpoint`: on SLURM's warning signal (``--signal=USR1@<s>``, set by
   ``hydra/launcher=slurm``) finish the current iteration, save ``last.ckpt`` and ``scontrol requeue``
   the job; on SIGTERM (scancel, SLURM preemption or requeue, ``kill``) or the warning signal outside
@@ -33,6 +36,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
@@ -118,6 +122,20 @@ def resume_checkpoint(resume: str, ckpt_path: str | None, output_dir: str | os.P
 def in_slurm_job() -> bool:
     """True inside a SLURM batch job (not an interactive ``srun bash``), where requeueing makes sense."""
     return "SLURM_JOB_ID" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+
+
+class FinalIterationCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that writes ``last.ckpt`` when training ends unless that step was just saved.
+
+    Lightning saves ``last`` only together with a periodic checkpoint, so with ``g_steps=1000`` and
+    ``checkpoint_every=300`` its ``last.ckpt`` would hold iteration 900; ``slimgan-eval``,
+    ``evaluate.after_training`` and ``resume=auto`` all read ``last.ckpt``.
+    """
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class PreemptionCheckpoint(pl.Callback):

@@ -151,6 +151,36 @@ def test_progress_bar_counts_iterations():
     assert bar.train_progress_bar.total == 2 and bar.train_progress_bar.n == 2
 
 
+def test_resume_mid_epoch_keeps_the_bar_total_and_last_ckpt_holds_the_final_iteration(tmp_path):
+    """Lightning calls no on_train_epoch_start on a mid-epoch resume (the bar showed "n/?"), and saves
+    last.ckpt only with a periodic checkpoint (it held iteration 2 of 3 here)."""
+    from slimgan_pl.callbacks import IterationProgressBar
+    from slimgan_pl.resume import FinalIterationCheckpoint
+
+    data = TensorDataset(torch.rand(8 * 16, 1, 32, 32), torch.zeros(8 * 16, dtype=torch.long))
+    from slimgan_pl.data.resumable import resumable_loader
+
+    # the data modules' stateful loader; 16 iterations per epoch: both fits stay in epoch 0
+    loader = resumable_loader(data, batch_size=8, seed=0)
+
+    def fit_to(iterations: int, folder, ckpt_path=None) -> IterationProgressBar:
+        bar = IterationProgressBar(refresh_rate=1)
+        checkpoint = FinalIterationCheckpoint(dirpath=folder, save_last=True, every_n_train_steps=4)  # every 2
+        trainer = pl.Trainer(max_steps=iterations * 2, accelerator="cpu", logger=False, enable_model_summary=False,
+                             callbacks=[bar, checkpoint])
+        trainer.fit(tiny_model(), loader, ckpt_path=ckpt_path)
+        return bar
+
+    bar = fit_to(3, tmp_path / "a")
+    assert (bar.train_progress_bar.n, bar.train_progress_bar.total) == (3, 3)
+    last = torch.load(tmp_path / "a" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 3 * 2  # the final iteration, not the last periodic save (iteration 2)
+    fit_to(4, tmp_path / "b")  # last.ckpt = the periodic save of iteration 4, mid-epoch
+    bar = fit_to(6, tmp_path / "b", ckpt_path=tmp_path / "b" / "last.ckpt")
+    assert (bar.train_progress_bar.n, bar.train_progress_bar.total) == (6, 6)
+    assert bar.train_progress_bar.desc.startswith("Epoch 0")
+
+
 def test_sample_grid_callback_writes_every_width_and_leaves_model_alone(tmp_path):
     from slimgan_pl.callbacks import SampleGridCallback
 
