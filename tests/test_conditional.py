@@ -1,4 +1,5 @@
-"""Class-conditional SlimGAN (cGAN-PD): scBN, switchable CBN, projection D, training with labels."""
+"""Class-conditional SlimGAN (cGAN-PD and conditional SNDCGAN): scBN, switchable CBN, projection D,
+training with labels."""
 
 import pytest
 import pytorch_lightning as pl
@@ -23,9 +24,9 @@ K = 10
 
 
 def cond_model(**kw) -> SlimGAN:
-    cond_norm = kw.pop("cond_norm", "scbn")
-    args = dict(generator=dict(arch="snresgan32", ngf=16, img_channels=1, num_classes=K, cond_norm=cond_norm),
-                discriminator=dict(arch="snresgan32", ndf=16, num_classes=K), widths=WIDTHS, n_share=2,
+    cond_norm, arch = kw.pop("cond_norm", "scbn"), kw.pop("arch", "snresgan32")
+    args = dict(generator=dict(arch=arch, ngf=16, img_channels=1, num_classes=K, cond_norm=cond_norm),
+                discriminator=dict(arch=arch, ndf=16, num_classes=K), widths=WIDTHS, n_share=2,
                 alpha=10.0, n_dis=1)
     args.update(kw)
     return SlimGAN(**args)
@@ -142,11 +143,12 @@ def _perturb_beyond(module: torch.nn.Module, width: float) -> None:
                         cbn.embed.weight.add_(1.0)
 
 
+@pytest.mark.parametrize("arch", ["snresgan32", "sndcgan32"])
 @pytest.mark.parametrize("cond_norm", ["scbn", "switchable"])
 @pytest.mark.parametrize("width", [0.25, 0.75])
-def test_conditional_generator_nesting(cond_norm, width):
+def test_conditional_generator_nesting(arch, cond_norm, width):
     torch.manual_seed(0)
-    g = build_generator("snresgan32", WIDTHS, ngf=16, img_channels=1, num_classes=K, cond_norm=cond_norm).eval()
+    g = build_generator(arch, WIDTHS, ngf=16, img_channels=1, num_classes=K, cond_norm=cond_norm).eval()
     z, y = torch.randn(4, 128), torch.tensor([1, 2, 3, 4])
     before, wide_before = g(z, width=width, y=y), g(z, width=1.0, y=y)
     _perturb_beyond(g, width)
@@ -166,6 +168,23 @@ def test_conditional_generator_layout():
     assert build_generator("snresgan32", WIDTHS, ngf=16, num_classes=None).num_classes == 0
 
 
+def test_conditional_sndcgan_layout_and_labels_matter():
+    """Conditional SNDCGAN: every stage's BN is conditional, and the class changes the image."""
+    torch.manual_seed(0)
+    g = build_generator("sndcgan32", WIDTHS, ngf=16, img_channels=1, num_classes=K).eval()
+    assert g.cond_norm == "scbn" and len(g.bns) == 3
+    assert all(isinstance(bn, SliceableConditionalBatchNorm2d) for bn in g.bns)
+    with torch.no_grad():  # gamma/beta init at 1/0: give the classes different affines
+        for bn in g.bns:
+            bn.embed.weight.normal_(1.0, 0.5)
+    z = torch.randn(2, 128)
+    for w in (0.25, 1.0):
+        assert (g(z, w, torch.tensor([0, 0])) - g(z, w, torch.tensor([3, 7]))).abs().amax() > 1e-3
+    g2 = build_generator("sndcgan32", WIDTHS, ngf=16, img_channels=1, num_classes=K, cond_norm="switchable")
+    assert all(isinstance(bn, SwitchableConditionalBatchNorm2d) for bn in g2.bns)
+    assert all(type(bn) is SwitchableBatchNorm2d for bn in build_generator("sndcgan32", WIDTHS, ngf=16).bns)
+
+
 def test_generator_label_errors():
     z = torch.randn(2, 128)
     cond = build_generator("snresgan32", WIDTHS, ngf=16, img_channels=1, num_classes=K)
@@ -174,6 +193,8 @@ def test_generator_label_errors():
     with pytest.raises(ValueError, match=r"y must be integer class ids of shape \(2,\)"):
         cond(z, width=0.5, y=torch.zeros(3, dtype=torch.long))
     for arch in ("snresgan32", "sndcgan32"):
+        with pytest.raises(ValueError, match=r"class-conditional \(model.generator.num_classes=10\)"):
+            build_generator(arch, WIDTHS, ngf=16, img_channels=1, num_classes=K)(z, width=0.5)
         uncond = build_generator(arch, WIDTHS, ngf=16, img_channels=1)
         with pytest.raises(ValueError, match=r"unconditional \(model.generator.num_classes=0\)"):
             uncond(z, width=0.5, y=torch.zeros(2, dtype=torch.long))
@@ -182,8 +203,10 @@ def test_generator_label_errors():
 @pytest.mark.parametrize("kw, match", [
     (dict(arch="snresgan32", num_classes=K, cond_norm="cbn"),
      r"model.generator.cond_norm must be one of \['scbn', 'switchable'\], got 'cbn'"),
+    (dict(arch="sndcgan32", num_classes=K, cond_norm="cbn"),
+     r"model.generator.cond_norm must be one of \['scbn', 'switchable'\], got 'cbn'"),
     (dict(arch="snresgan32", num_classes=-1), "model.generator.num_classes must be an integer >= 0"),
-    (dict(arch="sndcgan32", num_classes=K), "model.generator.num_classes=10: arch sndcgan32 is unconditional"),
+    (dict(arch="sndcgan32", num_classes=-1), "model.generator.num_classes must be an integer >= 0"),
 ])
 def test_generator_config_errors_name_the_key(kw, match):
     arch = kw.pop("arch")
@@ -219,6 +242,22 @@ def test_projection_d_is_linear_plus_inner_product_and_depends_on_labels():
     assert not torch.allclose(d(x, 1.0, torch.tensor([0, 1])), d(x, 1.0, torch.tensor([2, 3])))
 
 
+def test_sndcgan_projection_d_is_flatten_linear_plus_inner_product_with_pooled_features():
+    torch.manual_seed(0)
+    d = MultiWidthDiscriminator("sndcgan32", WIDTHS, n_share=7, ndf=16, img_channels=1, num_classes=K).eval()
+    x = torch.randn(2, 1, 32, 32)
+    h = d.shared(x)  # all 7 layers shared: the heads see the same (already activated) features
+    for i, w in enumerate(WIDTHS):
+        head = d.private[i].head
+        assert torch.nn.utils.parametrize.is_parametrized(head.embed, "weight")
+        for y in (torch.tensor([0, 1]), torch.tensor([5, 5])):
+            expected = head.linear(h.flatten(1)).flatten() + (head.embed(y) * h.sum(dim=(2, 3))).sum(1)
+            torch.testing.assert_close(d(x, w, y), expected)
+    assert not torch.allclose(d(x, 1.0, torch.tensor([0, 1])), d(x, 1.0, torch.tensor([2, 3])))
+    with pytest.raises(ValueError, match=r"class-conditional \(model.discriminator.num_classes=10\)"):
+        d(x, 0.5)
+
+
 def test_score_all_concatenates_labels_like_images():
     torch.manual_seed(0)
     d = MultiWidthDiscriminator("snresgan32", WIDTHS, n_share=2, ndf=16, img_channels=1, num_classes=K).eval()
@@ -244,15 +283,14 @@ def test_discriminator_label_errors():
     uncond = MultiWidthDiscriminator("snresgan32", WIDTHS, n_share=2, ndf=16, img_channels=1)
     with pytest.raises(ValueError, match=r"unconditional \(model.discriminator.num_classes=0\)"):
         uncond(x, 0.5, torch.zeros(2, dtype=torch.long))
-    with pytest.raises(ValueError, match="model.discriminator.num_classes=10: arch sndcgan32 has no projection"):
-        MultiWidthDiscriminator("sndcgan32", WIDTHS, n_share=2, ndf=16, num_classes=K)
 
 
 # ----------------------------------------------------------------------------- SlimGAN with labels
-@pytest.mark.parametrize("cond_norm, distill_forward", [("scbn", "separate"), ("switchable", "concat")])
-def test_conditional_training_runs_and_updates_g_embeddings_and_d_projections(cond_norm, distill_forward):
+@pytest.mark.parametrize("arch, cond_norm, distill_forward", [
+    ("snresgan32", "scbn", "separate"), ("snresgan32", "switchable", "concat"), ("sndcgan32", "scbn", "separate")])
+def test_conditional_training_runs_and_updates_g_embeddings_and_d_projections(arch, cond_norm, distill_forward):
     torch.manual_seed(0)
-    model = cond_model(cond_norm=cond_norm, distill_forward=distill_forward, n_dis=2)
+    model = cond_model(arch=arch, cond_norm=cond_norm, distill_forward=distill_forward, n_dis=2)
     g_before = {k: v.clone() for k, v in model.generator.state_dict().items()}
     d_embed_before = [_embed_weight(model.discriminator, i).detach().clone() for i in range(len(WIDTHS))]
     trainer = fit(model, iterations=2)
@@ -396,7 +434,7 @@ def test_conditional_experiments_compose_and_build(make_cfg, experiment, classes
 def test_cond_norm_override_and_invalid_value_from_config(make_cfg):
     cfg = make_cfg("experiment=fmnist_cond", "model.generator.cond_norm=switchable")
     model = SlimGAN(generator=cfg.model.generator, discriminator=cfg.model.discriminator, **cfg.slim, **cfg.optim)
-    assert isinstance(model.generator.blocks[0].bn1, SwitchableConditionalBatchNorm2d)
+    assert all(isinstance(bn, SwitchableConditionalBatchNorm2d) for bn in model.generator.bns)
     cfg = make_cfg("experiment=fmnist_cond", "model.generator.cond_norm=nope")
     with pytest.raises(ValueError, match="model.generator.cond_norm must be one of"):
         SlimGAN(generator=cfg.model.generator, discriminator=cfg.model.discriminator, **cfg.slim, **cfg.optim)

@@ -40,6 +40,7 @@ SLIM_TYPES = (SlimmableLinear, SlimmableConv2d, SlimmableConvTranspose2d, Switch
 # every architecture, unconditional, plus the class-conditional variants (cGAN-PD's generator)
 GENERATOR_CONFIGS = [(arch, {}) for arch in sorted(GENERATORS)] + [
     ("snresgan32", dict(num_classes=10, cond_norm=norm)) for norm in sorted(COND_NORMS)] + [
+    ("sndcgan32", dict(num_classes=10, cond_norm="scbn")),  # fmnist_cond's generator
     ("biggan32", dict(num_classes=10))]  # + shared class embedding (CBN, SA, SN: in the unconditional ones too)
 
 

@@ -1,9 +1,10 @@
 """Multi-width discriminator: one full-width discriminator per generator width, the first
 ``n_share`` blocks (from the input) shared by all widths, the later blocks and the head private.
 
-Class-conditional (``num_classes`` > 0, SNResGAN archs only): each width's head is a projection head
-(Miyato & Koyama 2018), ``linear(h) + <embed_w(y), h>`` with a private, spectrally normalised class
-embedding per width; this is cGAN-PD-32's discriminator.
+Class-conditional (``num_classes`` > 0): each width's head is a projection head (Miyato & Koyama
+2018), ``linear(h) + <embed_w(y), h>`` with a private, spectrally normalised class embedding per
+width; with the SNResGAN archs this is cGAN-PD-32's discriminator (SNDCGAN: the linear reads the
+flattened features, the projection their global sum).
 """
 
 from __future__ import annotations
@@ -100,6 +101,19 @@ class ProjectionHead(nn.Module):
         return self.linear(h) + (self.embed(y) * h).sum(dim=1, keepdim=True)
 
 
+class FlattenProjectionHead(nn.Module):
+    """SNDCGAN's head made conditional: ``linear(flatten(h)) + <embed(y), sum_xy(h)>``. The features
+    are already activated (the last conv layer's LeakyReLU); the embedding is spectrally normalised."""
+
+    def __init__(self, channels: int, spatial: int, num_classes: int, init: str) -> None:
+        super().__init__()
+        self.linear = _sn(nn.Linear(channels * spatial, 1), init)
+        self.embed = _sn(nn.Embedding(num_classes, channels), init)
+
+    def forward(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.linear(h.flatten(1)) + (self.embed(y) * h.sum(dim=(2, 3))).sum(dim=1, keepdim=True)
+
+
 def _check_num_classes(num_classes: int | None) -> int:
     """``model.discriminator.num_classes``: None or 0 = unconditional."""
     if num_classes is None:
@@ -113,14 +127,12 @@ def _check_num_classes(num_classes: int | None) -> int:
 class SNDCGANDiscriminatorPlan:
     """SNDCGAN D: per downsampling stage a conv3x3 and a conv4x4/s2 (channels ndf/8, ndf/4, ndf/2 at
     32px and 48px, ndf/16 ... ndf/2 at 64px), then a conv3x3 to ndf; flatten (bottom x bottom: 4, 6, 4);
-    linear. Each conv layer is one block for ``n_share`` (7 at 32/48px, 9 at 64px), as in the
-    reference implementation."""
+    linear (a projection head when ``num_classes`` > 0). Each conv layer is one block for ``n_share``
+    (7 at 32/48px, 9 at 64px), as in the reference implementation."""
 
     def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str,
                  num_classes: int = 0) -> None:
-        if num_classes:
-            raise ValueError(f"model.discriminator.num_classes={num_classes}: arch sndcgan{img_size} has no projection "
-                             "head; a class-conditional D needs an snresgan arch (e.g. model=cgan_pd32)")
+        self.num_classes = num_classes
         n_down = int(round(math.log2(img_size / bottom)))
         stages = [max(1, ndf // 2 ** (n_down - i)) for i in range(n_down)]
         self.layers: list[tuple[int, int, int, int]] = []  # (c_in, c_out, kernel, stride)
@@ -136,6 +148,8 @@ class SNDCGANDiscriminatorPlan:
         return DCGANDLayer(c_in, c_out, k, s, self.init)
 
     def head(self) -> nn.Module:
+        if self.num_classes:
+            return FlattenProjectionHead(self.ndf, self.bottom * self.bottom, self.num_classes, self.init)
         return FlattenLinearHead(self.ndf * self.bottom * self.bottom, self.init)
 
 

@@ -3,8 +3,9 @@ image output channels do not (the output conv reads the first in_w channels at e
 
 Class-conditional generation is a constructor option (``num_classes`` > 0), not a separate
 architecture: SNResGAN-32 with ``num_classes`` is cGAN-PD-32's generator (conditional BN in the
-residual blocks, ``cond_norm`` = ``scbn`` or ``switchable``). ``conf/model/cgan_pd32.yaml`` is the
-preset. Checkpoints keep ``num_classes``/``cond_norm`` in the generator's kwargs, so anything that
+residual blocks, ``cond_norm`` = ``scbn`` or ``switchable``; ``conf/model/cgan_pd32.yaml``), and
+SNDCGAN with ``num_classes`` has a conditional BN after each up-convolution
+(``conf/model/sndcgan32_cond.yaml``, the CPU-sized conditional model of ``experiment=fmnist_cond``). Checkpoints keep ``num_classes``/``cond_norm`` in the generator's kwargs, so anything that
 rebuilds a generator from them (``build_generator(arch, widths, **kwargs)``) gets the same model.
 """
 
@@ -94,14 +95,19 @@ class SNDCGANGenerator(SlimmableGenerator):
     image channels; tanh. ngf=512, bottom=4 gives SNDCGAN-32 (512 -> 256 -> 128 -> 64); ngf=512,
     bottom=6, 48px gives SNDCGAN-48 (same channels, 6 -> 48); ngf=1024, bottom=4, 64px gives
     SNDCGAN-64 (1024 -> 512 -> 256 -> 128 -> 64), as the reference.
+
+    ``num_classes`` > 0 makes every stage's BN conditional (``cond_norm``: ``scbn`` or
+    ``switchable``, as in cGAN-PD's blocks); ``cond_norm`` is validated, and ignored, when the
+    generator is unconditional.
     """
 
     def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 512, img_channels: int = 3,
-                 img_size: int = 32, bottom: int = 4, init: str = "xavier", num_classes: int | None = None) -> None:
-        if _check_num_classes(num_classes):
-            raise ValueError(f"model.generator.num_classes={num_classes}: arch sndcgan{img_size} is unconditional "
-                             "only; class-conditional generation needs an snresgan arch (e.g. model=cgan_pd32)")
-        super().__init__(widths, nz, img_channels, img_size)
+                 img_size: int = 32, bottom: int = 4, init: str = "xavier", num_classes: int | None = None,
+                 cond_norm: str = "scbn") -> None:
+        super().__init__(widths, nz, img_channels, img_size, num_classes)
+        if cond_norm not in COND_NORMS:
+            raise ValueError(f"model.generator.cond_norm must be one of {sorted(COND_NORMS)}, got {cond_norm!r}")
+        self.cond_norm = cond_norm
         n_up = _n_upsamplings(img_size, bottom)
         channels = [max(1, ngf // 2**i) for i in range(n_up + 1)]
         self.bottom = bottom
@@ -110,7 +116,11 @@ class SNDCGANGenerator(SlimmableGenerator):
             SlimmableConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)
             for c_in, c_out in zip(channels, channels[1:])
         )
-        self.bns = nn.ModuleList(SwitchableBatchNorm2d(c, self.widths) for c in channels[1:])
+        self.bns = nn.ModuleList(
+            conditional_norm(cond_norm, c, self.num_classes, self.widths) if self.num_classes
+            else SwitchableBatchNorm2d(c, self.widths)
+            for c in channels[1:]
+        )
         self.to_image = SlimmableConv2d(channels[-1], img_channels, 3, padding=1, slice_out=False)
         for m in (self.fc, *self.ups, self.to_image):
             init_weight(m, init)
@@ -121,7 +131,8 @@ class SNDCGANGenerator(SlimmableGenerator):
         h = self.fc(z, width)
         h = h.view(z.shape[0], -1, self.bottom, self.bottom)
         for up, bn in zip(self.ups, self.bns):
-            h = F.relu(bn(up(h, width), width))
+            h = up(h, width)
+            h = F.relu(bn(h, width, y) if self.num_classes else bn(h, width))
         return torch.tanh(self.to_image(h, width))
 
 
