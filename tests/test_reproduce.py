@@ -88,3 +88,17 @@ def test_interrupted_run_resumes_from_its_checkpoint(study_module, tmp_path, fmn
     again = study_module.execute(run, study, classifier, fmnist_root)
     assert again["resumed"] is True and again["iterations"] == first["iterations"]
     assert json.loads((run.folder(runs) / "study_record.json").read_text())["resumed"] is True
+
+
+def test_run_stopped_by_a_signal_is_not_recorded_as_finished(study_module, tmp_path, fmnist_root, monkeypatch):
+    """SIGTERM/USR1 make train() save last.ckpt and return early: the run must stay pending (and
+    resumable), not be evaluated and recorded with fewer iterations."""
+    import slimgan_pl.train
+
+    runs = tmp_path / "runs"
+    study = study_module.Study.load("quick", runs)
+    run = study.alpha_runs()[0]
+    monkeypatch.setattr(slimgan_pl.train, "train", lambda cfg: {"iterations": 1, "preempted": True})
+    with pytest.raises(SystemExit, match=f"{run.name} stopped by a signal at iteration 1"):
+        study_module.execute(run, study, None, fmnist_root)
+    assert study_module.read_record(run.folder(runs)) is None

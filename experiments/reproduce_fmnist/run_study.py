@@ -167,6 +167,9 @@ def execute(run: Run, study: Study, classifier: Path | None, data_root: str) -> 
     start = time.perf_counter()
     summary = train(cfg)
     train_seconds = time.perf_counter() - start
+    if summary.get("preempted"):  # SIGTERM/USR1 saved last.ckpt: leave the run unfinished, resumable
+        raise SystemExit(f"run_study: {run.name} stopped by a signal at iteration {summary['iterations']}; "
+                         "launch the study again to resume it")
 
     start = time.perf_counter()
     result = evaluate_checkpoint(last, data_root=data_root, classifier_path=classifier, out_dir=out, log=None,
@@ -419,7 +422,8 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
             series[name] = [(r["macs"], r["fmnist_fid"], 0.0) for r in rec["widths"]]
 
     # conditional
-    lines += ["", f"## Conditional SlimGAN (cGAN-PD-32, seed {study.seeds[0]}): scBN vs switchable CBN", "",
+    lines += ["", f"## Conditional SlimGAN (`{' '.join(study.spec['conditional_recipe'][:1])}`, seed {study.seeds[0]}): "
+              "scBN vs switchable CBN", "",
               "| conditional BN | " + " | ".join(f"FID w{w:g}" for w in widths) + " | mIC | train s |",
               "|---" * (len(widths) + 3) + "|"]
     lines += [run_row(run.arm, records.get(run.name), widths) for run in study.conditional_runs()]
