@@ -5,8 +5,9 @@ Class-conditional generation is a constructor option (``num_classes`` > 0), not 
 architecture: SNResGAN-32 with ``num_classes`` is cGAN-PD-32's generator (conditional BN in the
 residual blocks, ``cond_norm`` = ``scbn`` or ``switchable``; ``conf/model/cgan_pd32.yaml``), and
 SNDCGAN with ``num_classes`` has a conditional BN after each up-convolution
-(``conf/model/sndcgan32_cond.yaml``, the CPU-sized conditional model of ``experiment=fmnist_cond``). Checkpoints keep ``num_classes``/``cond_norm`` in the generator's kwargs, so anything that
-rebuilds a generator from them (``build_generator(arch, widths, **kwargs)``) gets the same model.
+(``conf/model/sndcgan32_cond.yaml``, the CPU-sized conditional model of ``experiment=fmnist_cond``).
+Checkpoints keep ``num_classes``/``cond_norm`` in the generator's kwargs, so anything that rebuilds a
+generator from them (``build_generator(arch, widths, **kwargs)``) gets the same model.
 """
 
 from __future__ import annotations
