@@ -293,13 +293,19 @@ def fid_vs_macs_plot(series: dict[str, list[tuple[float, float, float]]], path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for label, points in series.items():
         points = sorted(points)
-        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
+        ax.errorbar([p[0] / 1e6 for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
                     marker="o", capsize=3, label=label)
     ax.set_xscale("log")
-    ax.set_xlabel("MACs per image (generator)")
+    # ticks at the widths' costs, in millions (log-scale minor labels would overlap)
+    ax.set_xticks(sorted({p[0] / 1e6 for points in series.values() for p in points}))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.2g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("MACs per image (generator, millions; log scale)")
     ax.set_ylabel("FMNIST-FID (lower is better)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
