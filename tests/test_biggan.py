@@ -215,10 +215,13 @@ def test_attention_placement_and_resolution_errors():
     assert not any(isinstance(m, SlimmableSelfAttention) for m in tiny_g(attn_resolution=None).modules())
     with pytest.raises(ValueError, match=r"model\.generator\.attn_resolution must be one of \[8, 16, 32\]"):
         tiny_g(attn_resolution=12)
-    for arch, allowed in (("biggan32", r"\[8, 16\]"), ("biggan_deep32", r"\[8, 16\]")):
-        d = MultiWidthDiscriminator(arch, WIDTHS, n_share=1, ndf=16, img_channels=1, attn_resolution=16)
+    # BigGAN-32: in block 0 (output 16x16); BigGAN-deep-32: after stage 1, i.e. in its 2nd block (index 1)
+    for arch, allowed, n_share in (("biggan32", r"\[8, 16\]", 1), ("biggan_deep32", r"\[8, 16\]", 2)):
+        d = MultiWidthDiscriminator(arch, WIDTHS, n_share=n_share, ndf=16, img_channels=1, attn_resolution=16)
         shared_attn = [m for m in d.shared.modules() if isinstance(m, SlimmableSelfAttention)]
-        assert len(shared_attn) == 1  # in block 0 (output 16x16), which n_share=1 shares
+        assert len(shared_attn) == 1  # in the last shared block
+        d = MultiWidthDiscriminator(arch, WIDTHS, n_share=n_share - 1, ndf=16, img_channels=1, attn_resolution=16)
+        assert not any(isinstance(m, SlimmableSelfAttention) for m in d.shared.modules())
         assert parametrize.is_parametrized(shared_attn[0].theta)  # D's attention is spectrally normalised
         with pytest.raises(ValueError, match=rf"model\.discriminator\.attn_resolution must be one of {allowed}"):
             MultiWidthDiscriminator(arch, WIDTHS, ndf=16, img_channels=1, attn_resolution=32)

@@ -18,7 +18,9 @@ Generator switches (``model.generator.*``), all constructor arguments:
   output has this resolution; null = none.
 - ``init``: ``ortho`` | ``normal`` (N(0, 0.02)) | ``xavier``, applied to EVERY conv, linear and
   embedding weight of the network (including the attention convs, the BN projections and the
-  shared embedding), as BigGAN's init loop.
+  shared embedding), as BigGAN's init loop. ``bias_init``: ``default`` (PyTorch's, as BigGAN's init
+  loop leaves biases alone) | ``zeros``.
+- ``upsample``: ``nearest`` (BigGAN's ``F.interpolate`` default) | ``bilinear`` (align_corners=False).
 - ``spectral_norm``: spectral norm (torch parametrization, 1 power iteration, eps 1e-6) on every
   linear and conv layer of G, the BN gain/bias projections and the attention convs included, the
   shared embedding excluded. Sigma is that of the FULL weight; a width uses a slice of the
@@ -42,9 +44,16 @@ from slimgan_pl.models.discriminators import (
     ResDBlock,
     SumPoolHead,
     _sn,
+    check_shortcut_input,
 )
-from slimgan_pl.models.generators import GENERATORS, SlimmableGenerator, _n_upsamplings
-from slimgan_pl.models.init import init_weight
+from slimgan_pl.models.generators import (
+    GENERATORS,
+    SlimmableGenerator,
+    _n_upsamplings,
+    check_upsample,
+    upsample2x,
+)
+from slimgan_pl.models.init import check_bias_init, init_biases, init_weight
 from slimgan_pl.nn import (
     SlimmableConv2d,
     SlimmableLinear,
@@ -99,10 +108,6 @@ def _norm(bn: nn.Module, x: torch.Tensor, width: float, c: torch.Tensor | None) 
     return bn(x, width) if c is None else bn(x, width, c)
 
 
-def _up(x: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=2, mode="nearest")
-
-
 def _cat(*parts: torch.Tensor | None) -> torch.Tensor | None:
     parts = [p for p in parts if p is not None]
     return torch.cat(parts, dim=1) if parts else None
@@ -110,10 +115,13 @@ def _cat(*parts: torch.Tensor | None) -> torch.Tensor | None:
 
 # ----------------------------------------------------------------------------- generators
 class BigGANGBlock(nn.Module):
-    """BigGAN residual up-block: CBN-ReLU-up-conv3-CBN-ReLU-conv3, shortcut up + conv1x1."""
+    """BigGAN residual up-block: CBN-ReLU-up-conv3-CBN-ReLU-conv3, shortcut up + conv1x1.
+    ``upsample``: ``nearest`` (BigGAN) or ``bilinear``."""
 
-    def __init__(self, in_channels: int, out_channels: int, widths: Sequence[float], cond_dim: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, widths: Sequence[float], cond_dim: int,
+                 upsample: str = "nearest") -> None:
         super().__init__()
+        self.upsample = check_upsample(upsample)
         self.bn1 = _block_norm(in_channels, cond_dim, widths)
         self.conv1 = SlimmableConv2d(in_channels, out_channels, 3, padding=1)
         self.bn2 = _block_norm(out_channels, cond_dim, widths)
@@ -121,19 +129,20 @@ class BigGANGBlock(nn.Module):
         self.shortcut = SlimmableConv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, width: float, c: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.conv1(_up(F.relu(_norm(self.bn1, x, width, c))), width)
+        h = self.conv1(upsample2x(F.relu(_norm(self.bn1, x, width, c)), self.upsample), width)
         h = self.conv2(F.relu(_norm(self.bn2, h, width, c)), width)
-        return h + self.shortcut(_up(x), width)
+        return h + self.shortcut(upsample2x(x, self.upsample), width)
 
 
 class BigGANDeepGBlock(nn.Module):
     """BigGAN-deep bottleneck up-block: four CBN-ReLU-conv (1x1 in -> in/4, 3x3, 3x3, 1x1 -> out),
     upsampling (optional) after the second; skip: drop channels to ``out`` (first ``out_w`` at width
-    w), upsample. No learnable shortcut."""
+    w), upsample. No learnable shortcut. ``upsample_mode``: ``nearest`` (BigGAN) or ``bilinear``."""
 
     def __init__(self, in_channels: int, out_channels: int, widths: Sequence[float], cond_dim: int,
-                 upsample: bool, channel_ratio: int = 4) -> None:
+                 upsample: bool, channel_ratio: int = 4, upsample_mode: str = "nearest") -> None:
         super().__init__()
+        self.upsample_mode = check_upsample(upsample_mode)
         if out_channels > in_channels:
             raise ValueError(f"a BigGAN-deep G block drops channels, it cannot add them ({in_channels} -> {out_channels})")
         hidden = max(1, in_channels // channel_ratio)
@@ -153,7 +162,7 @@ class BigGANDeepGBlock(nn.Module):
         if self.out_channels != self.in_channels:  # drop the last channels (the width's prefix stays nested)
             x = x[:, :slim_channels(self.out_channels, width)]
         if self.upsample:
-            h, x = _up(h), _up(x)
+            h, x = upsample2x(h, self.upsample_mode), upsample2x(x, self.upsample_mode)
         h = self.conv2(h, width)
         h = self.conv3(F.relu(_norm(self.bn3, h, width, c)), width)
         h = self.conv4(F.relu(_norm(self.bn4, h, width, c)), width)
@@ -175,9 +184,10 @@ class _BigGANGeneratorBase(SlimmableGenerator):
         self.bn = SwitchableBatchNorm2d(ngf, self.widths)  # last BN: unconditional
         self.to_image = SlimmableConv2d(ngf, self.img_channels, 3, padding=1, slice_out=False)
 
-    def _finish(self, init: str, spectral_norm: bool) -> None:
+    def _finish(self, init: str, spectral_norm: bool, bias_init: str) -> None:
         init_all(self, init)
-        self.init_scheme = init
+        init_biases(self, bias_init, "model.generator.bias_init")
+        self.init_scheme, self.bias_init = init, bias_init
         self.spectral_norm = _check_bool(spectral_norm, "model.generator.spectral_norm")
         if self.spectral_norm:
             spectral_norm_all(self)
@@ -201,8 +211,10 @@ class BigGANGenerator(_BigGANGeneratorBase):
     def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 256, img_channels: int = 3,
                  img_size: int = 32, bottom: int = 4, num_classes: int | None = None, shared_dim: int = 128,
                  skip_z: bool = True, attn_resolution: int | None = 16, spectral_norm: bool = True,
-                 init: str = "ortho") -> None:
+                 init: str = "ortho", upsample: str = "nearest", bias_init: str = "default") -> None:
         super().__init__(widths, nz, img_channels, img_size, num_classes)
+        self.upsample = check_upsample(upsample)
+        check_bias_init(bias_init, "model.generator.bias_init")
         n_up = _n_upsamplings(img_size, bottom)
         self.skip_z, self.bottom, self.n_blocks = _check_bool(skip_z, "model.generator.skip_z"), bottom, n_up
         if self.skip_z and nz % (n_up + 1):
@@ -215,8 +227,8 @@ class BigGANGenerator(_BigGANGeneratorBase):
         self._setup_common(ngf, shared_dim, attn_resolution, resolutions)
         cond_dim = self.shared_dim + self.z_chunk
         self.fc = SlimmableLinear(self.z_chunk or nz, bottom * bottom * ngf, slice_in=False, out_unit=bottom * bottom)
-        self.blocks = nn.ModuleList(BigGANGBlock(ngf, ngf, self.widths, cond_dim) for _ in range(n_up))
-        self._finish(init, spectral_norm)
+        self.blocks = nn.ModuleList(BigGANGBlock(ngf, ngf, self.widths, cond_dim, upsample) for _ in range(n_up))
+        self._finish(init, spectral_norm, bias_init)
 
     def split_latent(self, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
         """(input of the first linear layer, per-block latent chunk or None) of ``z``."""
@@ -247,8 +259,10 @@ class BigGANDeepGenerator(_BigGANGeneratorBase):
     def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 256, img_channels: int = 3,
                  img_size: int = 32, bottom: int = 4, num_classes: int | None = None, shared_dim: int = 128,
                  attn_resolution: int | None = 16, spectral_norm: bool = True, init: str = "ortho",
-                 depth: int = 2, channel_ratio: int = 4) -> None:
+                 depth: int = 2, channel_ratio: int = 4, upsample: str = "nearest", bias_init: str = "default") -> None:
         super().__init__(widths, nz, img_channels, img_size, num_classes)
+        self.upsample = check_upsample(upsample)
+        check_bias_init(bias_init, "model.generator.bias_init")
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f"model.generator.depth must be an integer >= 1, got {depth!r}")
         n_up = _n_upsamplings(img_size, bottom)
@@ -259,9 +273,9 @@ class BigGANDeepGenerator(_BigGANGeneratorBase):
         self.fc = SlimmableLinear(cond_dim, bottom * bottom * ngf, slice_in=False, out_unit=bottom * bottom)
         self.stages = nn.ModuleList(
             nn.ModuleList(BigGANDeepGBlock(ngf, ngf, self.widths, cond_dim, upsample=(d == depth - 1),
-                                           channel_ratio=channel_ratio) for d in range(depth))
+                                           channel_ratio=channel_ratio, upsample_mode=upsample) for d in range(depth))
             for _ in range(n_up))
-        self._finish(init, spectral_norm)
+        self._finish(init, spectral_norm, bias_init)
 
     def forward(self, z: torch.Tensor, width: float, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_width(width)
@@ -316,17 +330,22 @@ class BigGANDeepDBlock(nn.Module):
 
 
 class _AttentionPlan:
-    """Common plan logic: blocks, their output resolutions, attention after the first block at
-    ``attn_resolution``, a projection head when conditional."""
+    """Common plan logic: blocks grouped into stages (BigGAN: one block per stage; BigGAN-deep:
+    ``depth`` blocks per stage, as BigGAN-PyTorch's ``self.blocks`` lists), self-attention after the
+    LAST block of the first stage whose output has ``attn_resolution`` (the true output resolution),
+    a projection head when conditional. ``n_share`` counts blocks; the attention belongs to the block
+    it follows."""
 
     specs: list
-    resolutions: list[int]
+    resolutions: list[int]  # output resolution of every block
+    stage_ends: list[int]   # index of the last block of every stage
 
     def _setup(self, ndf: int, init: str, num_classes: int, attn_resolution: int | None) -> None:
         self.ndf, self.init, self.num_classes, self.n_blocks = ndf, init, num_classes, len(self.specs)
-        self.attn_resolution = check_attn_resolution(attn_resolution, self.resolutions,
+        ends = {self.resolutions[i]: i for i in reversed(self.stage_ends)}  # first stage per resolution
+        self.attn_resolution = check_attn_resolution(attn_resolution, list(ends),
                                                      "model.discriminator.attn_resolution")
-        self.attn_after = self.resolutions.index(self.attn_resolution) if self.attn_resolution else None
+        self.attn_after = ends[self.attn_resolution] if self.attn_resolution else None
 
     def _make_block(self, i: int) -> nn.Module:
         raise NotImplementedError
@@ -338,20 +357,23 @@ class _AttentionPlan:
             return nn.Sequential(block, _attention_d(channels, self.init))
         return block
 
-    def head(self) -> nn.Module:
+    def head(self, linear: nn.Module | None = None) -> nn.Module:
+        """A head; ``linear``: use this final linear layer (shared by every width's head) instead of a new one."""
         if self.num_classes:
-            return ProjectionHead(self.ndf, self.num_classes, self.init)
-        return SumPoolHead(self.ndf, self.init)
+            return ProjectionHead(self.ndf, self.num_classes, self.init, linear)
+        return SumPoolHead(self.ndf, self.init, linear)
 
 
 class BigGANDiscriminatorPlan(_AttentionPlan):
     """BigGAN-32 D: optimized down block img -> ndf (32 -> 16), down block (16 -> 8), two plain
     blocks; self-attention after the block at ``attn_resolution`` (16 or 8); ReLU, sum pooling,
     SN linear (+ projection of the class embedding when ``num_classes`` > 0). ``n_share`` counts
-    the 4 residual blocks."""
+    the 4 residual blocks. ``shortcut_input`` (:class:`ResDBlock`): ``identity`` by default, as
+    BigGAN-PyTorch's block (out-of-place pre-activation ReLU)."""
 
     def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str = "ortho",
-                 num_classes: int = 0, attn_resolution: int | None = 16) -> None:
+                 num_classes: int = 0, attn_resolution: int | None = 16, shortcut_input: str = "identity") -> None:
+        self.shortcut_input = check_shortcut_input(shortcut_input)
         n_down = int(round(math.log2(img_size / bottom))) - 1
         self.specs = [(img_channels, ndf, True, True)] + [(ndf, ndf, True, False)] * (n_down - 1) \
             + [(ndf, ndf, False, False)] * 2
@@ -359,39 +381,42 @@ class BigGANDiscriminatorPlan(_AttentionPlan):
         for _, _, down, _ in self.specs:
             size //= 2 if down else 1
             self.resolutions.append(size)
+        self.stage_ends = list(range(len(self.specs)))
         self._setup(ndf, init, num_classes, attn_resolution)
 
     def _make_block(self, i: int) -> nn.Module:
         c_in, c_out, down, optimized = self.specs[i]
-        return ResDBlock(c_in, c_out, down, optimized, self.init)
+        return ResDBlock(c_in, c_out, down, optimized, self.init, self.shortcut_input)
 
 
 class BigGANDeepDiscriminatorPlan(_AttentionPlan):
-    """BigGAN-deep-32 D: conv3x3 img -> ndf/4 (part of block 0), then per resolution two bottleneck
-    blocks (the first changes channels and downsamples): ndf/4 -> ndf (32 -> 16), ndf -> ndf (16 -> 8),
-    ndf -> ndf (8); self-attention after the first block at ``attn_resolution``; sum-pool (projection)
-    head. ``n_share`` counts the 6 bottleneck blocks."""
+    """BigGAN-deep-32 D, BigGAN-PyTorch's ``D_arch[32]``: a conv3x3 stem img -> ndf (part of block 0),
+    then three stages of ``depth`` (2) bottleneck blocks, all ndf -> ndf; the first block of stages
+    1 and 2 downsamples (32 -> 16 -> 8), stage 3 stays at 8; self-attention after the whole stage
+    at ``attn_resolution`` (16: after stage 1, 8: after stage 2); sum-pool (projection) head.
+    ``n_share`` counts the 6 bottleneck blocks."""
 
     def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str = "ortho",
                  num_classes: int = 0, attn_resolution: int | None = 16, depth: int = 2) -> None:
         if ndf < 8:
             raise ValueError(f"model.discriminator.ndf must be >= 8 for arch biggan_deep32, got {ndf}")
         n_down = int(round(math.log2(img_size / bottom))) - 1
-        stages = [(ndf // 4, ndf, True)] + [(ndf, ndf, True)] * (n_down - 1) + [(ndf, ndf, False)]
-        self.specs, self.resolutions, size = [], [], img_size
+        stages = [(ndf, ndf, True)] * n_down + [(ndf, ndf, False)]
+        self.specs, self.resolutions, self.stage_ends, size = [], [], [], img_size
         for c_in, c_out, down in stages:
             for d in range(depth):
                 first = d == 0
                 self.specs.append((c_in if first else c_out, c_out, down and first))
                 size //= 2 if down and first else 1
                 self.resolutions.append(size)
+            self.stage_ends.append(len(self.specs) - 1)
         self.img_channels = img_channels
         self._setup(ndf, init, num_classes, attn_resolution)
 
     def _make_block(self, i: int) -> nn.Module:
         c_in, c_out, down = self.specs[i]
         block = BigGANDeepDBlock(c_in, c_out, down, self.init)
-        if i == 0:  # the input conv belongs to the first block
+        if i == 0:  # the stem conv belongs to the first block
             return nn.Sequential(_sn(nn.Conv2d(self.img_channels, c_in, 3, 1, 1), self.init), block)
         return block
 

@@ -1,5 +1,11 @@
 """Multi-width discriminator: one full-width discriminator per generator width, the first
-``n_share`` blocks (from the input) shared by all widths, the later blocks and the head private.
+``n_share`` blocks (from the input) shared by all widths, the later blocks and the head private;
+``n_share = -1`` (the SlimGAN reference's special value): every block private, only the head's final
+linear layer shared (a projection head's class embedding stays private).
+
+ResNet D blocks read their shortcut input as chosen by ``shortcut_input`` (``relu``: the SlimGAN
+reference, whose blocks apply an in-place ReLU to the input before the shortcut reads it;
+``identity``: the original SNGAN / BigGAN block), see :class:`ResDBlock`.
 
 Class-conditional (``num_classes`` > 0): each width's head is a projection head (Miyato & Koyama
 2018), ``linear(h) + <embed_w(y), h>`` with a private, spectrally normalised class embedding per
@@ -17,10 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from slimgan_pl.models.init import init_weight
+from slimgan_pl.models.init import check_bias_init, init_biases, init_weight
 from slimgan_pl.nn import check_widths, width_index
 
 SN_EPS = 1e-6
+SHORTCUT_INPUTS = ("relu", "identity")
 
 
 def _sn(module: nn.Module, scheme: str, gain: float = 1.0) -> nn.Module:
@@ -36,15 +43,32 @@ class DCGANDLayer(nn.Sequential):
         super().__init__(_sn(nn.Conv2d(in_channels, out_channels, kernel_size, stride, 1), init), nn.LeakyReLU(0.1))
 
 
+def check_shortcut_input(shortcut_input: str) -> str:
+    """``model.discriminator.shortcut_input``: one of :data:`SHORTCUT_INPUTS`."""
+    if shortcut_input not in SHORTCUT_INPUTS:
+        raise ValueError(f"model.discriminator.shortcut_input must be one of {list(SHORTCUT_INPUTS)}, "
+                         f"got {shortcut_input!r}")
+    return shortcut_input
+
+
 class ResDBlock(nn.Module):
     """Residual D block. ``optimized``: first block (conv-ReLU-conv, no pre-activation).
 
     The hidden channels (conv1's output) are the output channels in the optimized block and the
-    input channels otherwise, as SNGAN's D blocks (the same when in == out, as at 32px)."""
+    input channels otherwise, as SNGAN's D blocks (the same when in == out, as at 32px).
 
-    def __init__(self, in_channels: int, out_channels: int, down: bool, optimized: bool, init: str) -> None:
+    ``shortcut_input`` (pre-activation blocks only): ``relu``: ``residual(relu(x)) + shortcut(relu(x))``,
+    also when the shortcut is the identity. That is what the SlimGAN reference computes: its blocks
+    apply ``nn.ReLU(inplace=True)`` to their input, which the shortcut then reads. ``identity``:
+    ``residual(relu(x)) + shortcut(x)``, the original SNGAN block and BigGAN's (which uses an
+    out-of-place ReLU on purpose). The optimized first block has no pre-activation: its shortcut
+    reads the image in both modes, as in both references."""
+
+    def __init__(self, in_channels: int, out_channels: int, down: bool, optimized: bool, init: str,
+                 shortcut_input: str = "relu") -> None:
         super().__init__()
         self.down, self.optimized = down, optimized
+        self.shortcut_input = check_shortcut_input(shortcut_input)
         hidden = out_channels if optimized else in_channels
         self.conv1 = _sn(nn.Conv2d(in_channels, hidden, 3, 1, 1), init, math.sqrt(2))
         self.conv2 = _sn(nn.Conv2d(hidden, out_channels, 3, 1, 1), init, math.sqrt(2))
@@ -52,22 +76,23 @@ class ResDBlock(nn.Module):
         self.shortcut = _sn(nn.Conv2d(in_channels, out_channels, 1), init) if learnable else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x if self.optimized else F.relu(x)
+        if self.optimized:
+            h = self.conv2(F.relu(self.conv1(x)))
+            # pool before the 1x1 conv: cheaper, as the reference
+            return F.avg_pool2d(h, 2) + self.shortcut(F.avg_pool2d(x, 2))
+        h = F.relu(x)
+        sc = h if self.shortcut_input == "relu" else x
         h = self.conv2(F.relu(self.conv1(h)))
+        sc = sc if self.shortcut is None else self.shortcut(sc)
         if self.down:
-            h = F.avg_pool2d(h, 2)
-        if self.optimized:  # pool before the 1x1 conv: cheaper, as the reference
-            sc = self.shortcut(F.avg_pool2d(x, 2))
-        else:
-            sc = x if self.shortcut is None else self.shortcut(x)
-            sc = F.avg_pool2d(sc, 2) if self.down else sc
+            h, sc = F.avg_pool2d(h, 2), F.avg_pool2d(sc, 2)
         return h + sc
 
 
 class FlattenLinearHead(nn.Module):
-    def __init__(self, in_features: int, init: str) -> None:
+    def __init__(self, in_features: int, init: str, linear: nn.Module | None = None) -> None:
         super().__init__()
-        self.linear = _sn(nn.Linear(in_features, 1), init)
+        self.linear = linear if linear is not None else _sn(nn.Linear(in_features, 1), init)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.linear(h.flatten(1))
@@ -76,9 +101,9 @@ class FlattenLinearHead(nn.Module):
 class SumPoolHead(nn.Module):
     """ReLU, global sum pooling, linear (SNGAN ResNet head)."""
 
-    def __init__(self, channels: int, init: str) -> None:
+    def __init__(self, channels: int, init: str, linear: nn.Module | None = None) -> None:
         super().__init__()
-        self.linear = _sn(nn.Linear(channels, 1), init)
+        self.linear = linear if linear is not None else _sn(nn.Linear(channels, 1), init)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.linear(F.relu(h).sum(dim=(2, 3)))
@@ -91,9 +116,9 @@ class ProjectionHead(nn.Module):
     and initialised with the D's scheme.
     """
 
-    def __init__(self, channels: int, num_classes: int, init: str) -> None:
+    def __init__(self, channels: int, num_classes: int, init: str, linear: nn.Module | None = None) -> None:
         super().__init__()
-        self.linear = _sn(nn.Linear(channels, 1), init)
+        self.linear = linear if linear is not None else _sn(nn.Linear(channels, 1), init)
         self.embed = _sn(nn.Embedding(num_classes, channels), init)
 
     def forward(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -105,9 +130,10 @@ class FlattenProjectionHead(nn.Module):
     """SNDCGAN's head made conditional: ``linear(flatten(h)) + <embed(y), sum_xy(h)>``. The features
     are already activated (the last conv layer's LeakyReLU); the embedding is spectrally normalised."""
 
-    def __init__(self, channels: int, spatial: int, num_classes: int, init: str) -> None:
+    def __init__(self, channels: int, spatial: int, num_classes: int, init: str,
+                 linear: nn.Module | None = None) -> None:
         super().__init__()
-        self.linear = _sn(nn.Linear(channels * spatial, 1), init)
+        self.linear = linear if linear is not None else _sn(nn.Linear(channels * spatial, 1), init)
         self.embed = _sn(nn.Embedding(num_classes, channels), init)
 
     def forward(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -147,10 +173,11 @@ class SNDCGANDiscriminatorPlan:
         c_in, c_out, k, s = self.layers[i]
         return DCGANDLayer(c_in, c_out, k, s, self.init)
 
-    def head(self) -> nn.Module:
+    def head(self, linear: nn.Module | None = None) -> nn.Module:
+        """A head; ``linear``: use this final linear layer (shared by every width's head) instead of a new one."""
         if self.num_classes:
-            return FlattenProjectionHead(self.ndf, self.bottom * self.bottom, self.num_classes, self.init)
-        return FlattenLinearHead(self.ndf * self.bottom * self.bottom, self.init)
+            return FlattenProjectionHead(self.ndf, self.bottom * self.bottom, self.num_classes, self.init, linear)
+        return FlattenLinearHead(self.ndf * self.bottom * self.bottom, self.init, linear)
 
 
 class SNResGANDiscriminatorPlan:
@@ -159,11 +186,13 @@ class SNResGANDiscriminatorPlan:
     ``ndf // channel_divs[i]`` channels and halves the resolution if ``downs[i]``. Each residual block
     is one block for ``n_share``. Plans (the reference's): SNResGAN-32 ndf x 4 blocks, down, down,
     -, -; SNResGAN-48/-64 ndf/16, /8, /4, /2, ndf (5 blocks), the last one downsampling only at 64px
-    (48 -> 3x3, 64 -> 2x2 before the pool)."""
+    (48 -> 3x3, 64 -> 2x2 before the pool). ``shortcut_input``: see :class:`ResDBlock` (default
+    ``relu``, the SlimGAN reference)."""
 
     def __init__(self, ndf: int, img_channels: int, img_size: int, init: str, num_classes: int = 0,
                  channel_divs: Sequence[int] = (1, 1, 1, 1), downs: Sequence[bool] = (True, True, False, False),
-                 ) -> None:
+                 shortcut_input: str = "relu") -> None:
+        self.shortcut_input = check_shortcut_input(shortcut_input)
         if len(channel_divs) != len(downs) or img_size % 2 ** sum(downs):
             raise ValueError(f"SNResGAN D plan: {len(channel_divs)} channel divisors and {len(downs)} down flags "
                              f"for {img_size}px images do not fit")
@@ -174,12 +203,13 @@ class SNResGANDiscriminatorPlan:
 
     def block(self, i: int) -> nn.Module:
         c_in, c_out, down, optimized = self.specs[i]
-        return ResDBlock(c_in, c_out, down, optimized, self.init)
+        return ResDBlock(c_in, c_out, down, optimized, self.init, self.shortcut_input)
 
-    def head(self) -> nn.Module:
+    def head(self, linear: nn.Module | None = None) -> nn.Module:
+        """A head; ``linear``: use this final linear layer (shared by every width's head) instead of a new one."""
         if self.num_classes:
-            return ProjectionHead(self.ndf, self.num_classes, self.init)
-        return SumPoolHead(self.ndf, self.init)
+            return ProjectionHead(self.ndf, self.num_classes, self.init, linear)
+        return SumPoolHead(self.ndf, self.init, linear)
 
 
 # arch name -> (plan class, plan kwargs the arch fixes); ndf is a config value (conf/model/<arch>.yaml).
@@ -228,25 +258,38 @@ class MultiWidthDiscriminator(nn.Module):
     """One discriminator per generator width (each full width), the first ``n_share`` blocks shared.
 
     ``n_share = 0``: independent discriminators; ``n_share = n_blocks``: only the heads are private.
+    ``n_share = -1`` (the SlimGAN reference's meaning): every block private and the heads' final linear
+    layer one module shared by all widths (registered under every width's head); a projection
+    head's class embedding stays private, as the reference's cGAN-PD D.
     Only modules some width uses are allocated. ``num_classes`` > 0: projection heads (per width),
-    and every call needs the class labels of its images.
+    and every call needs the class labels of its images. ``bias_init``
+    (``model.discriminator.bias_init``): see :func:`slimgan_pl.models.init.init_biases`.
     """
 
     def __init__(self, arch: str, widths: Sequence[float], n_share: int = 2, ndf: int = 512,
-                 img_channels: int = 3, init: str = "xavier", num_classes: int | None = None, **plan_kwargs) -> None:
+                 img_channels: int = 3, init: str = "xavier", num_classes: int | None = None,
+                 bias_init: str = "default", **plan_kwargs) -> None:
         super().__init__()
         self.widths = check_widths(widths)
         self.num_classes = _check_num_classes(num_classes)
+        self.bias_init = check_bias_init(bias_init, "model.discriminator.bias_init")
         plan = discriminator_plan(arch, ndf, img_channels, init, self.num_classes, **plan_kwargs)
-        if not isinstance(n_share, int) or not 0 <= n_share <= plan.n_blocks:
-            raise ValueError(f"slim.n_share must be an integer in [0, {plan.n_blocks}] for "
-                             f"discriminator {arch} ({plan.n_blocks} blocks), got {n_share!r}")
+        if isinstance(n_share, bool) or not isinstance(n_share, int) or not -1 <= n_share <= plan.n_blocks:
+            raise ValueError(f"slim.n_share must be an integer in [0, {plan.n_blocks}] for discriminator {arch} "
+                             f"({plan.n_blocks} blocks; the first n_share shared by all widths) or -1 (every block "
+                             f"private, only the head's final linear layer shared), got {n_share!r}")
         self.n_share, self.n_blocks = n_share, plan.n_blocks
-        self.shared = nn.Sequential(*(plan.block(i) for i in range(n_share)))
-        self.private = nn.ModuleList(
-            PrivateDiscriminator([plan.block(i) for i in range(n_share, plan.n_blocks)], plan.head())
-            for _ in self.widths
-        )
+        first_private = max(n_share, 0)
+        self.shared = nn.Sequential(*(plan.block(i) for i in range(first_private)))
+        self.private = nn.ModuleList()
+        shared_linear = None  # n_share = -1: the first width's head linear, reused by the others
+        for _ in self.widths:
+            blocks = [plan.block(i) for i in range(first_private, plan.n_blocks)]
+            head = plan.head(linear=shared_linear)
+            if n_share == -1:
+                shared_linear = head.linear
+            self.private.append(PrivateDiscriminator(blocks, head))
+        init_biases(self, bias_init, "model.discriminator.bias_init")
 
     def check_labels(self, x: torch.Tensor, y: torch.Tensor | None, what: str = "y") -> None:
         """Conditional D's need labels (N,) for every batch; unconditional ones refuse them."""

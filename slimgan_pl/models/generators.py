@@ -8,6 +8,11 @@ SNDCGAN with ``num_classes`` has a conditional BN after each up-convolution
 (``conf/model/sndcgan32_cond.yaml``, the CPU-sized conditional model of ``experiment=fmnist_cond``).
 Checkpoints keep ``num_classes``/``cond_norm`` in the generator's kwargs, so anything that rebuilds a
 generator from them (``build_generator(arch, widths, **kwargs)``) gets the same model.
+
+Every generator takes ``bias_init`` (``model.generator.bias_init``: ``default``, PyTorch's layer
+default as both references, or ``zeros``); the ResNet generators take ``upsample``
+(``model.generator.upsample``: ``bilinear``, align_corners=False, as the SlimGAN reference's
+SNResGAN/cGAN-PD blocks; or ``nearest``, as BigGAN).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimgan_pl.models.init import init_weight
+from slimgan_pl.models.init import check_bias_init, init_biases, init_weight
 from slimgan_pl.nn import (
     COND_NORMS,
     SlimmableConv2d,
@@ -81,6 +86,24 @@ class SlimmableGenerator(nn.Module):
             raise ValueError(f"y must be integer class ids of shape ({z.shape[0]},), got {tuple(y.shape)} {y.dtype}")
 
 
+UPSAMPLE_MODES = ("bilinear", "nearest")
+
+
+def check_upsample(mode: str) -> str:
+    """``model.generator.upsample``: one of :data:`UPSAMPLE_MODES`."""
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"model.generator.upsample must be one of {list(UPSAMPLE_MODES)}, got {mode!r}")
+    return mode
+
+
+def upsample2x(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """Double the spatial size. ``bilinear`` uses align_corners=False (torchvision's and the SlimGAN
+    reference's choice); ``nearest`` repeats every pixel 2x2 (BigGAN)."""
+    if mode == "bilinear":
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
 def _n_upsamplings(img_size: int, bottom: int) -> int:
     n = math.log2(img_size / bottom)
     if n != int(n) or n < 1:
@@ -104,8 +127,9 @@ class SNDCGANGenerator(SlimmableGenerator):
 
     def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 512, img_channels: int = 3,
                  img_size: int = 32, bottom: int = 4, init: str = "xavier", num_classes: int | None = None,
-                 cond_norm: str = "scbn") -> None:
+                 cond_norm: str = "scbn", bias_init: str = "default") -> None:
         super().__init__(widths, nz, img_channels, img_size, num_classes)
+        self.bias_init = check_bias_init(bias_init, "model.generator.bias_init")
         if cond_norm not in COND_NORMS:
             raise ValueError(f"model.generator.cond_norm must be one of {sorted(COND_NORMS)}, got {cond_norm!r}")
         self.cond_norm = cond_norm
@@ -125,6 +149,7 @@ class SNDCGANGenerator(SlimmableGenerator):
         self.to_image = SlimmableConv2d(channels[-1], img_channels, 3, padding=1, slice_out=False)
         for m in (self.fc, *self.ups, self.to_image):
             init_weight(m, init)
+        init_biases(self, bias_init, "model.generator.bias_init")
 
     def forward(self, z: torch.Tensor, width: float, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_width(width)
@@ -141,13 +166,15 @@ class SlimmableGBlock(nn.Module):
     """Residual up-block: BN-ReLU-up-conv3-BN-ReLU-conv3, plus up + 1x1 conv shortcut.
 
     With ``num_classes`` > 0 both BNs are conditional (``cond_norm``: ``scbn`` or ``switchable``,
-    see :mod:`slimgan_pl.nn.conditional`) and ``forward`` needs ``y``.
+    see :mod:`slimgan_pl.nn.conditional`) and ``forward`` needs ``y``. ``upsample``: ``bilinear``
+    (align_corners=False, the SlimGAN reference's GBlock) or ``nearest``, on both paths.
     """
 
     def __init__(self, in_channels: int, out_channels: int, widths: Sequence[float], init: str = "xavier",
-                 num_classes: int = 0, cond_norm: str = "scbn") -> None:
+                 num_classes: int = 0, cond_norm: str = "scbn", upsample: str = "bilinear") -> None:
         super().__init__()
         self.conditional = num_classes > 0
+        self.upsample = check_upsample(upsample)
 
         def norm(channels: int) -> nn.Module:
             if self.conditional:
@@ -167,10 +194,10 @@ class SlimmableGBlock(nn.Module):
         return bn(x, width, y) if self.conditional else bn(x, width)
 
     def forward(self, x: torch.Tensor, width: float, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = F.interpolate(F.relu(self._norm(self.bn1, x, width, y)), scale_factor=2, mode="nearest")
+        h = upsample2x(F.relu(self._norm(self.bn1, x, width, y)), self.upsample)
         h = self.conv1(h, width)
         h = self.conv2(F.relu(self._norm(self.bn2, h, width, y)), width)
-        return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"), width)
+        return h + self.shortcut(upsample2x(x, self.upsample), width)
 
 
 class SNResGANGenerator(SlimmableGenerator):
@@ -186,12 +213,17 @@ class SNResGANGenerator(SlimmableGenerator):
     as SlimGAN; or ``switchable``, a private conditional BN per width, the ablation). The last BN
     before the output conv stays unconditional switchable BN, as the reference. ``cond_norm`` is
     validated, and ignored, when the generator is unconditional.
+
+    ``upsample``: ``bilinear`` (default, the reference's blocks) or ``nearest``.
     """
 
     def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 256, img_channels: int = 3,
                  img_size: int = 32, bottom: int = 4, init: str = "xavier", num_classes: int | None = None,
-                 cond_norm: str = "scbn", halve_channels: bool = False) -> None:
+                 cond_norm: str = "scbn", halve_channels: bool = False, upsample: str = "bilinear",
+                 bias_init: str = "default") -> None:
         super().__init__(widths, nz, img_channels, img_size, num_classes)
+        self.upsample = check_upsample(upsample)
+        self.bias_init = check_bias_init(bias_init, "model.generator.bias_init")
         if cond_norm not in COND_NORMS:
             raise ValueError(f"model.generator.cond_norm must be one of {sorted(COND_NORMS)}, got {cond_norm!r}")
         self.cond_norm, self.halve_channels = cond_norm, halve_channels
@@ -199,12 +231,13 @@ class SNResGANGenerator(SlimmableGenerator):
         channels = [max(1, ngf // 2**i) if halve_channels else ngf for i in range(n_up + 1)]
         self.bottom = bottom
         self.fc = SlimmableLinear(nz, bottom * bottom * ngf, slice_in=False, out_unit=bottom * bottom)
-        self.blocks = nn.ModuleList(SlimmableGBlock(c_in, c_out, self.widths, init, self.num_classes, cond_norm)
-                                    for c_in, c_out in zip(channels, channels[1:]))
+        self.blocks = nn.ModuleList(SlimmableGBlock(c_in, c_out, self.widths, init, self.num_classes, cond_norm,
+                                                    upsample) for c_in, c_out in zip(channels, channels[1:]))
         self.bn = SwitchableBatchNorm2d(channels[-1], self.widths)
         self.to_image = SlimmableConv2d(channels[-1], img_channels, 3, padding=1, slice_out=False)
         init_weight(self.fc, init)
         init_weight(self.to_image, init)
+        init_biases(self, bias_init, "model.generator.bias_init")
 
     def forward(self, z: torch.Tensor, width: float, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_width(width)
