@@ -330,7 +330,9 @@ def test_export_matches_slimmable_at_every_width(arch, extra, tmp_path):
         for name, out in outputs.items():
             assert (out - ref).abs().max().item() <= 1e-5, (arch, w, name)
         onnx_diff = ex.onnx_max_diff(written["onnx"][0], inputs, ref)
-        assert onnx_diff is not None and onnx_diff <= 1e-5, (arch, w, onnx_diff)
+        # onnxruntime's bilinear Resize rounds differently from torch's (SNResGAN upsamples bilinearly,
+        # as the SlimGAN reference): measured 1.8e-5 after the four upsamplings of SNResGAN-64
+        assert onnx_diff is not None and onnx_diff <= 5e-5, (arch, w, onnx_diff)
         assert json.loads(written["state_dict"][1].read_text())["width"] == w
 
 
