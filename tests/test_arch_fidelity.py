@@ -195,7 +195,8 @@ def test_shortcut_input_option_in_config(make_cfg):
     model, _, _ = build(make_cfg("model=snresgan32", "model.discriminator.shortcut_input=identity"))
     blocks = [m for m in model.discriminator.modules() if isinstance(m, ResDBlock)]
     assert blocks and {b.shortcut_input for b in blocks} == {"identity"}
-    with pytest.raises(ConfigError, match=r"model\.discriminator\.shortcut_input must be one of \['relu', 'identity'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"model\.discriminator\.shortcut_input must be one of \['relu', 'identity'\]"):
         build(make_cfg("model=snresgan32", "model.discriminator.shortcut_input=leaky"))
 
 
@@ -281,7 +282,8 @@ def test_bias_init_default_is_pytorch_default_per_preset(make_cfg, model):
 
 
 def test_bias_init_errors_name_the_key(make_cfg):
-    with pytest.raises(ConfigError, match=r"model\.generator\.bias_init must be one of \['default', 'zeros'\], got 'ones'"):
+    with pytest.raises(ConfigError,
+                       match=r"model\.generator\.bias_init must be one of \['default', 'zeros'\], got 'ones'"):
         build(make_cfg("model.generator.bias_init=ones"))
     with pytest.raises(ConfigError, match=r"model\.discriminator\.bias_init must be one of \['default', 'zeros'\]"):
         build(make_cfg("model=biggan32", "model.discriminator.bias_init=normal"))
