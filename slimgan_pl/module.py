@@ -14,6 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from slimgan_pl.distributed import rank_seed
+from slimgan_pl.ema import ema_update
 from slimgan_pl.losses import distillation_loss, hinge_d_loss, hinge_g_loss
 from slimgan_pl.models import MultiWidthDiscriminator, SlimmableGenerator, build_generator
 from slimgan_pl.nn import check_widths, convert_cross_replica_batchnorm
@@ -310,20 +311,15 @@ class SlimGAN(pl.LightningModule):
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        """After a G step: every floating parameter AND buffer of the EMA generator moves
+        """After a G step: every floating parameter and buffer of the EMA generator moves
         ``t = decay * t + (1 - decay) * s`` (s: G's); a plain copy while :attr:`iteration` <
-        ``ema_start`` and for integer buffers (BN batch counters)."""
+        ``ema_start`` and for integer buffers (BN batch counters). Spectral norm's power-iteration
+        vectors are not averaged but recomputed on the EMA weights, so the EMA generator divides
+        each weight by its own spectral norm (:func:`slimgan_pl.ema.ema_update`)."""
         if self.generator_ema is None:
             return
         decay = self.hparams.ema_decay if self.iteration >= self.hparams.ema_start else 0.0
-        live = dict(self.generator.named_parameters())
-        live.update(self.generator.named_buffers())
-        for name, target in (*self.generator_ema.named_parameters(), *self.generator_ema.named_buffers()):
-            source = live[name]
-            if decay == 0.0 or not target.is_floating_point():
-                target.copy_(source)
-            else:
-                target.lerp_(source, 1.0 - decay)  # t + (1 - decay) (s - t)
+        ema_update(self.generator_ema, self.generator, decay)
 
     def ortho_penalty(self) -> torch.Tensor:
         """BigGAN's orthogonal regularization, the loss form: ``R = beta * sum_W ||W W^T * (1 - I)||_F^2``
