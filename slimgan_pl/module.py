@@ -15,6 +15,7 @@ from torch import nn
 
 from slimgan_pl.distributed import rank_seed
 from slimgan_pl.ema import ema_update
+from slimgan_pl.inference import STANDING_SEED, recompute_standing_statistics
 from slimgan_pl.losses import GAN_LOSSES, distillation_loss, gan_losses
 from slimgan_pl.models import MultiWidthDiscriminator, SlimmableGenerator, build_generator
 from slimgan_pl.nn import check_widths, convert_cross_replica_batchnorm
@@ -273,40 +274,19 @@ class SlimGAN(pl.LightningModule):
         return torch.cat(out)
 
     # ----------------------------------------------------------------- BigGAN toolbox
-    @torch.no_grad()
     def recompute_standing_statistics(self, n_batches: int | None = None, batch_size: int | None = None,
-                                      seed: int = 0) -> None:
-        """Standing statistics (BigGAN): reset the sampling generator's BN statistics, then for every
-        width run ``n_batches`` fresh batches of ``batch_size`` (seeded z and labels) with its BNs in
-        train mode and cumulative averaging (momentum None: running stats = mean of the per-batch
-        statistics); everything else stays in eval mode (spectral norm does no power iteration).
-        Each width touches only its own BNs. The generator is left in eval mode. Defaults:
-        ``ema.standing_batches`` / ``ema.standing_batch_size``. Changes the model's buffers: use
-        :meth:`standing_statistics` to have them restored."""
+                                      seed: int = STANDING_SEED) -> None:
+        """Standing statistics (BigGAN) of the sampling generator, every trained width, in place
+        (:func:`slimgan_pl.inference.recompute_standing_statistics`); left in eval mode. Defaults:
+        ``ema.standing_batches`` / ``ema.standing_batch_size`` and the fixed seed that
+        ``slimgan-eval``, ``slimgan-sample`` and ``slimgan-export`` use too. Changes the model's
+        buffers: use :meth:`standing_statistics` to have them restored."""
         n_batches = self.hparams.ema_standing_batches if n_batches is None else n_batches
         batch_size = self.hparams.ema_standing_batch_size if batch_size is None else batch_size
-        if n_batches < 1 or batch_size < 2:
-            raise ValueError(f"standing statistics need >= 1 batch of >= 2 images, got {n_batches} x {batch_size}")
-        generator = self.sampling_generator
-        bns = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        momenta = [bn.momentum for bn in bns]
-        rng = torch.Generator().manual_seed(seed)
-        generator.eval()
-        try:
-            for bn in bns:
-                bn.reset_running_stats()
-                bn.momentum = None
-                bn.train()
-            for w in self.widths:
-                for _ in range(n_batches):
-                    generator(self.noise(batch_size, rng), width=w, y=self.random_labels(batch_size, rng))
-        finally:
-            for bn, momentum in zip(bns, momenta):
-                bn.momentum = momentum
-            generator.eval()
+        recompute_standing_statistics(self.sampling_generator, self.widths, n_batches, batch_size, seed)
 
     @contextmanager
-    def standing_statistics(self, seed: int = 0) -> Iterator[str]:
+    def standing_statistics(self, seed: int = STANDING_SEED) -> Iterator[str]:
         """Inside: the sampling generator normalises as :attr:`bn_statistics` says (standing statistics
         recomputed when that is ``standing``); after: its buffers and mode are restored, so training
         (and the EMA) go on unchanged. Yields the mode used (``standing`` | ``running``)."""
