@@ -298,3 +298,27 @@ def test_linear_lr_decay_follows_the_official_schedule(n_dis):
     rec = RecordLR()
     fit(flat, iterations=2, callbacks=[rec])
     assert rec.lrs == [(2e-4, 2e-4)] * 2  # lr_decay=none (default): constant
+
+
+# ----------------------------------------------------------------------------- optim presets
+SNGAN_SETTINGS = {  # SNGAN (Miyato et al. 2018) Table 1 A-F and the official code's G: lr, beta1, beta2, n_dis
+    "a": (1e-4, 0.5, 0.9, 5), "b": (1e-4, 0.5, 0.999, 1), "c": (2e-4, 0.5, 0.999, 1), "d": (1e-3, 0.5, 0.9, 5),
+    "e": (1e-3, 0.5, 0.999, 5), "f": (1e-3, 0.9, 0.999, 5), "g": (2e-4, 0.0, 0.9, 5)}
+
+
+@pytest.mark.parametrize("preset, setting", [*((f"sngan_{k}", k) for k in SNGAN_SETTINGS),
+                                             ("dcgan", "c"), ("resnet", "g")])
+def test_sngan_optim_presets(make_cfg, preset, setting):
+    lr, beta1, beta2, n_dis = SNGAN_SETTINGS[setting]
+    optim = make_cfg(f"optim={preset}").optim
+    assert (optim.g_lr, optim.d_lr, optim.n_dis) == (lr, lr, n_dis)
+    assert list(optim.g_betas) == list(optim.d_betas) == [beta1, beta2]
+    assert optim.loss == "hinge" and optim.lr_decay == "none" and optim.ortho_reg == 0.0
+
+
+@pytest.mark.parametrize("override, key", [("optim.loss=wgan", "optim.loss"), ("optim.lr_decay=cos", "optim.lr_decay")])
+def test_loss_and_lr_decay_config_errors_before_training(make_cfg, override, key):
+    from slimgan_pl.train import ConfigError, build
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        build(make_cfg(override))
