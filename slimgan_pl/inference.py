@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from slimgan_pl.ema import converge_spectral_norms
+
 if TYPE_CHECKING:  # module.py imports this file
     from slimgan_pl.models import SlimmableGenerator
     from slimgan_pl.module import SlimGAN
@@ -87,11 +89,15 @@ def prepare_sampling_generator(model: SlimGAN, weights: str = "auto") -> tuple[S
     """The generator that samples, evaluates and exports ``model`` (EMA or live, see ``weights``), in
     eval mode with the BN statistics the run prescribes baked into its buffers (standing statistics
     for an EMA generator of a run with ``ema.standing_batches`` > 0, recomputed in place; else its
-    running statistics); and the record of what was used (:func:`bn_statistics`), for metrics.json
+    running statistics; an EMA generator's spectral norms converged first); and the record of what was used (:func:`bn_statistics`), for metrics.json
     and export metadata. Changes that generator's BN buffers: meant for a loaded checkpoint (during
     training use :meth:`SlimGAN.standing_statistics`, which restores them)."""
     generator, used = select_generator(model, weights)
     record = bn_statistics(model, used)
+    if used == "ema":
+        # Checkpoints written before the EMA kept spectral norm consistent hold averaged u/v (norm < 1):
+        # recompute them for the EMA weights (already converged ones take a single iteration).
+        converge_spectral_norms(generator)
     if record["bn_statistics"] == "standing":
         standing = record["standing"]
         recompute_standing_statistics(generator, list(generator.widths), standing["batches_per_width"],

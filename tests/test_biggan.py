@@ -393,6 +393,16 @@ def test_ema_spectral_norm_divides_by_the_spectral_norm_of_the_ema_weights():
         assert abs(sigma_used / sigma_true - 1) < 0.02, (type(m).__name__, sigma_used.item(), sigma_true.item())
         # hence the layer the EMA generator runs has spectral norm 1
         assert abs(torch.linalg.matrix_norm(m.weight.reshape(w.shape[0], -1), 2) - 1) < 0.02
+    # an older checkpoint's averaged (shrunken) vectors are repaired before sampling, export and eval
+    from slimgan_pl.inference import prepare_sampling_generator
+
+    for m in layers:
+        m.parametrizations.weight[0]._u.mul_(0.8)
+    assert abs(torch.linalg.matrix_norm(layers[0].weight.reshape(layers[0].weight.shape[0], -1), 2) - 1.25) < 0.05
+    generator, record = prepare_sampling_generator(model)
+    assert generator is ema and record["weights"] == "ema"
+    for m in layers:
+        assert abs(torch.linalg.matrix_norm(m.weight.reshape(m.weight.shape[0], -1), 2) - 1) < 0.02
 
 
 def test_ema_checkpoint_loads_and_is_used_for_sampling_and_deploy(tmp_path):
