@@ -89,9 +89,10 @@ def prepare_sampling_generator(model: SlimGAN, weights: str = "auto") -> tuple[S
     """The generator that samples, evaluates and exports ``model`` (EMA or live, see ``weights``), in
     eval mode with the BN statistics the run prescribes baked into its buffers (standing statistics
     for an EMA generator of a run with ``ema.standing_batches`` > 0, recomputed in place; else its
-    running statistics; an EMA generator's spectral norms converged first); and the record of what was used (:func:`bn_statistics`), for metrics.json
-    and export metadata. Changes that generator's BN buffers: meant for a loaded checkpoint (during
-    training use :meth:`SlimGAN.standing_statistics`, which restores them)."""
+    running statistics; an EMA generator's spectral norms are converged first); and the record of
+    what was used (:func:`bn_statistics`), for metrics.json and export metadata. Changes that
+    generator's buffers: meant for a loaded checkpoint (during training use
+    :meth:`SlimGAN.standing_statistics`, which restores them)."""
     generator, used = select_generator(model, weights)
     record = bn_statistics(model, used)
     if used == "ema":
