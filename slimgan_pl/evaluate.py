@@ -39,6 +39,7 @@ import torch
 from slimgan_pl.checkpoint import CheckpointError, load_slimgan, run_directory
 from slimgan_pl.data.base import to_model_range
 from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT, DataNotFoundError, load_fashion_mnist
+from slimgan_pl.inference import prepare_sampling_generator
 from slimgan_pl.metrics.consistency import mean_inconsistency
 from slimgan_pl.metrics.cost import active_parameters, generator_macs, latency_ms
 from slimgan_pl.metrics.fmnist_classifier import (
@@ -248,12 +249,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, widths: Sequence[float] |
         raise ValueError(f"need n_fake >= max(2, is_splits={is_splits}) and n_real >= 2, got {n_fake}, {n_real}")
     say = log or (lambda _: None)
     # The sampling generator (EMA when the checkpoint has one); standing BN statistics for an EMA
-    # generator trained with ema.standing_batches > 0, else each width's running statistics.
-    sampling = {"weights": "ema" if model.generator_ema is not None else "live", "bn_statistics": model.bn_statistics}
-    if model.bn_statistics == "standing":
-        model.recompute_standing_statistics(seed=seed)
-        sampling["standing"] = {"batches_per_width": model.hparams.ema_standing_batches,
-                                "batch_size": model.hparams.ema_standing_batch_size, "seed": seed}
+    # generator trained with ema.standing_batches > 0, else each width's running statistics: the same
+    # statistics slimgan-sample and slimgan-export use (baked in by slimgan_pl.inference).
+    _, sampling = prepare_sampling_generator(model)
+    if sampling["bn_statistics"] == "standing":
         say(f"standing BN statistics of the EMA generator: {model.hparams.ema_standing_batches} batches of "
             f"{model.hparams.ema_standing_batch_size} per width")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,54 @@ def hinge_d_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.
 def hinge_g_loss(fake_scores: torch.Tensor) -> torch.Tensor:
     """-mean(D(G(z)))."""
     return -fake_scores.mean()
+
+
+def bce_d_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """The original GAN's D loss on logits: BCE(D(x), 1) + BCE(D(G(z)), 0)
+    = mean(softplus(-D(x))) + mean(softplus(D(G(z)))); D of ``gan``, ``ns`` and ``saturating``."""
+    return F.softplus(-real_scores).mean() + F.softplus(fake_scores).mean()
+
+
+def bce_g_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """``gan`` as the official code (mimicry's ``minimax_loss_gen``) computes it: BCE(D(G(z)), 1)
+    = mean(softplus(-D(G(z)))) = -mean(log sigmoid(D(G(z)))). Despite the name it is the
+    non-saturating form (Goodfellow et al.'s -log D trick)."""
+    return F.softplus(-fake_scores).mean()
+
+
+NS_EPS = 1e-8  # the official ns loss adds it inside the log
+
+
+def ns_g_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """``ns`` as the official code (mimicry's ``ns_loss_gen``): -mean(log(sigmoid(D(G(z))) + 1e-8)).
+    Equals :func:`bce_g_loss` except where sigmoid(D(G(z))) nears 1e-8 (logits below about -18),
+    where the epsilon bounds the loss and flattens its gradient."""
+    return -torch.log(torch.sigmoid(fake_scores) + NS_EPS).mean()
+
+
+def saturating_g_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """The minimax G loss of the original GAN paper: mean(log(1 - sigmoid(D(G(z)))))
+    = -mean(softplus(D(G(z)))): saturates (vanishing gradient) when D rejects the fakes confidently.
+    Not in the official SlimGAN code (its ``gan`` is :func:`bce_g_loss`)."""
+    return -F.softplus(fake_scores).mean()
+
+
+# optim.loss -> (D loss(real_scores, fake_scores), G loss(fake_scores)), applied to every width.
+GAN_LOSSES: dict[str, tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                            Callable[[torch.Tensor], torch.Tensor]]] = {
+    "hinge": (hinge_d_loss, hinge_g_loss),
+    "gan": (bce_d_loss, bce_g_loss),
+    "ns": (bce_d_loss, ns_g_loss),
+    "saturating": (bce_d_loss, saturating_g_loss),
+}
+
+
+def gan_losses(name: str) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                                   Callable[[torch.Tensor], torch.Tensor]]:
+    """(D loss, G loss) of ``optim.loss``; a one-line ValueError naming the allowed values otherwise."""
+    if name not in GAN_LOSSES:
+        raise ValueError(f"optim.loss must be one of {list(GAN_LOSSES)}, got {name!r}")
+    return GAN_LOSSES[name]
 
 
 def distillation_loss(outputs: Sequence[torch.Tensor], stepwise: bool = True) -> torch.Tensor:

@@ -14,12 +14,15 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from slimgan_pl.distributed import rank_seed
-from slimgan_pl.losses import distillation_loss, hinge_d_loss, hinge_g_loss
+from slimgan_pl.ema import ema_update
+from slimgan_pl.inference import STANDING_SEED, recompute_standing_statistics
+from slimgan_pl.losses import GAN_LOSSES, distillation_loss, gan_losses
 from slimgan_pl.models import MultiWidthDiscriminator, SlimmableGenerator, build_generator
 from slimgan_pl.nn import check_widths, convert_cross_replica_batchnorm
 from slimgan_pl.resume import gather_rng_states, pick_rng_state, set_rng_state
 
 DISTILL_FORWARDS = ("separate", "concat")
+LR_DECAYS = ("none", "linear")
 
 
 def width_tag(width: float) -> str:
@@ -32,6 +35,14 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
     return value
+
+
+def linear_lr_factor(iteration: int, total_iterations: int) -> float:
+    """The official trainer's ``lr_decay=linear`` (mimicry's LRScheduler, after SNGAN's chainer
+    LinearShift from step 0): the lr of SlimGAN iteration ``iteration`` (0-based; its D steps and its G
+    step) is ``lr * (1 - iteration / total_iterations)``: the full lr first, lr / T at the last
+    iteration, 0 after the run."""
+    return max(0.0, 1.0 - iteration / total_iterations)
 
 
 def _betas(value: Sequence[float], key: str) -> tuple[float, float]:
@@ -66,6 +77,10 @@ class SlimGAN(pl.LightningModule):
             distillation z, BN statistics over the adversarial batch alone) or ``concat`` (one
             forward over both batches; BN normalises over both).
         n_dis: D steps per G step. g_lr, d_lr, g_betas, d_betas: Adam settings per network.
+        loss: GAN loss of every width, both networks (``optim.loss``): ``hinge`` | ``gan`` | ``ns`` |
+            ``saturating`` (see :data:`slimgan_pl.losses.GAN_LOSSES`).
+        lr_decay: ``none`` | ``linear`` (both lrs fall linearly to 0 over the run's iterations,
+            :func:`linear_lr_factor`; the run length is the trainer's ``max_steps``).
         ortho_reg: beta of BigGAN's orthogonal regularization of G (0 = off), see :meth:`ortho_penalty`.
         ema_decay: decay of the EMA generator ``generator_ema`` (None = no EMA), see :meth:`update_ema`.
         ema_start: SlimGAN iterations during which the EMA generator is a plain copy of G.
@@ -96,6 +111,8 @@ class SlimGAN(pl.LightningModule):
         g_betas: Sequence[float] = (0.0, 0.9),
         d_betas: Sequence[float] = (0.0, 0.9),
         ortho_reg: float = 0.0,
+        loss: str = "hinge",
+        lr_decay: str = "none",
         ema_decay: float | None = None,
         ema_start: int = 0,
         ema_standing_batches: int = 0,
@@ -120,6 +137,9 @@ class SlimGAN(pl.LightningModule):
         for key, cfg in (("model.generator", generator), ("model.discriminator", discriminator)):
             if "arch" not in cfg:
                 raise ValueError(f"{key}.arch is required")
+        gan_losses(loss)  # one-line error for an unknown optim.loss
+        if lr_decay not in LR_DECAYS:
+            raise ValueError(f"optim.lr_decay must be one of {list(LR_DECAYS)}, got {lr_decay!r}")
         if not float(ortho_reg) >= 0.0:
             raise ValueError(f"optim.ortho_reg must be >= 0 (0 = off), got {ortho_reg}")
         if ema_decay is not None and not 0.0 <= float(ema_decay) < 1.0:
@@ -254,40 +274,19 @@ class SlimGAN(pl.LightningModule):
         return torch.cat(out)
 
     # ----------------------------------------------------------------- BigGAN toolbox
-    @torch.no_grad()
     def recompute_standing_statistics(self, n_batches: int | None = None, batch_size: int | None = None,
-                                      seed: int = 0) -> None:
-        """Standing statistics (BigGAN): reset the sampling generator's BN statistics, then for every
-        width run ``n_batches`` fresh batches of ``batch_size`` (seeded z and labels) with its BNs in
-        train mode and cumulative averaging (momentum None: running stats = mean of the per-batch
-        statistics); everything else stays in eval mode (spectral norm does no power iteration).
-        Each width touches only its own BNs. The generator is left in eval mode. Defaults:
-        ``ema.standing_batches`` / ``ema.standing_batch_size``. Changes the model's buffers: use
-        :meth:`standing_statistics` to have them restored."""
+                                      seed: int = STANDING_SEED) -> None:
+        """Standing statistics (BigGAN) of the sampling generator, every trained width, in place
+        (:func:`slimgan_pl.inference.recompute_standing_statistics`); left in eval mode. Defaults:
+        ``ema.standing_batches`` / ``ema.standing_batch_size`` and the fixed seed that
+        ``slimgan-eval``, ``slimgan-sample`` and ``slimgan-export`` use too. Changes the model's
+        buffers: use :meth:`standing_statistics` to have them restored."""
         n_batches = self.hparams.ema_standing_batches if n_batches is None else n_batches
         batch_size = self.hparams.ema_standing_batch_size if batch_size is None else batch_size
-        if n_batches < 1 or batch_size < 2:
-            raise ValueError(f"standing statistics need >= 1 batch of >= 2 images, got {n_batches} x {batch_size}")
-        generator = self.sampling_generator
-        bns = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        momenta = [bn.momentum for bn in bns]
-        rng = torch.Generator().manual_seed(seed)
-        generator.eval()
-        try:
-            for bn in bns:
-                bn.reset_running_stats()
-                bn.momentum = None
-                bn.train()
-            for w in self.widths:
-                for _ in range(n_batches):
-                    generator(self.noise(batch_size, rng), width=w, y=self.random_labels(batch_size, rng))
-        finally:
-            for bn, momentum in zip(bns, momenta):
-                bn.momentum = momentum
-            generator.eval()
+        recompute_standing_statistics(self.sampling_generator, self.widths, n_batches, batch_size, seed)
 
     @contextmanager
-    def standing_statistics(self, seed: int = 0) -> Iterator[str]:
+    def standing_statistics(self, seed: int = STANDING_SEED) -> Iterator[str]:
         """Inside: the sampling generator normalises as :attr:`bn_statistics` says (standing statistics
         recomputed when that is ``standing``); after: its buffers and mode are restored, so training
         (and the EMA) go on unchanged. Yields the mode used (``standing`` | ``running``)."""
@@ -310,20 +309,15 @@ class SlimGAN(pl.LightningModule):
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        """After a G step: every floating parameter AND buffer of the EMA generator moves
+        """After a G step: every floating parameter and buffer of the EMA generator moves
         ``t = decay * t + (1 - decay) * s`` (s: G's); a plain copy while :attr:`iteration` <
-        ``ema_start`` and for integer buffers (BN batch counters)."""
+        ``ema_start`` and for integer buffers (BN batch counters). Spectral norm's power-iteration
+        vectors are not averaged but recomputed on the EMA weights, so the EMA generator divides
+        each weight by its own spectral norm (:func:`slimgan_pl.ema.ema_update`)."""
         if self.generator_ema is None:
             return
         decay = self.hparams.ema_decay if self.iteration >= self.hparams.ema_start else 0.0
-        live = dict(self.generator.named_parameters())
-        live.update(self.generator.named_buffers())
-        for name, target in (*self.generator_ema.named_parameters(), *self.generator_ema.named_buffers()):
-            source = live[name]
-            if decay == 0.0 or not target.is_floating_point():
-                target.copy_(source)
-            else:
-                target.lerp_(source, 1.0 - decay)  # t + (1 - decay) (s - t)
+        ema_update(self.generator_ema, self.generator, decay)
 
     def ortho_penalty(self) -> torch.Tensor:
         """BigGAN's orthogonal regularization, the loss form: ``R = beta * sum_W ||W W^T * (1 - I)||_F^2``
@@ -361,6 +355,8 @@ class SlimGAN(pl.LightningModule):
         if self.num_classes and data_classes is not None and data_classes != self.num_classes:
             raise ValueError(f"model.generator.num_classes={self.num_classes} but the data has "
                              f"data.num_classes={data_classes} classes")
+        if self.hparams.lr_decay != "none":
+            self.total_iterations()  # refuses a run without a fixed length before any step
 
     def on_train_start(self) -> None:
         # Different z and labels on every rank (same seed everywhere would make every rank draw the
@@ -381,9 +377,33 @@ class SlimGAN(pl.LightningModule):
             set_rng_state(pick_rng_state(states, rank), self._noise_rng)
             self._rng_states_to_restore = None
 
+    def total_iterations(self) -> int:
+        """SlimGAN iterations of the whole run (the trainer's ``max_steps`` / (n_dis + 1))."""
+        max_steps = self.trainer.max_steps if self._trainer is not None else -1
+        if max_steps is None or max_steps < 1:
+            raise ValueError("optim.lr_decay=linear needs a fixed run length: set train.g_steps "
+                             "(the trainer's max_steps)")
+        return max(1, max_steps // (self.hparams.n_dis + 1))
+
+    def learning_rates(self, iteration: int) -> tuple[float, float]:
+        """(G lr, D lr) of SlimGAN iteration ``iteration`` (0-based) under ``optim.lr_decay``."""
+        factor = 1.0
+        if self.hparams.lr_decay == "linear":
+            factor = linear_lr_factor(iteration, self.total_iterations())
+        return self.hparams.g_lr * factor, self.hparams.d_lr * factor
+
+    def _set_learning_rates(self, opt_g, opt_d) -> None:
+        # A pure function of the completed iterations (restored from global_step on resume), as the
+        # official scheduler computes it from its global step: nothing else to checkpoint.
+        for opt, lr in zip((opt_g, opt_d), self.learning_rates(self.iteration)):
+            for group in opt.param_groups:
+                group["lr"] = lr
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
         opt_g, opt_d = self.optimizers()
+        if self.hparams.lr_decay != "none":
+            self._set_learning_rates(opt_g, opt_d)
         reals = images.chunk(self.hparams.n_dis)
         real_labels = labels.chunk(self.hparams.n_dis) if self.num_classes else [None] * len(reals)
         for real, real_y in zip(reals, real_labels):
@@ -397,6 +417,9 @@ class SlimGAN(pl.LightningModule):
         logs["train/distill_loss"] = kd_loss
         if self.hparams.ortho_reg > 0:
             logs["train/ortho_reg"] = self._last_ortho
+        if self.hparams.lr_decay != "none":
+            logs["train/lr_g"], logs["train/lr_d"] = (float(g["lr"]) for g in
+                                                      (opt_g.param_groups[0], opt_d.param_groups[0]))
         self.log_dict(logs, on_step=True, on_epoch=False)
         self.log("d_loss", torch.stack(d_losses).sum(), prog_bar=True, on_step=True, on_epoch=False)
         self.log("g_loss", torch.stack(g_losses).sum(), prog_bar=True, on_step=True, on_epoch=False)
@@ -413,7 +436,8 @@ class SlimGAN(pl.LightningModule):
                 fake_labels.append(y)
         fake_scores, real_scores = self.discriminator.score_all(
             fakes, real, fake_labels=fake_labels if self.num_classes else None, real_labels=real_labels)
-        losses = [hinge_d_loss(r, f) for r, f in zip(real_scores, fake_scores)]
+        d_loss, _ = GAN_LOSSES[self.hparams.loss]
+        losses = [d_loss(r, f) for r, f in zip(real_scores, fake_scores)]
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(torch.stack(losses).sum())
         opt_d.step()
@@ -443,7 +467,8 @@ class SlimGAN(pl.LightningModule):
                 fake_labels.append(y)
                 students.append(student)
             fake_scores, _ = self.discriminator.score_all(fakes, fake_labels=fake_labels if self.num_classes else None)
-            g_losses = [hinge_g_loss(s) for s in fake_scores]
+            _, g_loss = GAN_LOSSES[self.hparams.loss]
+            g_losses = [g_loss(s) for s in fake_scores]  # each width's own loss, summed (as the reference)
             kd = distillation_loss(students, hp.stepwise) if distil else fakes[0].new_zeros(())
             loss = torch.stack(g_losses).sum() + hp.alpha * kd
             if hp.ortho_reg > 0:  # once per G step, on the full weights (not once per width)

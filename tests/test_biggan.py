@@ -362,11 +362,50 @@ def test_ema_follows_the_decay_formula_for_parameters_and_buffers():
             expected = {k: decay * expected[k] + (1 - decay) * v if v.is_floating_point() else v.clone()
                         for k, v in live.items()}
         for k, v in ema.items():
+            if k.endswith(("._u", "._v")):  # spectral norm's vectors: recomputed for the EMA weights instead
+                continue
             torch.testing.assert_close(v, expected[k], rtol=1e-5, atol=1e-6, msg=f"iteration {it}: {k}")
         if it < start:
-            assert all(torch.equal(ema[k], live[k]) for k in live)
+            assert all(torch.equal(ema[k], live[k]) for k in live if not k.endswith(("._u", "._v")))
     buffers = [k for k in rec.ema[-1] if "running_mean" in k]
     assert buffers and any(not torch.equal(rec.ema[-1][k], rec.live[-1][k]) for k in buffers)  # buffers averaged
+
+
+@torch.no_grad()
+def test_ema_spectral_norm_divides_by_the_spectral_norm_of_the_ema_weights():
+    """Defect: lerping the parametrization's _u/_v buffers gave vectors of norm < 1, so the EMA
+    generator's sigma = u^T W v was underestimated and its layers scaled up."""
+    torch.manual_seed(0)
+    model = tiny_model(ema_decay=0.5, ema_start=0)
+    g = model.generator.train()
+    for step in range(6):  # the live weights keep changing (as under training) and G's u/v follow them
+        for p in g.parameters():
+            p.add_(0.5 * p.std() * torch.randn_like(p))
+        for w in WIDTHS:
+            g(model.noise(4), w, model.random_labels(4))
+        model.update_ema()
+    ema = model.generator_ema.eval()
+    layers = [m for m in ema.modules() if parametrize.is_parametrized(m, "weight")]
+    assert len(layers) > 10
+    for m in layers:
+        sn = m.parametrizations.weight[0]
+        w = m.parametrizations.weight.original
+        w_mat = w.reshape(w.shape[0], -1)  # dim 0 first, as the parametrization (no transposed convs here)
+        sigma_used = torch.dot(sn._u, w_mat @ sn._v)
+        sigma_true = torch.linalg.matrix_norm(w_mat, 2)
+        assert abs(sigma_used / sigma_true - 1) < 0.02, (type(m).__name__, sigma_used.item(), sigma_true.item())
+        # hence the layer the EMA generator runs has spectral norm 1
+        assert abs(torch.linalg.matrix_norm(m.weight.reshape(w.shape[0], -1), 2) - 1) < 0.02
+    # an older checkpoint's averaged (shrunken) vectors are repaired before sampling, export and eval
+    from slimgan_pl.inference import prepare_sampling_generator
+
+    for m in layers:
+        m.parametrizations.weight[0]._u.mul_(0.8)
+    assert abs(torch.linalg.matrix_norm(layers[0].weight.reshape(layers[0].weight.shape[0], -1), 2) - 1.25) < 0.05
+    generator, record = prepare_sampling_generator(model)
+    assert generator is ema and record["weights"] == "ema"
+    for m in layers:
+        assert abs(torch.linalg.matrix_norm(m.weight.reshape(m.weight.shape[0], -1), 2) - 1) < 0.02
 
 
 def test_ema_checkpoint_loads_and_is_used_for_sampling_and_deploy(tmp_path):

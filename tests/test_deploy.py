@@ -293,7 +293,7 @@ def test_sample_cli_errors_are_one_line(trained, capsys, argv, match):
 
 def test_sample_cli(trained, tmp_path, capsys):
     sm.main([str(trained[0]), "-n", "4", "--width", "0.25", "--grid", str(tmp_path / "g.png")])
-    assert "4 images at width 0.25 (live weights, seed 0)" in capsys.readouterr().out
+    assert "4 images at width 0.25 (live weights, seed 0, BN running statistics)" in capsys.readouterr().out
     assert (tmp_path / "g.png").is_file()
 
 
@@ -495,3 +495,67 @@ def test_console_scripts_are_installed(tmp_path):
     proc = subprocess.run([str(bin_dir / "slimgan-sample"), str(tmp_path / "nope.ckpt"), "--npz", "x.npz"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().endswith("file does not exist")
+
+
+# ----------------------------------------------------------------------------- one set of BN statistics
+def test_export_sample_eval_and_grids_give_the_same_images_with_ema_standing_statistics(tmp_path, fmnist_root,
+                                                                                       monkeypatch):
+    """Issue 12, defect 4: with ema=default and standing statistics, slimgan-eval (and the grids / FID
+    callback) used standing statistics while slimgan-sample and slimgan-export used the EMA's running
+    ones. Now all of them produce the same images for the same z."""
+    from slimgan_pl import evaluate as ev
+    from slimgan_pl.metrics import fmnist_classifier as fc
+
+    torch.manual_seed(0)
+    g, d = dict(arch="sndcgan32", ngf=16, img_channels=1), dict(arch="sndcgan32", ndf=16)
+    model = SlimGAN(generator=g, discriminator=d, widths=WIDTHS, n_share=2, alpha=20.0, n_dis=1, ema_decay=0.5,
+                    ema_start=0, ema_standing_batches=2, ema_standing_batch_size=8)
+    ckpt = save_trained(tmp_path / "run" / "checkpoints" / "last.ckpt", model, iterations=2)
+    n, width, seed = 10, 0.5, 0
+    z = torch.randn(n, 128, generator=torch.Generator().manual_seed(seed))  # SlimGAN.noise for this seed
+
+    # slimgan-export (the dense file) and slimgan-sample (its Python path and the .npz it writes)
+    ex.main([str(ckpt), "--width", str(width), "--out", str(tmp_path / "export"), "--formats", "state_dict"])
+    exported = ex.load_dense(tmp_path / "export" / f"sndcgan32_w{width}.pt")
+    assert exported.meta["weights"] == "ema" and exported.meta["bn_statistics"] == "standing"
+    assert exported.meta["standing"] == {"batches_per_width": 2, "batch_size": 8, "seed": 0}
+    with torch.no_grad():
+        from_export = exported(z)
+    from_sample, _, _, statistics = sm.sample_images(ckpt, n=n, width=width, seed=seed)
+    assert statistics["bn_statistics"] == "standing"
+    summary = sm.sample_checkpoint(ckpt, n=n, width=width, seed=seed, npz=tmp_path / "s.npz")
+    assert summary["bn_statistics"] == "standing"
+    npz = np.load(tmp_path / "s.npz")
+    assert np.array_equal(npz["images"], sm.to_uint8(from_sample).permute(0, 2, 3, 1).numpy())
+
+    # slimgan-eval: what it samples at that width (tiny classifier; only the images matter here)
+    sampled = {}
+    original_sample = SlimGAN.sample
+
+    def recording_sample(self, count, w, *args, **kwargs):
+        out = original_sample(self, count, w, *args, **kwargs)
+        sampled.setdefault(float(w), out.clone())
+        return out
+
+    monkeypatch.setattr(SlimGAN, "sample", recording_sample)
+    clf, acc, info = fc.train_classifier(root=fmnist_root, epochs=1, limit=300, test_limit=100, log=None)
+    classifier = fc.save_classifier(clf, tmp_path / "clf.pt", acc, info)
+    result = ev.evaluate_checkpoint(ckpt, widths=[width], n_fake=n, n_real=20, seed=seed, data_root=fmnist_root,
+                                    classifier_path=classifier, cache_dir=tmp_path / "cache", kid_subsets=2,
+                                    kid_subset_size=5, latency_batches=(1,), latency_repeats=1, latency_warmup=0,
+                                    sanity=False, write=False, log=None)
+    monkeypatch.setattr(SlimGAN, "sample", original_sample)
+    assert result["generator"] == {"weights": "ema", "bn_statistics": "standing",
+                                   "standing": {"batches_per_width": 2, "batch_size": 8, "seed": 0}}
+    from_eval = sampled[width]
+
+    # the sample grids and the FID callback: the training model inside standing_statistics()
+    loaded = load_slimgan(ckpt)
+    with loaded.standing_statistics() as mode:
+        assert mode == "standing"
+        from_grid = loaded.sample(n, width, seed=seed)
+
+    for name, images in (("sample", from_sample), ("eval", from_eval), ("grid/FID callback", from_grid)):
+        assert (images - from_export).abs().max() <= 1e-5, name
+    # and the test can tell: the EMA's running statistics (what sample/export used before) differ
+    assert (load_slimgan(ckpt).sample(n, width, seed=seed) - from_export).abs().max() > 1e-3

@@ -203,3 +203,122 @@ def test_truncation_keeps_every_latent_below_threshold():
     assert not torch.equal(model.sample(4, 1.0, seed=0, truncation=0.5), model.sample(4, 1.0, seed=0))
     with pytest.raises(ValueError, match="truncation"):
         model.noise(2, truncation=0.0)
+
+
+# ----------------------------------------------------------------------------- optim.loss
+# Hand-written reference formulas (the official code's: mimicry's losses.py through BCE-with-logits).
+def _reference_losses(name: str, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    sig = torch.sigmoid
+    bce_d = -torch.log(sig(real)).mean() - torch.log(1 - sig(fake)).mean()  # BCE(real, 1) + BCE(fake, 0)
+    ref = {"hinge": (torch.clamp(1 - real, min=0).mean() + torch.clamp(1 + fake, min=0).mean(), -fake.mean()),
+           "gan": (bce_d, -torch.log(sig(fake)).mean()),                  # BCE(fake, 1)
+           "ns": (bce_d, -torch.log(sig(fake) + 1e-8).mean()),
+           "saturating": (bce_d, torch.log(1 - sig(fake)).mean())}
+    return ref[name]
+
+
+@pytest.mark.parametrize("name", ["hinge", "gan", "ns", "saturating"])
+def test_gan_losses_equal_the_reference_formulas(name):
+    from slimgan_pl.losses import gan_losses
+
+    real = torch.tensor([[-3.0], [-0.5], [0.0], [0.7], [2.5], [12.0]], dtype=torch.float64)
+    fake = torch.tensor([[-9.0], [-1.2], [0.0], [0.3], [1.5], [4.0]], dtype=torch.float64)
+    d_loss, g_loss = gan_losses(name)
+    want_d, want_g = _reference_losses(name, real, fake)
+    torch.testing.assert_close(d_loss(real, fake), want_d, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g_loss(fake), want_g, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["gan", "ns", "saturating"])
+def test_loss_choice_reaches_every_width_of_both_networks(name, monkeypatch):
+    """One D step and one G step: each width's logged loss is the chosen loss of that width's scores."""
+    import slimgan_pl.models.discriminators as disc
+
+    torch.manual_seed(0)
+    model = tiny_model(loss=name, alpha=0.0)
+    scores = []
+    original = disc.MultiWidthDiscriminator.score_all
+    monkeypatch.setattr(disc.MultiWidthDiscriminator, "score_all",
+                        lambda self, *a, **kw: scores.append(original(self, *a, **kw)) or scores[-1])
+    logged = {}
+    monkeypatch.setattr(SlimGAN, "log_dict", lambda self, d, **kw: logged.update(d))
+    monkeypatch.setattr(SlimGAN, "log", lambda self, *a, **kw: None)
+    fit(model, iterations=1)
+    (d_fake, d_real), (g_fake, _) = scores
+    for i, w in enumerate(WIDTHS):
+        want_d, _ = _reference_losses(name, d_real[i].detach(), d_fake[i].detach())
+        _, want_g = _reference_losses(name, d_real[i].detach(), g_fake[i].detach())
+        torch.testing.assert_close(logged[f"train/d_loss_w{w}"], want_d)
+        torch.testing.assert_close(logged[f"train/g_loss_w{w}"], want_g)
+
+
+def test_unknown_loss_or_lr_decay_is_one_line_error_naming_key_and_values():
+    for kw, key, values in ((dict(loss="wgan"), "optim.loss", "'hinge', 'gan', 'ns', 'saturating'"),
+                            (dict(lr_decay="cosine"), "optim.lr_decay", "'none', 'linear'")):
+        with pytest.raises(ValueError) as info:
+            tiny_model(**kw)
+        message = str(info.value)
+        assert key in message and values in message and "\n" not in message
+
+
+# ----------------------------------------------------------------------------- optim.lr_decay
+class RecordLR(pl.Callback):
+    def __init__(self) -> None:
+        self.lrs = []
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        opt_g, opt_d = pl_module.optimizers()
+        self.lrs.append((opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]))
+
+
+def _official_linear_decay(lr: float, global_step: int, num_steps: int) -> float:
+    """mimicry's LRScheduler.linear_decay with value range (lr, 0) and step range (0, num_steps), set
+    after the trainer's global_step += 1; so iteration k (0-based) runs with the value at step k."""
+    if global_step <= 0:
+        return lr
+    if global_step >= num_steps:
+        return 0.0
+    return lr + (global_step - 0) / (num_steps - 0) * (0.0 - lr)
+
+
+@pytest.mark.parametrize("n_dis", [1, 2])
+def test_linear_lr_decay_follows_the_official_schedule(n_dis):
+    torch.manual_seed(0)
+    iterations = 5
+    model = tiny_model(lr_decay="linear", g_lr=2e-4, d_lr=4e-4, n_dis=n_dis, alpha=0.0, widths=[0.5, 1.0])
+    rec = RecordLR()
+    fit(model, iterations=iterations, callbacks=[rec])
+    want = [(_official_linear_decay(2e-4, k, iterations), _official_linear_decay(4e-4, k, iterations))
+            for k in range(iterations)]
+    assert len(rec.lrs) == iterations
+    for got, expected in zip(rec.lrs, want):
+        assert got == pytest.approx(expected, rel=1e-12)
+    assert rec.lrs[0] == (2e-4, 4e-4) and rec.lrs[-1] == pytest.approx((2e-4 / 5, 4e-4 / 5))
+    flat = tiny_model(alpha=0.0, widths=[0.5, 1.0])
+    rec = RecordLR()
+    fit(flat, iterations=2, callbacks=[rec])
+    assert rec.lrs == [(2e-4, 2e-4)] * 2  # lr_decay=none (default): constant
+
+
+# ----------------------------------------------------------------------------- optim presets
+SNGAN_SETTINGS = {  # SNGAN (Miyato et al. 2018) Table 1 A-F and the official code's G: lr, beta1, beta2, n_dis
+    "a": (1e-4, 0.5, 0.9, 5), "b": (1e-4, 0.5, 0.999, 1), "c": (2e-4, 0.5, 0.999, 1), "d": (1e-3, 0.5, 0.9, 5),
+    "e": (1e-3, 0.5, 0.999, 5), "f": (1e-3, 0.9, 0.999, 5), "g": (2e-4, 0.0, 0.9, 5)}
+
+
+@pytest.mark.parametrize("preset, setting", [*((f"sngan_{k}", k) for k in SNGAN_SETTINGS),
+                                             ("dcgan", "c"), ("resnet", "g")])
+def test_sngan_optim_presets(make_cfg, preset, setting):
+    lr, beta1, beta2, n_dis = SNGAN_SETTINGS[setting]
+    optim = make_cfg(f"optim={preset}").optim
+    assert (optim.g_lr, optim.d_lr, optim.n_dis) == (lr, lr, n_dis)
+    assert list(optim.g_betas) == list(optim.d_betas) == [beta1, beta2]
+    assert optim.loss == "hinge" and optim.lr_decay == "none" and optim.ortho_reg == 0.0
+
+
+@pytest.mark.parametrize("override, key", [("optim.loss=wgan", "optim.loss"), ("optim.lr_decay=cos", "optim.lr_decay")])
+def test_loss_and_lr_decay_config_errors_before_training(make_cfg, override, key):
+    from slimgan_pl.train import ConfigError, build
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        build(make_cfg(override))

@@ -27,7 +27,9 @@ RUN = ["trainer.accelerator=cpu", "trainer.deterministic=true", "callbacks.progr
        "evaluate.after_training=false", "callbacks.fid=null", "callbacks.sample_grid.every_n_iterations=2",
        "callbacks.sample_grid.n_samples=8", "trainer.log_every_n_steps=1", "seed=7",
        # the EMA generator must come back too (decaying from iteration 2; grids use standing statistics)
-       "ema=default", "ema.start=2", "ema.decay=0.9", "ema.standing_batches=2", "ema.standing_batch_size=8"]
+       "ema=default", "ema.start=2", "ema.decay=0.9", "ema.standing_batches=2", "ema.standing_batch_size=8",
+       # and the learning rates, decaying linearly over the 12 iterations (optim=dcgan: 2e-4 for G and D)
+       "optim.lr_decay=linear"]
 
 
 def start(out: Path, pause_at: int = 0, *extra: str) -> subprocess.Popen:
@@ -95,6 +97,19 @@ def test_sigkill_after_checkpoint_then_resume_auto_matches_uninterrupted_run(tmp
     with open(out / "csv" / "metrics.csv", newline="") as f:
         iterations = {float(r["iteration"]) for r in csv.DictReader(f) if r.get("iteration")}
     assert {1.0, 2.0, 3.0, 12.0} <= iterations and len(rows_before) > 1
+    assert_linear_lr_decay(out)
+
+
+def assert_linear_lr_decay(run: Path, lr: float = 2e-4, total: int = 12) -> None:
+    """Every logged step, before and after the resume, ran at the official schedule's lr:
+    iteration k (0-based; the log's ``iteration`` is k + 1) at lr * (1 - k / total)."""
+    with open(run / "csv" / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/lr_g")]
+    assert {float(r["iteration"]) for r in rows} == {float(i) for i in range(1, total + 1)}
+    for r in rows:
+        k = float(r["iteration"]) - 1
+        assert float(r["train/lr_g"]) == pytest.approx(lr * (1 - k / total), rel=1e-6), r
+        assert float(r["train/lr_d"]) == pytest.approx(lr * (1 - k / total), rel=1e-6), r
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from slimgan_pl.checkpoint import CheckpointError, load_slimgan, run_directory
-from slimgan_pl.deploy.common import WEIGHTS, fail, select_generator
+from slimgan_pl.deploy.common import WEIGHTS, fail, prepare_sampling_generator
 from slimgan_pl.models import GENERATORS, SlimmableGenerator, build_generator
 from slimgan_pl.module import SlimGAN
 from slimgan_pl.nn import (
@@ -266,11 +266,15 @@ class DenseGenerator(nn.Module):
 
 
 def generator_meta(generator: SlimmableGenerator, generator_hparams: dict[str, Any], width: float,
-                   weights: str = "live", source: str | None = None) -> dict[str, Any]:
+                   weights: str = "live", source: str | None = None,
+                   statistics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``statistics``: which BN statistics the dense model holds (``bn_statistics`` and, when
+    ``standing``, how they were computed; see :func:`slimgan_pl.inference.bn_statistics`)."""
+    statistics = {k: v for k, v in (statistics or {"bn_statistics": "running"}).items() if k != "weights"}
     return {"format": FORMAT, "arch": generator_hparams["arch"], "width": float(width), "nz": generator.nz,
             "img_channels": generator.img_channels, "img_size": generator.img_size,
             "n_classes": int(getattr(generator, "n_classes", 0) or 0), "generator": dict(generator_hparams),
-            "widths": list(generator.widths), "weights": weights, "source_checkpoint": source,
+            "widths": list(generator.widths), "weights": weights, **statistics, "source_checkpoint": source,
             "torch": str(torch.__version__)}
 
 
@@ -321,9 +325,12 @@ def dense_generator(generator: SlimmableGenerator, width: float, meta: dict[str,
 
 
 def export_model(model: SlimGAN, width: float, weights: str = "auto", source: str | None = None) -> DenseGenerator:
-    """The SlimGAN's generator (EMA or live, see ``--weights``) cut at ``width``, checked."""
-    generator, used = select_generator(model, weights)
-    meta = generator_meta(generator, dict(model.hparams.generator), width, used, source)
+    """The SlimGAN's generator (EMA or live, see ``--weights``) cut at ``width``, checked, with the
+    BN statistics that ``slimgan-eval`` and ``slimgan-sample`` use (standing statistics baked in
+    when the run uses them: :func:`slimgan_pl.inference.prepare_sampling_generator`, which changes
+    that generator's BN buffers in ``model``); ``meta["bn_statistics"]`` says which."""
+    generator, statistics = prepare_sampling_generator(model, weights)
+    meta = generator_meta(generator, dict(model.hparams.generator), width, statistics["weights"], source, statistics)
     return dense_generator(generator, width, meta)
 
 
@@ -483,7 +490,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         diff = diffs.get(fmt)
         check = "not checked (onnxruntime missing)" if diff is None else f"max abs diff {diff:.2e}"
         print(f"{fmt}: {', '.join(str(p) for p in paths)} ({check})")
-    print(f"width {dense.width} ({dense.meta['weights']} weights) of {dense.meta['arch']}; "
+    print(f"width {dense.width} ({dense.meta['weights']} weights, BN {dense.meta['bn_statistics']} statistics) "
+          f"of {dense.meta['arch']}; "
           f"load with slimgan_pl.deploy.export.load_dense or torch.jit.load / onnxruntime")
 
 

@@ -2,7 +2,10 @@
 
 Outputs (any combination, at least one): ``--grid samples.png`` (torchvision grid), ``--folder DIR``
 (one PNG per image), ``--npz samples.npz`` (``images`` uint8 (N, H, W, C), ``labels`` int64 (N,)
-with -1 for unconditional models, ``width``, ``seed``, ``truncation`` (NaN if none), ``weights``).
+with -1 for unconditional models, ``width``, ``seed``, ``truncation`` (NaN if none), ``weights``,
+``bn_statistics``). The generator normalises with the BN statistics ``slimgan-eval`` and
+``slimgan-export`` use (standing statistics of the EMA generator when the run uses them; see
+:mod:`slimgan_pl.inference`), so the same z gives the same images in all three tools.
 The same checkpoint, seed, width, truncation and weights give the same images; the same seed gives
 the same latents at every width, as :meth:`SlimGAN.sample`. Class-conditional models take
 ``--labels``/``--class-id``, or draw uniform labels from the seeded stream when neither is given.
@@ -23,7 +26,7 @@ from PIL import Image
 from torchvision.utils import save_image
 
 from slimgan_pl.checkpoint import CheckpointError, load_slimgan
-from slimgan_pl.deploy.common import WEIGHTS, fail, select_generator
+from slimgan_pl.deploy.common import WEIGHTS, fail, prepare_sampling_generator
 from slimgan_pl.models import SlimmableGenerator
 from slimgan_pl.module import SlimGAN
 
@@ -123,7 +126,7 @@ def write_folder(images_u8: torch.Tensor, folder: Path, labels: torch.Tensor | N
 
 
 def write_npz(path: Path, images_u8: torch.Tensor, labels: torch.Tensor | None, width: float, seed: int | None,
-              truncation: float | None, weights: str) -> Path:
+              truncation: float | None, weights: str, bn_statistics: str = "running") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(images_u8)
     np.savez_compressed(
@@ -134,11 +137,28 @@ def write_npz(path: Path, images_u8: torch.Tensor, labels: torch.Tensor | None, 
         seed=np.int64(-1 if seed is None else seed),
         truncation=np.float64(np.nan if truncation is None else truncation),
         weights=np.str_(weights),
+        bn_statistics=np.str_(bn_statistics),
     )
     return path
 
 
 # ----------------------------------------------------------------------------- main entry
+def sample_images(checkpoint: str | os.PathLike, n: int = 64, width: float | None = None,
+                  labels: torch.Tensor | None = None, seed: int | None = 0, truncation: float | None = None,
+                  weights: str = "auto", batch_size: int = 500,
+                  device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None, float, dict[str, Any]]:
+    """(images in [-1, 1], labels or None, width, statistics record) of a checkpoint, from the
+    generator with the BN statistics that ``slimgan-eval`` and ``slimgan-export`` use
+    (:func:`slimgan_pl.inference.prepare_sampling_generator`). ``width=None``: the widest."""
+    model = load_slimgan(checkpoint, map_location=device)
+    generator, statistics = prepare_sampling_generator(model, weights)
+    width = float(model.widths[-1] if width is None else width)
+    generator.check_width(width)  # refuses untrained widths with the list of trained ones
+    check_labels(generator, model.hparams.generator["arch"], labels)
+    images, labels = generate(model, generator, n, width, labels, seed, truncation, batch_size)
+    return images, labels, width, statistics
+
+
 def sample_checkpoint(checkpoint: str | os.PathLike, n: int = 64, width: float | None = None,
                       labels: torch.Tensor | None = None, seed: int | None = 0, truncation: float | None = None,
                       weights: str = "auto", grid: str | os.PathLike | None = None,
@@ -148,22 +168,21 @@ def sample_checkpoint(checkpoint: str | os.PathLike, n: int = 64, width: float |
     ``width=None`` takes the widest trained width."""
     if grid is None and folder is None and npz is None:
         raise ValueError("give at least one output: --grid PATH.png, --folder DIR or --npz PATH.npz")
-    model = load_slimgan(checkpoint, map_location=device)
-    generator, used = select_generator(model, weights)
-    width = float(model.widths[-1] if width is None else width)
-    generator.check_width(width)  # refuses untrained widths with the list of trained ones
-    check_labels(generator, model.hparams.generator["arch"], labels)
-    images, labels = generate(model, generator, n, width, labels, seed, truncation, batch_size)
+    images, labels, width, statistics = sample_images(checkpoint, n, width, labels, seed, truncation, weights,
+                                                      batch_size, device)
+    used = statistics["weights"]
     images_u8 = to_uint8(images)
     summary: dict[str, Any] = {"n": n, "width": width, "seed": seed, "truncation": truncation, "weights": used,
-                               "shape": list(images.shape), "outputs": []}
+                               "bn_statistics": statistics["bn_statistics"], "shape": list(images.shape),
+                               "outputs": []}
     if grid is not None:
         summary["outputs"].append(str(write_grid(images, Path(grid), nrow)))
     if folder is not None:
         write_folder(images_u8, Path(folder), labels)
         summary["outputs"].append(str(folder))
     if npz is not None:
-        summary["outputs"].append(str(write_npz(Path(npz), images_u8, labels, width, seed, truncation, used)))
+        summary["outputs"].append(str(write_npz(Path(npz), images_u8, labels, width, seed, truncation, used,
+                                                statistics["bn_statistics"])))
     return summary
 
 
@@ -200,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (CheckpointError, ValueError) as e:
         fail(PROG, e)
     print(f"{summary['n']} images at width {summary['width']} ({summary['weights']} weights, seed "
-          f"{summary['seed']}) -> {', '.join(summary['outputs'])}")
+          f"{summary['seed']}, BN {summary['bn_statistics']} statistics) -> {', '.join(summary['outputs'])}")
 
 
 if __name__ == "__main__":
