@@ -27,6 +27,7 @@ SWEEPS = {  # name -> (swept keys, number of runs)
     "distillation": ({"slim.alpha", "slim.stepwise"}, 8),
     "n_share": ({"slim.n_share"}, 8),
     "cond_norm": ({"experiment", "model", "model.generator.cond_norm"}, 2),
+    "baseline": ({"model.baseline.g_width"}, 4),
 }
 
 
@@ -51,6 +52,8 @@ def test_every_sweep_config_expands_to_its_runs(name):
         assert [len(job["slim.widths"]) for job in jobs] == [2, 4, 8]
     if name == "n_share":
         assert [job["slim.n_share"] for job in jobs] == list(range(8))
+    if name == "baseline":
+        assert [job["model.baseline.g_width"] for job in jobs] == [0.25, 0.5, 0.75, 1.0]
 
 
 def test_batch_size_sweep_scales_the_learning_rates(make_cfg):
