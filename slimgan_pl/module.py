@@ -17,7 +17,8 @@ from slimgan_pl.distributed import rank_seed
 from slimgan_pl.ema import ema_update
 from slimgan_pl.inference import STANDING_SEED, recompute_standing_statistics
 from slimgan_pl.losses import GAN_LOSSES, distillation_loss, gan_losses
-from slimgan_pl.models import MultiWidthDiscriminator, SlimmableGenerator, build_generator
+from slimgan_pl.models import MultiWidthDiscriminator, SlimmableGenerator
+from slimgan_pl.models.baseline import build_model_generator, check_baseline, native_discriminator_kwargs
 from slimgan_pl.nn import check_widths, convert_cross_replica_batchnorm
 from slimgan_pl.resume import gather_rng_states, pick_rng_state, set_rng_state
 
@@ -91,6 +92,10 @@ class SlimGAN(pl.LightningModule):
             BNs of switchable and sliceable BNs included) normalises with the statistics of the
             global batch (:class:`~slimgan_pl.nn.CrossReplicaBatchNorm2d`); identical to plain BN
             in one process and in eval mode.
+        baseline: ``model.baseline`` ``{"g_width", "d_width"}``: when ``g_width`` is set, train the
+            official individually trained baseline instead of a slimmable G: a native G of
+            ``ngf * g_width`` channels and a native D of ``ndf * d_width`` (null: 1.0), one width
+            (``widths`` becomes ``[g_width]``), see :mod:`slimgan_pl.models.baseline`.
 
     Under DDP each rank draws its training noise (z and fake labels) from its own generator seeded
     from (global seed, rank), so the ranks' fakes differ; one process keeps the global RNG stream.
@@ -118,10 +123,15 @@ class SlimGAN(pl.LightningModule):
         ema_standing_batches: int = 0,
         ema_standing_batch_size: int = 64,
         sync_bn: bool = False,
+        baseline: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         generator, discriminator = dict(_plain(generator)), dict(_plain(discriminator))
         widths = check_widths(_plain(widths))
+        baseline = _plain(baseline)
+        native = check_baseline(baseline)
+        if native is not None:  # one native network: its width is the only width (saved so in hparams)
+            widths = [native.g_width]
         g_betas, d_betas = _betas(_plain(g_betas), "optim.g_betas"), _betas(_plain(d_betas), "optim.d_betas")
         if not float(alpha) >= 0.0:
             raise ValueError(f"slim.alpha must be >= 0, got {alpha}")
@@ -151,9 +161,10 @@ class SlimGAN(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
 
-        gen_kwargs = {k: v for k, v in generator.items() if k != "arch"}
-        self.generator = build_generator(generator["arch"], widths, **gen_kwargs)
+        self.generator = build_model_generator(generator, widths, native)
         disc_kwargs = {k: v for k, v in discriminator.items() if k != "arch"}
+        if native is not None:
+            disc_kwargs = native_discriminator_kwargs(disc_kwargs, native.d_width)
         self.discriminator = MultiWidthDiscriminator(
             discriminator["arch"], widths, n_share=n_share, img_channels=self.generator.img_channels, **disc_kwargs
         )

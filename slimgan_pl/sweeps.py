@@ -31,18 +31,31 @@ def _overrides(run: Path) -> dict[str, str]:
     return dict(item.lstrip("+~").split("=", 1) for item in items if "=" in item)
 
 
-def _last_logged_fids(run: Path) -> dict[str, float]:
-    """Last non-empty ``val/fmnist_fid_w*`` per width in the CSV log."""
-    path = run / "csv" / "metrics.csv"
+FID_LOG_PREFIX = "val/fmnist_fid_w"  # callbacks.fid's CSV columns: val/fmnist_fid_w0.25, ...
+
+
+def logged_fid_curves(run: str | Path) -> dict[float, list[tuple[int, float]]]:
+    """FMNIST-FID logged during training (callbacks.fid) per width: ``{width: [(iteration, fid), ...]}``
+    sorted by iteration, from ``<run>/csv/metrics.csv``. A resumed run that evaluated an iteration
+    twice keeps the later value. Empty without a CSV log."""
+    path = Path(run) / "csv" / "metrics.csv"
     if not path.is_file():
         return {}
-    last: dict[str, float] = {}
+    curves: dict[float, dict[int, float]] = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             for key, value in row.items():
-                if key and key.startswith("val/fmnist_fid_w") and value not in ("", None):
-                    last[key.removeprefix("val/fmnist_fid_")] = float(value)
-    return last
+                if key and key.startswith(FID_LOG_PREFIX) and value not in ("", None):
+                    # the callback logs "iteration" with its values; else Lightning's 0-based step + 1
+                    it = row.get("iteration") or ""
+                    iteration = int(float(it)) if it else int(row["step"]) + 1
+                    curves.setdefault(float(key.removeprefix(FID_LOG_PREFIX)), {})[iteration] = float(value)
+    return {w: sorted(points.items()) for w, points in sorted(curves.items())}
+
+
+def _last_logged_fids(run: Path) -> dict[str, float]:
+    """Last non-empty ``val/fmnist_fid_w*`` per width in the CSV log."""
+    return {f"w{w}": points[-1][1] for w, points in logged_fid_curves(run).items() if points}
 
 
 def read_run(run: str | Path) -> dict[str, Any]:

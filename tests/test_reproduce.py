@@ -1,5 +1,6 @@
-"""The reproduction study's runner (experiments/reproduce_fmnist) in quick mode: every arm trains and is
-evaluated, the report is written, and a second launch skips finished runs."""
+"""The reproduction study's runner (experiments/reproduce_fmnist): its statistics on known inputs, its plan
+and time estimate, and the whole pipeline in quick mode (SlimGAN vs native baselines, FID curves,
+bootstrap verdicts, report, a second launch that skips finished runs)."""
 
 import importlib.util
 import json
@@ -21,6 +22,83 @@ def study_module():
     return module
 
 
+# ---------------------------------------------------------------------- statistics on known inputs
+def test_paired_bootstrap_interval_on_known_inputs(study_module):
+    boot = study_module.paired_bootstrap_interval
+    # differences 1, 2, 3: the 27 equally likely resample means; min 1 and max 3 each have 1/27 > 2.5%
+    assert boot([2, 3, 4], [1, 1, 1]) == (2.0, 1.0, 3.0)
+    # differences 1, 3: resample means 1 (1/4), 2 (1/2), 3 (1/4); the 25% / 75% quantiles are 1 and 2
+    assert boot([1, 3], [0, 0], level=0.5) == (2.0, 1.0, 2.0)
+    # 3 seeds at 50%: means of (-1, 0, 4) resamples sorted; the 25% quantile is the 7th of 27 (-1/3),
+    # the 75% quantile the 21st (7/3) - counted by hand from the multiset of 27 sums
+    mean, low, high = boot([9, 10, 14], [10, 10, 10], level=0.5)
+    assert mean == pytest.approx(1.0) and low == pytest.approx(-1 / 3) and high == pytest.approx(7 / 3)
+    # pairing matters: equal differences give a zero-width interval whatever the spread of each arm
+    assert boot([10, 50, 90], [9, 49, 89]) == (1.0, 1.0, 1.0)
+    # many pairs: Monte Carlo, reproducible with its seed, inside [min, max] of the differences
+    a, b = list(range(10)), [0.0] * 10
+    assert boot(a, b) == boot(a, b)
+    _, low, high = boot(a, b)
+    assert 0 <= low < 4.5 < high <= 9
+    with pytest.raises(ValueError, match="same number"):
+        boot([1, 2], [1])
+
+
+def test_verdict_is_a_non_inferiority_decision(study_module):
+    verdict = study_module.verdict
+    assert verdict(-5.0, -1.0, margin=1.0) == "held"           # better throughout
+    assert verdict(-1.0, 0.5, margin=1.0) == "held"            # at most the margin worse: matches
+    assert verdict(2.0, 6.0, margin=1.0) == "not held"         # worse by more than the margin throughout
+    assert verdict(-1.0, 3.0, margin=1.0) == "undecided"       # the interval straddles the margin
+    assert verdict(0.5, 1.0, margin=1.0) == "undecided"        # touching the margin decides nothing
+    with pytest.raises(ValueError):
+        verdict(1.0, 0.0, margin=1.0)
+
+
+def test_aggregate_curves_uses_the_iterations_every_seed_has(study_module):
+    curves = [[(250, 40.0), (500, 20.0)], [(250, 60.0), (500, 30.0), (750, 10.0)]]
+    assert study_module.aggregate_curves(curves) == [(250, 50.0, 40.0, 60.0), (500, 25.0, 20.0, 30.0)]
+
+
+# ---------------------------------------------------------------------- plan and time
+def test_plan_lists_the_arms_and_estimates_the_time(study_module, tmp_path):
+    study = study_module.Study.load("full", tmp_path)
+    names = [r.name for r in study.all_runs()]
+    widths, seeds = study.widths, study.seeds
+    assert len(seeds) == 3 and study.g_steps >= 2000
+    for s in seeds:  # paired: every seed has SlimGAN and one native network (full D) per width
+        assert f"slimgan_seed{s}" in names and all(f"native_w{w:g}_seed{s}" in names for w in widths)
+    native = next(r for r in study.main_runs() if r.arm == "native" and r.width == 0.25)
+    assert "model.baseline.g_width=0.25" in native.overrides and "model.baseline.d_width=1.0" in native.overrides
+    narrow = study.narrow_d_runs()
+    assert [r.width for r in narrow] == [0.25, 0.5, 0.75]  # at 1.0 the narrow D is the main run's D
+    assert all(f"model.baseline.d_width={r.width}" in r.overrides for r in narrow)
+    arms = {r.arm for r in study.ablation_runs()}
+    assert {"alpha0", "alpha5", "plain_distillation", "n_share_0", "n_share_max", "n_share_-1", "widths_8",
+            "cond_scbn", "cond_switchable"} <= arms
+    lines = study.plan_lines()
+    assert any(line.startswith("total") for line in lines)
+    assert "does NOT fit the 3 h limit" in lines[-1] and "main comparison" in lines[-1]  # honest: 2000 steps
+    assert study_module.Study.load("full", tmp_path, g_steps=300).plan_lines()[-1] == "fits the 3 h limit"
+    # estimates follow the cost model: SlimGAN per step x steps + FID points + evaluation + startup
+    c = study.spec["cost"]
+    slim = study.main_runs()[0]
+    expected = (c["startup"] + c["slimgan_per_step"] * 2000 + (2000 // 250) * 4 * c["fid_per_width"]
+                + 4 * c["eval_per_width"])
+    assert study.estimate_seconds(slim) == pytest.approx(expected)
+
+
+def test_full_mode_keeps_the_committed_report_until_the_main_comparison_ran(study_module, tmp_path, capsys):
+    before = study_module.FULL_REPORT.stat().st_mtime_ns
+    assert study_module.main(["--runs-dir", str(tmp_path), "--report-only"]) == 0
+    assert study_module.FULL_REPORT.stat().st_mtime_ns == before
+    text = (tmp_path / "report.md").read_text()
+    assert "pending" in text and "does NOT fit" in capsys.readouterr().out
+    assert study_module.main(["--runs-dir", str(tmp_path), "--plan"]) == 0
+    assert "pending  slimgan_seed0" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- the pipeline at toy size
 def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module, tmp_path, fmnist_root,
                                                                      monkeypatch):
     runs = tmp_path / "runs"
@@ -30,56 +108,64 @@ def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module
 
     study = study_module.Study.load("quick", runs)
     planned = study.all_runs()
-    spec = study.spec
-    n_seeds, n_widths = len(spec["modes"]["quick"]["seeds"]), len(spec["widths"])
-    # alpha sweep + (SlimGAN + one individual GAN per width) per further seed + first-seed individuals
-    # + ablations + conditional arms
-    expected = (len(spec["alpha_sweep"]) + (n_seeds - 1) + n_seeds * n_widths + len(spec["ablations"])
-                + len(spec["conditional"]))
-    assert len(planned) == expected
-    records = {r.name: study_module.read_record(r.folder(runs)) for r in planned}
-    assert all(records.values()), [n for n, r in records.items() if r is None]
+    statuses = {r.name: study_module.run_status(r, runs) for r in planned}
+    # n_share=-1 comes with another branch: refused (recorded, retried later) or trained; nothing else refused
+    assert all(st == "done" for name, st in statuses.items() if "n_share_-1" not in name), statuses
+    records = {r.name: study_module.read_record(r.folder(runs)) for r in planned if statuses[r.name] == "done"}
+    g_steps, fid_every = study.g_steps, study.mode_spec["fid_every"]
     for run in planned:
-        rec = records[run.name]
-        widths = [r["width"] for r in rec["widths"]]
-        if run.arm == "individual":
-            assert widths == [run.width]  # one ordinary GAN at that width
-        elif run.name.endswith("widths_8_seed0"):
-            assert len(widths) == 8
-        else:
-            assert widths == spec["widths"]
-        assert rec["iterations"] > 0 and rec["train_seconds"] > 0
-        assert (run.folder(runs) / "checkpoints" / "last.ckpt").is_file()
-        assert (run.folder(runs) / "config_resolved.yaml").is_file()
-    # the individual GANs' generator is the width's slice: same active parameters as SlimGAN's width
-    alpha = study.chosen_alpha()
-    assert alpha in spec["alpha_sweep"]
-    slim = {r["width"]: r for r in records[study_module.slimgan_name(alpha, 0)]["widths"]}
-    for w in spec["widths"]:
-        indiv = records[f"individual_w{w:g}_seed0"]["widths"][0]
-        assert indiv["params"] == slim[w]["params"] and indiv["macs"] == slim[w]["macs"]
+        rec = records.get(run.name)
+        if rec is None:
+            assert "n_share" in json.loads((run.folder(runs) / "refused.json").read_text())["error"]
+            continue
+        assert [r["width"] for r in rec["widths"]] == run.widths
+        assert rec["iterations"] == run.g_steps and rec["train_seconds"] > 0
+        # the FID curve of every width from the training callback, at every fid_every steps
+        assert sorted(map(float, rec["fid_curves"])) == run.widths
+        assert all([it for it, _ in pts] == list(range(fid_every, run.g_steps + 1, fid_every))
+                   for pts in rec["fid_curves"].values())
+    # the native baseline has exactly the active parameters and MACs of SlimGAN's width (param-matched)
+    slim = {r["width"]: r for r in records["slimgan_seed0"]["widths"]}
+    for w in study.widths:
+        native = records[f"native_w{w:g}_seed0"]["widths"][0]
+        assert native["params"] == slim[w]["params"] and native["macs"] == slim[w]["macs"]
 
+    # verdicts computed from the paired FIDs of the records
+    rows = study_module.main_comparison(study, records)
+    for row in rows:
+        s_fids = [records[f"slimgan_seed{s}"]["widths"][study.widths.index(row["width"])]["fmnist_fid"]
+                  for s in study.seeds]
+        assert row["slimgan"] == s_fids and row["verdict"] in study_module.VERDICTS
+        assert row["low"] <= row["mean_diff"] <= row["high"]
     text = report.read_text()
-    for heading in ("Distillation weight", "SlimGAN vs individually trained GANs", "Consistency between widths",
-                    "Training wall time", "Ablations", "scBN vs switchable CBN", "Which claims held"):
+    for heading in ("Per-width verdict", "Narrow-D variant", "FMNIST-FID during training", "Consistency between widths",
+                    "Training wall time", "Ablations", "scBN vs switchable CBN", "Samples", "Verdicts (computed"):
         assert heading in text
-    assert f"Chosen alpha: **{alpha:g}**" in text and "pending" not in text
+    for row in rows:
+        assert f"- width {row['width']:g}: **{row['verdict']}**" in text
     assets = report.with_suffix("")
-    assert (assets / "fid_vs_macs.png").stat().st_size > 1000
-    assert (assets / "slimgan_vs_individual.png").stat().st_size > 500
+    assert (assets / "fid_curves.png").stat().st_size > 5000
+    assert (assets / "slimgan_vs_native.png").stat().st_size > 500
+    mic = json.loads((runs / "consistency_seed0.json").read_text())
+    assert mic["slimgan"]["mIC"] >= 0 and mic["native"]["mIC"] >= 0
 
     # Second launch: nothing is trained again, and finished records stay as they were.
-    stamps = {n: os.stat(r.folder(runs) / "study_record.json").st_mtime_ns for n, r in zip(records, planned)}
-    monkeypatch.setattr(study_module, "execute", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    stamps = {n: os.stat(runs / n / "study_record.json").st_mtime_ns for n in records}
+    def execute_again(run, *args, **kwargs):
+        if statuses[run.name] == "done":
+            pytest.fail(f"the finished run {run.name} was trained again")
+        raise study_module.RunRefused("still refused")  # a refused arm is tried again at every launch
+
+    monkeypatch.setattr(study_module, "execute", execute_again)
     assert study_module.main(["--mode", "quick", "--runs-dir", str(runs), "--report", str(report),
                               "--data-root", fmnist_root]) == 0
-    assert stamps == {n: os.stat(r.folder(runs) / "study_record.json").st_mtime_ns for n, r in zip(records, planned)}
+    assert stamps == {n: os.stat(runs / n / "study_record.json").st_mtime_ns for n in records}
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(study_module, tmp_path, fmnist_root):
     runs = tmp_path / "runs"
     study = study_module.Study.load("quick", runs)
-    run = study.conditional_runs()[0]
+    run = next(r for r in study.ablation_runs() if r.kind == "conditional")
     classifier = study_module.quick_classifier(runs, fmnist_root)
     first = study_module.execute(run, study, classifier, fmnist_root)
     assert first["resumed"] is False
@@ -97,7 +183,7 @@ def test_run_stopped_by_a_signal_is_not_recorded_as_finished(study_module, tmp_p
 
     runs = tmp_path / "runs"
     study = study_module.Study.load("quick", runs)
-    run = study.alpha_runs()[0]
+    run = study.main_runs()[0]
     monkeypatch.setattr(slimgan_pl.train, "train", lambda cfg: {"iterations": 1, "preempted": True})
     with pytest.raises(SystemExit, match=f"{run.name} stopped by a signal at iteration 1"):
         study_module.execute(run, study, None, fmnist_root)

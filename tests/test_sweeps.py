@@ -27,6 +27,7 @@ SWEEPS = {  # name -> (swept keys, number of runs)
     "distillation": ({"slim.alpha", "slim.stepwise"}, 8),
     "n_share": ({"slim.n_share"}, 8),
     "cond_norm": ({"experiment", "model", "model.generator.cond_norm"}, 2),
+    "baseline": ({"model.baseline.g_width"}, 4),
 }
 
 
@@ -51,6 +52,8 @@ def test_every_sweep_config_expands_to_its_runs(name):
         assert [len(job["slim.widths"]) for job in jobs] == [2, 4, 8]
     if name == "n_share":
         assert [job["slim.n_share"] for job in jobs] == list(range(8))
+    if name == "baseline":
+        assert [job["model.baseline.g_width"] for job in jobs] == [0.25, 0.5, 0.75, 1.0]
 
 
 def test_batch_size_sweep_scales_the_learning_rates(make_cfg):
@@ -126,3 +129,22 @@ def test_collect_prefers_fid_per_width_and_marks_unfinished_runs(tmp_path, capsy
     with pytest.raises(SystemExit):
         collect_main([str(tmp_path / "missing")])
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_logged_fid_curves_read_the_callbacks_csv_rows(tmp_path):
+    """callbacks.fid rows (with their "iteration") become per-width curves; loss rows are ignored, a
+    resumed run's repeated evaluation keeps the later value, and the last point feeds fid_train_w*."""
+    from slimgan_pl.sweeps import logged_fid_curves, read_run
+
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "metrics.csv").write_text(
+        "step,iteration,train/d_loss_w0.5,val/fmnist_fid_w0.5,val/fmnist_fid_w1.0\n"
+        "49,50.0,1.2,,\n"
+        "249,250.0,,80.5,70.25\n"
+        "499,500.0,,40.0,30.0\n"
+        "499,500.0,,41.0,31.0\n"   # resumed: evaluated again
+        "749,,,20.0,15.0\n")       # no iteration column value: step + 1
+    assert logged_fid_curves(tmp_path) == {0.5: [(250, 80.5), (500, 41.0), (750, 20.0)],
+                                           1.0: [(250, 70.25), (500, 31.0), (750, 15.0)]}
+    assert read_run(tmp_path)["fid_train_w1.0"] == 15.0
+    assert logged_fid_curves(tmp_path / "missing") == {}

@@ -1,33 +1,47 @@
-"""SlimGAN reproduction study on Fashion-MNIST: launch every run, evaluate it, tabulate the report.
+"""SlimGAN reproduction study on Fashion-MNIST (issue 15): SlimGAN vs the official individually trained
+baseline, decided per width by a paired bootstrap interval over seeds.
 
+    python experiments/reproduce_fmnist/run_study.py --plan          # planned runs, done/pending, estimated time
     python experiments/reproduce_fmnist/run_study.py                 # full study (resumable)
     python experiments/reproduce_fmnist/run_study.py --mode quick    # whole pipeline, toy sizes (CI)
-    python experiments/reproduce_fmnist/run_study.py --plan          # list the runs and which are done
     python experiments/reproduce_fmnist/run_study.py --report-only   # tabulate what has finished
+    python experiments/reproduce_fmnist/run_study.py --g-steps 3000  # another budget (G steps per run)
 
-The runs are declared in ``study.yaml`` (Hydra overrides of ``slimgan-train``). Each run trains in
-this process through the same ``slimgan_pl.train.train`` as ``slimgan-train``, then is evaluated
-with slimgan-eval's ``evaluate_checkpoint`` (FMNIST-FID/IS/KID, mIC, MACs) and leaves
-``study_record.json`` in its folder: a run with that file is skipped when the study is launched
-again, so the study can be completed over several sittings. A run interrupted during training
-resumes from its ``checkpoints/last.ckpt``.
+Arms (``study.yaml``): SlimGAN (4 widths, stepwise distillation) against the official baseline
+(``examples/baseline.py``): one native generator of ngf*w channels per width (``model.baseline.g_width``),
+same recipe, same data order (same seed), same G steps and batch size, with a full-size D (the main
+comparison, every seed) and with a narrow D of ndf*w channels (``model.baseline.d_width``, first seed).
+Ablations (first seed): alpha 0 / 5 (/ 20 = the main run), plain distillation, n_share 0 / max / -1
+(/ 2 = the main run), 8 widths, scBN vs switchable CBN (conditional).
 
-Order: the alpha sweep (first seed) picks SlimGAN's alpha by mean FMNIST-FID over the widths; then
-the main comparison (SlimGAN at that alpha vs one individually trained GAN per width, every seed),
-the ablations (first seed) and the conditional arms (first seed).
+Every run trains in this process through ``slimgan_pl.train.train`` with the FMNIST-FID callback on
+(``val/fmnist_fid_w<width>`` every ``fid_every`` G steps, read back from the run's CSV log as curves),
+then is evaluated once with slimgan-eval's ``evaluate_checkpoint`` (10k fakes) and leaves
+``study_record.json``: a run with that file is skipped when the study is launched again, a run
+interrupted during training resumes from its ``checkpoints/last.ckpt``. A run whose config is refused
+(e.g. ``slim.n_share=-1`` before that option exists) is skipped with the reason in ``refused.json``
+and tried again at the next launch.
+
+Order: the main comparison seed by seed, then the narrow-D variant, then the ablations, so that an
+interrupted study has its most important results first. The report is written to
+``experiments/results/fmnist_reproduction.md`` only in full mode once the main comparison has
+finished (the committed report of the earlier study stays until then); otherwise to
+``<runs-dir>/report.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import itertools
 import json
 import math
+import random
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +51,79 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 STUDY_FILE = HERE / "study.yaml"
 CONCLUSIONS_FILE = HERE / "conclusions.md"   # hand-written reading of the full study, included in the report
+TEMPLATE_MARK = "<!-- TEMPLATE"              # conclusions.md not written yet: the report says so instead
 FULL_REPORT = REPO / "experiments" / "results" / "fmnist_reproduction.md"
+VERDICTS = ("held", "not held", "undecided")
 
 
+# ---------------------------------------------------------------------- statistics (unit-tested)
+def paired_bootstrap_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95,
+                              resamples: int = 20000, seed: int = 0) -> tuple[float, float, float]:
+    """(mean difference, low, high): percentile bootstrap interval of mean(a - b) over pairs.
+
+    The pairs (a[i], b[i]) are resampled together (paired by seed). With few pairs (n^n <= 200k, e.g.
+    3 seeds: 27 resamples) every resample is enumerated, so the interval is exact and needs no RNG;
+    otherwise ``resamples`` draws from ``random.Random(seed)``. Bounds are the inverted-CDF quantiles
+    (the smallest resample mean whose cumulative share reaches (1 - level)/2, resp. (1 + level)/2).
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"need the same number (>= 1) of paired values, got {len(a)} and {len(b)}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    diffs = [float(x) - float(y) for x, y in zip(a, b)]
+    n = len(diffs)
+    if n ** n <= 200_000:
+        means = [sum(combo) / n for combo in itertools.product(diffs, repeat=n)]
+    else:
+        rng = random.Random(seed)
+        means = [sum(rng.choices(diffs, k=n)) / n for _ in range(resamples)]
+    means.sort()
+
+    def quantile(q: float) -> float:  # inverted CDF: first value whose cumulative share >= q
+        index = max(0, math.ceil(q * len(means) - 1e-9) - 1)
+        return means[index]
+
+    tail = (1.0 - level) / 2.0
+    return statistics.mean(diffs), quantile(tail), quantile(1.0 - tail)
+
+
+def verdict(low: float, high: float, margin: float) -> str:
+    """The claim "SlimGAN matches or beats the native network" for an interval of
+    FID(SlimGAN) - FID(native) (lower FID is better), a non-inferiority test with ``margin`` (FID points):
+    ``held`` when the whole interval is below +margin, ``not held`` when it is wholly above, else
+    ``undecided``."""
+    if not margin >= 0.0 or low > high:
+        raise ValueError(f"need margin >= 0 and low <= high, got margin={margin}, interval=({low}, {high})")
+    if high < margin:
+        return "held"
+    if low > margin:
+        return "not held"
+    return "undecided"
+
+
+def aggregate_curves(curves: Sequence[Sequence[tuple[int, float]]]) -> list[tuple[int, float, float, float]]:
+    """[(iteration, mean, min, max)] over the given runs' curves, at the iterations every run has."""
+    if not curves:
+        return []
+    common = set.intersection(*(set(it for it, _ in c) for c in curves))
+    values = [dict(c) for c in curves]
+    return [(it, statistics.mean(v[it] for v in values), min(v[it] for v in values), max(v[it] for v in values))
+            for it in sorted(common)]
+
+
+# ---------------------------------------------------------------------- the plan
 @dataclass
 class Run:
     """One training run of the study."""
 
     name: str                    # folder name, unique in the study
-    arm: str                     # slimgan | individual | alpha=<a> | <ablation> | <conditional arm>
-    kind: str                    # alpha | main | ablation | conditional
+    arm: str                     # slimgan | native | native_narrow_d | <ablation name>
+    kind: str                    # main | narrow_d | ablation | conditional
     seed: int
+    g_steps: int
+    widths: list[float]          # the widths it trains (a native run: its one width)
     overrides: list[str]
-    width: float | None = None   # an individual GAN's width
+    width: float | None = None   # a native run's width
 
     def folder(self, root: Path) -> Path:
         return root / self.name
@@ -60,85 +134,186 @@ class Study:
     mode: str
     spec: dict[str, Any]
     root: Path                   # run folders
-    seeds: list[int] = field(default_factory=list)
+    g_steps: int
+    ablation_g_steps: int
 
     @classmethod
-    def load(cls, mode: str, root: Path, path: Path = STUDY_FILE) -> "Study":
+    def load(cls, mode: str, root: Path, g_steps: int | None = None, ablation_g_steps: int | None = None,
+             path: Path = STUDY_FILE) -> "Study":
         spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
         if mode not in spec["modes"]:
             raise SystemExit(f"run_study: --mode must be one of {sorted(spec['modes'])}, got {mode!r}")
-        return cls(mode, spec, root, list(spec["modes"][mode]["seeds"]))
+        m = spec["modes"][mode]
+        g = int(g_steps if g_steps is not None else m["g_steps"])
+        ga = int(ablation_g_steps if ablation_g_steps is not None else (g_steps or m["ablation_g_steps"]))
+        for key, value in (("--g-steps", g), ("--ablation-g-steps", ga)):
+            if value < 1:
+                raise SystemExit(f"run_study: {key} must be >= 1, got {value}")
+        return cls(mode, spec, root, g, ga)
 
     @property
     def mode_spec(self) -> dict[str, Any]:
         return self.spec["modes"][self.mode]
 
-    def _unconditional(self, *extra: str) -> list[str]:
-        return [*self.spec["recipe"], *self.mode_spec["overrides"], *extra]
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.mode_spec["seeds"])
+
+    @property
+    def widths(self) -> list[float]:
+        return [float(w) for w in self.mode_spec.get("widths", self.spec["widths"])]
+
+    def _unconditional(self, g_steps: int, *extra: str) -> list[str]:
+        s, m = self.spec["slimgan"], self.mode_spec
+        return [*self.spec["recipe"], *m["overrides"], *self._budget(g_steps),
+                f"slim.alpha={s['alpha']}", f"slim.stepwise={str(s['stepwise']).lower()}",
+                f"slim.n_share={s['n_share']}", f"slim.widths={_list(self.widths)}", *extra]
+
+    def _budget(self, g_steps: int) -> list[str]:
+        m = self.mode_spec
+        return [f"train.g_steps={g_steps}", f"callbacks.fid.every_n_iterations={m['fid_every']}",
+                f"callbacks.fid.n_fake={m['fid']['n_fake']}", f"callbacks.fid.n_real={m['fid']['n_real']}"]
 
     # ------------------------------------------------------------------ the runs
-    def alpha_runs(self) -> list[Run]:
-        s = self.seeds[0]
-        return [Run(slimgan_name(a, s), f"alpha={a:g}", "alpha", s,
-                    self._unconditional(f"slim.alpha={a}", f"slim.widths={_list(self.spec['widths'])}"))
-                for a in self.spec["alpha_sweep"]]
-
-    def main_runs(self, alpha: float) -> list[Run]:
-        widths = self.spec["widths"]
+    def main_runs(self) -> list[Run]:
+        """Per seed: SlimGAN, then one native generator per width with a full-size D."""
+        d_width = float(self.spec["baseline"]["d_width_main"])
         runs = []
         for s in self.seeds:
-            runs.append(Run(slimgan_name(alpha, s), "slimgan", "main", s,
-                            self._unconditional(f"slim.alpha={alpha}", f"slim.widths={_list(widths)}")))
-            for w in widths:  # a plain GAN: G at width w only, D = one SlimGAN width's D
-                runs.append(Run(f"individual_w{w:g}_seed{s}", "individual", "main", s,
-                                self._unconditional(f"slim.widths=[{w}]"), width=float(w)))
+            runs.append(Run(f"slimgan_seed{s}", "slimgan", "main", s, self.g_steps, self.widths,
+                            self._unconditional(self.g_steps)))
+            runs += [Run(f"native_w{w:g}_seed{s}", "native", "main", s, self.g_steps, [w],
+                         self._unconditional(self.g_steps, f"model.baseline.g_width={w}",
+                                             f"model.baseline.d_width={d_width}"), width=w)
+                     for w in self.widths]
         return runs
 
-    def ablation_runs(self, alpha: float) -> list[Run]:
-        s = self.seeds[0]
-        return [Run(f"{name}_seed{s}", name, "ablation", s,
-                    self._unconditional(f"slim.alpha={alpha}", f"slim.widths={_list(self.spec['widths'])}",
-                                        *overrides))
-                for name, overrides in self.spec["ablations"].items()]
+    def narrow_d_runs(self) -> list[Run]:
+        """The official script's other knob: D with ndf*w channels too (first seed). The width whose
+        narrow D is the main comparison's D (1.0) is that run already: not trained twice."""
+        d_main = float(self.spec["baseline"]["d_width_main"])
+        return [Run(self.narrow_d_name(w, s), "native_narrow_d", "narrow_d", s, self.g_steps, [w],
+                    self._unconditional(self.g_steps, f"model.baseline.g_width={w}", f"model.baseline.d_width={w}"),
+                    width=w)
+                for s in self.seeds[: int(self.spec["baseline"]["narrow_d_seeds"])] for w in self.widths
+                if abs(w - d_main) > 1e-9]
 
-    def conditional_runs(self) -> list[Run]:
-        s = self.seeds[0]
-        base = [*self.spec["conditional_recipe"], *self.mode_spec["conditional_overrides"]]
-        return [Run(f"cond_{name}_seed{s}", name, "conditional", s, [*base, *overrides])
-                for name, overrides in self.spec["conditional"].items()]
+    def narrow_d_name(self, width: float, seed: int) -> str:
+        """The run that has the native network of ``width`` with a D of ndf*width channels."""
+        if abs(width - float(self.spec["baseline"]["d_width_main"])) < 1e-9:
+            return f"native_w{width:g}_seed{seed}"
+        return f"native_narrowd_w{width:g}_seed{seed}"
 
-    def chosen_alpha(self) -> float | None:
-        """Alpha with the lowest mean FMNIST-FID over widths among the finished sweep runs
-        (None until every sweep run has finished)."""
-        scores = {}
-        for run in self.alpha_runs():
-            record = read_record(run.folder(self.root))
-            if record is None:
-                return None
-            scores[float(run.arm.split("=")[1])] = statistics.mean(r["fmnist_fid"] for r in record["widths"])
-        return min(scores, key=scores.get)
+    def ablation_names(self) -> list[str]:
+        chosen = self.mode_spec.get("ablations", "all")
+        names = [*self.spec["ablations"], *self.spec["conditional"]]
+        if chosen == "all":
+            return names
+        unknown = [n for n in chosen if n not in names]
+        if unknown:
+            raise SystemExit(f"run_study: modes.{self.mode}.ablations names unknown arms {unknown}; known: {names}")
+        return [n for n in names if n in chosen]
+
+    def ablation_runs(self) -> list[Run]:
+        s, g, m = self.seeds[0], self.ablation_g_steps, self.mode_spec
+        runs = []
+        for name in self.ablation_names():
+            if name in self.spec["ablations"]:
+                overrides = self._unconditional(g, *self.spec["ablations"][name])
+                widths = _widths_of(overrides) or self.widths
+                runs.append(Run(f"abl_{name}_seed{s}", name, "ablation", s, g, widths, overrides))
+            else:
+                overrides = [*self.spec["conditional_recipe"], *m["conditional_overrides"], *self._budget(g),
+                             *self.spec["conditional"][name]]
+                runs.append(Run(f"{name}_seed{s}", name, "conditional", s, g, self.widths_of_conditional(), overrides))
+        return runs
+
+    def widths_of_conditional(self) -> list[float]:
+        return [float(w) for w in self.spec["conditional_widths"]]
 
     def all_runs(self) -> list[Run]:
-        """Every run whose overrides are known now (main and ablations need the chosen alpha)."""
-        runs = self.alpha_runs()
-        alpha = self.chosen_alpha()
-        if alpha is not None:
-            names = {r.name for r in runs}
-            runs += [r for r in self.main_runs(alpha) + self.ablation_runs(alpha) if r.name not in names]
-        return runs + self.conditional_runs()
+        return self.main_runs() + self.narrow_d_runs() + self.ablation_runs()
+
+    # ------------------------------------------------------------------ time
+    def estimate_seconds(self, run: Run) -> float:
+        """Planned wall time of one run from study.yaml's ``cost`` (training, FID points, final evaluation)."""
+        c, m = self.spec["cost"], self.mode_spec
+        if run.arm in ("native", "native_narrow_d"):
+            per_step = _nearest(c["native_per_step"], run.width)
+            if run.kind == "narrow_d":
+                per_step *= float(c["narrow_d_factor"])
+        else:
+            per_step = float(c["slimgan_per_step"]) * len(run.widths) / 4
+            if run.kind == "conditional":
+                per_step *= float(c["conditional_factor"])
+        n_w = len(run.widths)
+        fid_points = run.g_steps // int(m["fid_every"])
+        return (float(c["startup"]) + per_step * run.g_steps + fid_points * n_w * float(c["fid_per_width"])
+                + n_w * float(c["eval_per_width"]))
+
+    def plan_lines(self) -> list[str]:
+        """The planned runs (done / pending / refused), per-stage and total estimated hours, and whether
+        it fits the issue's limit (if not: what does)."""
+        lines, stages = [], {}
+        for run in self.all_runs():
+            est = self.estimate_seconds(run)
+            status = run_status(run, self.root)
+            stages.setdefault(run.kind, [0.0, 0.0])
+            stages[run.kind][0] += est
+            if status != "done":
+                stages[run.kind][1] += est
+            lines.append(f"{status:<8} {run.name:<32} {run.g_steps:>6} G steps  ~{est / 60:5.1f} min")
+        total = sum(v[0] for v in stages.values())
+        left = sum(v[1] for v in stages.values())
+        limit = float(self.spec["cost"]["limit_hours"]) * 3600
+        lines.append("")
+        lines += [f"{kind:<12} ~{v[0] / 3600:.2f} h planned, ~{v[1] / 3600:.2f} h left" for kind, v in stages.items()]
+        lines.append(f"total        ~{total / 3600:.2f} h planned ({len(self.all_runs())} runs, mode {self.mode}, "
+                     f"{self.g_steps} G steps main / {self.ablation_g_steps} ablations), ~{left / 3600:.2f} h left")
+        if total <= limit:
+            lines.append(f"fits the {limit / 3600:g} h limit")
+        else:
+            core = stages.get("main", [0.0])[0] + stages.get("narrow_d", [0.0])[0]
+            lines.append(f"does NOT fit the {limit / 3600:g} h limit in one sitting: the main comparison and the "
+                         f"narrow-D variant take ~{core / 3600:.2f} h"
+                         + (" (they fit)" if core <= limit else "") + f", the ablations ~{(total - core) / 3600:.2f} h "
+                         f"more; the study is resumable, so launch it again for the rest, or lower "
+                         f"--ablation-g-steps (each ablation G step costs "
+                         f"~{(total - core) / max(1, self.ablation_g_steps) / 60:.2f} min in all)")
+        return lines
 
 
-def slimgan_name(alpha: float, seed: int) -> str:
-    return f"slimgan_alpha{alpha:g}_seed{seed}"
-
-
-def _list(values: Iterable[float]) -> str:
+def _list(values: Sequence[float]) -> str:
     return "[" + ",".join(str(v) for v in values) + "]"
+
+
+def _widths_of(overrides: Sequence[str]) -> list[float] | None:
+    """The widths a list of overrides sets last (slim.widths=[...]), or None."""
+    found = None
+    for o in overrides:
+        if o.startswith("slim.widths="):
+            found = [float(v) for v in o.split("=", 1)[1].strip("[]").split(",")]
+    return found
+
+
+def _nearest(table: dict[Any, float], width: float | None) -> float:
+    key = min(table, key=lambda k: abs(float(k) - float(width or 1.0)))
+    return float(table[key])
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:
     path = folder / "study_record.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_status(run: Run, root: Path) -> str:
+    """done (a record of at least its planned G steps) | refused (the config refused it) | pending."""
+    record = read_record(run.folder(root))
+    if record is not None and record["iterations"] >= run.g_steps:
+        return "done"
+    if (run.folder(root) / "refused.json").is_file():
+        return "refused"
+    return "pending"
 
 
 # ---------------------------------------------------------------------- executing one run
@@ -152,33 +327,45 @@ def compose_config(overrides: Sequence[str]):
         return compose("config", overrides=list(overrides))
 
 
+class RunRefused(Exception):
+    """The run's config is refused before training (e.g. an option another branch adds)."""
+
+
 def execute(run: Run, study: Study, classifier: Path | None, data_root: str) -> dict[str, Any]:
     """Train (or resume) and evaluate one run; write and return its ``study_record.json``."""
     from slimgan_pl.evaluate import evaluate_checkpoint
-    from slimgan_pl.train import train
+    from slimgan_pl.sweeps import logged_fid_curves
+    from slimgan_pl.train import ConfigError, train
 
     out = run.folder(study.root)
     last = out / "checkpoints" / "last.ckpt"
     # Interrupted in an earlier sitting: resume=auto continues from the run folder's last.ckpt.
     resumed = last.is_file()
     overrides = [*run.overrides, f"seed={run.seed}", f"paths.output_dir={out}", f"data.root={data_root}",
-                 "resume=auto"]
-    cfg = compose_config(overrides)
+                 "resume=auto"] + ([f"callbacks.fid.classifier={classifier}"] if classifier else [])
     start = time.perf_counter()
-    summary = train(cfg)
+    try:
+        summary = train(compose_config(overrides))
+    except ConfigError as e:  # refused before anything was trained or written
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "refused.json").write_text(json.dumps({"run": run.name, "error": str(e)}, indent=2))
+        raise RunRefused(str(e)) from e
     train_seconds = time.perf_counter() - start
     if summary.get("preempted"):  # SIGTERM/USR1 saved last.ckpt: leave the run unfinished, resumable
         raise SystemExit(f"run_study: {run.name} stopped by a signal at iteration {summary['iterations']}; "
                          "launch the study again to resume it")
+    (out / "refused.json").unlink(missing_ok=True)
 
     start = time.perf_counter()
     result = evaluate_checkpoint(last, data_root=data_root, classifier_path=classifier, out_dir=out, log=None,
                                  **study.mode_spec["evaluate"])
+    curves = logged_fid_curves(out)
     record = {
         **asdict(run), "mode": study.mode, "iterations": summary["iterations"], "resumed": resumed,
         "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - start,
         "checkpoint": str(last), "widths": result["widths"], "consistency": result["consistency"],
         "extractor": result["extractor"], "evaluate": result["settings"],
+        "fid_curves": {str(w): points for w, points in curves.items()},
     }
     (out / "study_record.json").write_text(json.dumps(record, indent=2))
     return record
@@ -195,21 +382,21 @@ def quick_classifier(root: Path, data_root: str) -> Path:
     return path
 
 
-def run_all(study: Study, classifier: Path | None, data_root: str, log=print,
-            only: Sequence[str] = ()) -> None:
-    """Run every pending run, stage by stage (the main comparison needs the alpha sweep's choice);
-    ``only``: run-name patterns (fnmatch) that restrict it to those runs."""
-    for stage in ("sweep", "rest"):
-        runs = study.alpha_runs() if stage == "sweep" else study.all_runs()
-        for run in runs:
-            if read_record(run.folder(study.root)) is not None:
-                continue
-            if only and not any(fnmatch.fnmatchcase(run.name, pattern) for pattern in only):
-                continue
-            log(f"[study] {run.name}: training ({' '.join(run.overrides[len(study.spec['recipe']):])})")
+def run_all(study: Study, classifier: Path | None, data_root: str, log=print, only: Sequence[str] = ()) -> None:
+    """Run every pending run in plan order; ``only``: run-name patterns (fnmatch) that restrict it."""
+    for run in study.all_runs():
+        if run_status(run, study.root) == "done":
+            continue
+        if only and not any(fnmatch.fnmatchcase(run.name, pattern) for pattern in only):
+            continue
+        log(f"[study] {run.name}: training {run.g_steps} G steps (~{study.estimate_seconds(run) / 60:.1f} min planned)")
+        try:
             record = execute(run, study, classifier, data_root)
-            fids = ", ".join(f"{r['width']:g}: {r['fmnist_fid']:.2f}" for r in record["widths"])
-            log(f"[study] {run.name}: {record['train_seconds']:.0f} s training; FMNIST-FID {fids}")
+        except RunRefused as e:
+            log(f"[study] {run.name}: skipped, the config refuses it ({e})")
+            continue
+        fids = ", ".join(f"{r['width']:g}: {r['fmnist_fid']:.2f}" for r in record["widths"])
+        log(f"[study] {run.name}: {record['train_seconds']:.0f} s training; FMNIST-FID {fids}")
 
 
 # ---------------------------------------------------------------------- tabulating
@@ -224,105 +411,158 @@ def fmt(values: Sequence[float], digits: int = 2) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
 
 
-def by_width(record: dict[str, Any]) -> dict[float, dict[str, Any]]:
-    return {float(r["width"]): r for r in record["widths"]}
-
-
-def run_row(name: str, record: dict[str, Any] | None, widths: Sequence[float]) -> str:
-    """One table row of a single run: FMNIST-FID per width, mIC, training seconds ('pending' if unfinished)."""
+def fid_at(record: dict[str, Any] | None, width: float) -> float | None:
     if record is None:
-        return f"| {name} | " + " | ".join("pending" for _ in widths) + " | | |"
-    fids = by_width(record)
-    return (f"| {name} | " + " | ".join(f"{fids[w]['fmnist_fid']:.2f}" if w in fids else "-" for w in widths)
-            + f" | {record['consistency']['mIC']:.2f} | {record['train_seconds']:.0f} |")
+        return None
+    return next((r["fmnist_fid"] for r in record["widths"] if abs(float(r["width"]) - width) < 1e-9), None)
 
 
-def individual_consistency(study: Study, seed: int, classifier: Path | None, data_root: str,
-                           n: int) -> dict[str, Any] | None:
-    """mIC across the separately trained GANs of one seed (same z at every width): the baseline that
-    SlimGAN's consistency is compared with. Cached next to the runs."""
+def curve(record: dict[str, Any] | None, width: float) -> list[tuple[int, float]]:
+    if record is None:
+        return []
+    points = next((p for w, p in record.get("fid_curves", {}).items() if abs(float(w) - width) < 1e-9), [])
+    return [(int(it), float(v)) for it, v in points]
+
+
+def main_comparison(study: Study, records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per width: paired FIDs (seeds with both arms finished), the bootstrap interval and the verdict."""
+    v = study.spec["verdict"]
+    rows = []
+    for w in study.widths:
+        pairs = [(s, fid_at(records.get(f"slimgan_seed{s}"), w), fid_at(records.get(f"native_w{w:g}_seed{s}"), w))
+                 for s in study.seeds]
+        pairs = [(s, a, b) for s, a, b in pairs if a is not None and b is not None]
+        row: dict[str, Any] = {"width": w, "seeds": [s for s, _, _ in pairs], "slimgan": [a for _, a, _ in pairs],
+                               "native": [b for _, _, b in pairs], "verdict": "pending"}
+        if pairs:
+            mean_d, low, high = paired_bootstrap_interval(row["slimgan"], row["native"], level=float(v["level"]))
+            margin = float(v["margin"]) * statistics.mean(row["native"])
+            row.update(diffs=[a - b for _, a, b in pairs], mean_diff=mean_d, low=low, high=high, margin=margin,
+                       verdict=verdict(low, high, margin) if len(pairs) == len(study.seeds) else "pending")
+        rows.append(row)
+    return rows
+
+
+def consistency(study: Study, seed: int, classifier: Path | None, data_root: str, n: int) -> dict[str, Any] | None:
+    """mIC of SlimGAN's widths and of the native networks of one seed, both from the same z (the same
+    ``n`` seeded codes at every width) and the same classifier. Cached next to the runs."""
     from slimgan_pl.checkpoint import load_slimgan
     from slimgan_pl.evaluate import extract
     from slimgan_pl.metrics.consistency import mean_inconsistency
     from slimgan_pl.metrics.fmnist_classifier import FMNISTFeatureExtractor, load_classifier
 
-    cache = study.root / f"individual_consistency_seed{seed}.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())
-    widths = [float(w) for w in study.spec["widths"]]
-    records = [read_record(study.root / f"individual_w{w:g}_seed{seed}") for w in widths]
-    if any(r is None for r in records):
+    cache = study.root / f"consistency_seed{seed}.json"
+    slim = read_record(study.root / f"slimgan_seed{seed}")
+    natives = [read_record(study.root / f"native_w{w:g}_seed{seed}") for w in study.widths]
+    if slim is None or any(r is None for r in natives) or len(study.widths) < 2:
         return None
+    trained = [r["iterations"] for r in (slim, *natives)]  # a run trained further since: recompute
+    if cache.is_file() and (cached := json.loads(cache.read_text())).get("iterations") == trained:
+        return cached
     loaded = load_classifier(classifier, root=data_root, log=None)
     extractor = FMNISTFeatureExtractor(loaded.model, "features", sha256=loaded.sha256)
-    feats = [extract(extractor, load_slimgan(r["checkpoint"]).sample(n, w, seed=0)).features
-             for w, r in zip(widths, records)]
-    result = mean_inconsistency(widths, feats).to_json()
+    slim_model = load_slimgan(slim["checkpoint"])
+    slim_feats = [extract(extractor, slim_model.sample(n, w, seed=0)).features for w in study.widths]
+    native_feats = [extract(extractor, load_slimgan(r["checkpoint"]).sample(n, w, seed=0)).features
+                    for w, r in zip(study.widths, natives)]
+    result = {"n": n, "iterations": trained, "slimgan": mean_inconsistency(study.widths, slim_feats).to_json(),
+              "native": mean_inconsistency(study.widths, native_feats).to_json()}
     cache.write_text(json.dumps(result, indent=2))
     return result
 
 
 def side_by_side_grid(study: Study, seed: int, path: Path, n: int = 8) -> Path | None:
-    """Rows: for each width, SlimGAN's samples then the individual GAN's, from the same z."""
+    """Rows: for each width, SlimGAN's samples, then the native network's, from the same z."""
     import torch
     from torchvision.utils import save_image
 
     from slimgan_pl.checkpoint import load_slimgan
 
-    alpha = study.chosen_alpha()
-    slim = read_record(study.root / slimgan_name(alpha, seed)) if alpha is not None else None
-    if slim is None:
+    slim = read_record(study.root / f"slimgan_seed{seed}")
+    natives = [read_record(study.root / f"native_w{w:g}_seed{seed}") for w in study.widths]
+    if slim is None or any(r is None for r in natives):
         return None
     slim_model = load_slimgan(slim["checkpoint"])
     rows = []
-    for w in study.spec["widths"]:
-        indiv = read_record(study.root / f"individual_w{float(w):g}_seed{seed}")
-        if indiv is None:
-            return None
-        rows.append(slim_model.sample(n, float(w), seed=0))
-        rows.append(load_slimgan(indiv["checkpoint"]).sample(n, float(w), seed=0))
+    for w, native in zip(study.widths, natives):
+        rows.append(slim_model.sample(n, w, seed=0))
+        rows.append(load_slimgan(native["checkpoint"]).sample(n, w, seed=0))
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image((torch.cat(rows) + 1) / 2, path, nrow=n, padding=2, pad_value=1.0)
     return path
 
 
-def fid_vs_macs_plot(series: dict[str, list[tuple[float, float, float]]], path: Path) -> Path:
-    """FMNIST-FID against MACs per image, one line per arm (points: mean, error bar: std)."""
+def curves_plot(study: Study, records: dict[str, dict[str, Any]], path: Path) -> Path | None:
+    """FMNIST-FID during training, one panel per width: SlimGAN and the native networks (full D), mean
+    over seeds with the min-max band; the narrow-D native network of the first seed dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for label, points in series.items():
-        points = sorted(points)
-        ax.errorbar([p[0] / 1e6 for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
-                    marker="o", capsize=3, label=label)
-    ax.set_xscale("log")
-    # ticks at the widths' costs, in millions (log-scale minor labels would overlap)
-    ax.set_xticks(sorted({p[0] / 1e6 for points in series.values() for p in points}))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.2g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("MACs per image (generator, millions; log scale)")
-    ax.set_ylabel("FMNIST-FID (lower is better)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    widths = study.widths
+    if not any(rec.get("fid_curves") for rec in records.values()):
+        return None
+    cols = min(2, len(widths))
+    rows_n = math.ceil(len(widths) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5.5 * cols, 3.8 * rows_n), squeeze=False)
+    drawn = False
+    for ax, w in zip(axes.flat, widths):
+        series = {
+            "SlimGAN": [curve(records.get(f"slimgan_seed{s}"), w) for s in study.seeds],
+            "native, full D": [curve(records.get(f"native_w{w:g}_seed{s}"), w) for s in study.seeds],
+        }
+        for label, curves in series.items():
+            agg = aggregate_curves([c for c in curves if c])
+            if not agg:
+                continue
+            its, mean, low, high = zip(*agg)
+            line, = ax.plot(its, mean, marker="o", ms=3, label=f"{label} (n={sum(1 for c in curves if c)})")
+            ax.fill_between(its, low, high, color=line.get_color(), alpha=0.2)
+            drawn = True
+        narrow = curve(records.get(study.narrow_d_name(w, study.seeds[0])), w)
+        if narrow:
+            ax.plot(*zip(*narrow), ls="--", label=f"native, narrow D (seed {study.seeds[0]})")
+        ax.set_title(f"width {w:g}")
+        ax.set_xlabel("G steps")
+        ax.set_ylabel(f"FMNIST-FID ({study.mode_spec['fid']['n_fake']} fakes; log scale)")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(widths):]:
+        ax.set_visible(False)
+    if not drawn:
+        plt.close(fig)
+        return None
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
+def run_row(name: str, record: dict[str, Any] | None, widths: Sequence[float], status: str = "pending") -> str:
+    """One table row of a single run: FMNIST-FID per width, mIC, training seconds."""
+    if record is None:
+        return f"| {name} | " + " | ".join(status for _ in widths) + " | | |"
+    fids = [fid_at(record, w) for w in widths]
+    mic = f"{record['consistency']['mIC']:.2f}" if record.get("consistency") else "-"
+    return (f"| {name} | " + " | ".join(f"{f:.2f}" if f is not None else "-" for f in fids)
+            + f" | {mic} | {record['train_seconds']:.0f} |")
+
+
 def build_report(study: Study, report: Path, classifier: Path | None, data_root: str) -> str:
-    """Write the markdown report (tables, plot, side-by-side grids) for every finished run."""
+    """Write the markdown report (tables, curves, same-z grid, computed verdicts) for the finished runs."""
     assets = report.with_suffix("")  # <report>/ folder beside <report>.md
-    records = {run.name: rec for run in study.all_runs() if (rec := read_record(run.folder(study.root)))}
-    alpha = study.chosen_alpha()
-    widths = [float(w) for w in study.spec["widths"]]
-    lines = [f"# SlimGAN reproduction on Fashion-MNIST ({study.mode} mode)", ""]
+    runs = study.all_runs()
+    records = {r.name: rec for r in runs if (rec := read_record(r.folder(study.root)))}
+    widths, seeds, s0 = study.widths, study.seeds, study.seeds[0]
+    v = study.spec["verdict"]
+    lines = [f"# SlimGAN vs the official individually trained baseline on Fashion-MNIST ({study.mode} mode)", ""]
     if study.mode != "full":
         lines += ["**Quick mode: toy sizes and a few iterations. These numbers check the pipeline and mean "
                   "nothing about the method.**", ""]
@@ -330,131 +570,147 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
               + (f" --mode {study.mode}" if study.mode != "full" else "") + "` from `study.yaml`. "
               "FMNIST-FID/IS/KID/mIC use the project's own Fashion-MNIST classifier, not Inception-v3: they are "
               "not comparable with published Inception numbers.", ""]
+    s = study.spec["slimgan"]
+    lines += [f"Arms: **SlimGAN** ({len(widths)} widths {', '.join(f'{w:g}' for w in widths)}, stepwise="
+              f"{s['stepwise']}, alpha {s['alpha']:g}, n_share {s['n_share']}) against the **official baseline**: one "
+              "native generator per width, built and initialised with ngf*w channels (`model.baseline.g_width`), "
+              f"with a full-size D (`model.baseline.d_width=1.0`, every seed; **the verdict rests on this one**) "
+              f"and with a narrow D of ndf*w channels (seed {s0}). Same recipe (`{' '.join(study.spec['recipe'])}`), "
+              f"same data order (same seed), {study.g_steps} G steps per run (ablations {study.ablation_g_steps}).", ""]
     any_rec = next(iter(records.values()), None)
     if any_rec:
         ev = any_rec["evaluate"]
-        lines += [f"Evaluation: {ev['n_fake']} fakes per width vs {ev['n_real']} real {ev['split']} images, "
-                  f"generator in eval mode (each width's BN running statistics); classifier test accuracy "
-                  f"{any_rec['extractor']['test_accuracy']:.3f}. Recipe: `{' '.join(study.spec['recipe'])}` + "
-                  f"`{' '.join(study.mode_spec['overrides'])}`.", ""]
+        lines += [f"Final evaluation: {ev['n_fake']} fakes per width vs {ev['n_real']} real {ev['split']} images "
+                  f"(classifier test accuracy {any_rec['extractor']['test_accuracy']:.3f}); curves: callbacks.fid "
+                  f"every {study.mode_spec['fid_every']} G steps with {study.mode_spec['fid']['n_fake']} fakes.", ""]
 
-    # alpha sweep
-    lines += ["## Distillation weight (alpha sweep, seed %d)" % study.seeds[0], "",
-              "| alpha | " + " | ".join(f"FID w{w:g}" for w in widths) + " | mean FID | mIC |",
-              "|---" * (len(widths) + 3) + "|"]
-    for run in study.alpha_runs():
-        rec = records.get(run.name)
-        if rec:
-            fids = by_width(rec)
-            mic = rec["consistency"]["mIC"] if rec["consistency"] else float("nan")
-            lines.append(f"| {run.arm.split('=')[1]} | " + " | ".join(f"{fids[w]['fmnist_fid']:.2f}" for w in widths)
-                         + f" | {statistics.mean(r['fmnist_fid'] for r in rec['widths']):.2f} | {mic:.2f} |")
+    # main comparison and verdicts
+    comparison = main_comparison(study, records)
+    lines += [f"## Per-width verdict: SlimGAN vs native networks with a full-size D ({len(seeds)} seeds, paired)", "",
+              f"Difference = FID(SlimGAN) - FID(native) per seed; interval: paired percentile bootstrap over seeds "
+              f"({v['level']:.0%}); the claim \"SlimGAN matches or beats the native network\" is **held** when the "
+              f"whole interval is below the margin ({v['margin']:.0%} of the native mean FID), **not held** when it "
+              "is wholly above, else **undecided**.", "",
+              "| width | MACs | SlimGAN FID | native FID | per-seed differences | mean difference | interval | "
+              "margin | verdict |", "|---" * 9 + "|"]
+    for row in comparison:
+        w = row["width"]
+        macs = next((r["macs"] for rec in records.values() for r in rec["widths"]
+                     if rec["arm"] == "native" and abs(float(r["width"]) - w) < 1e-9), None)
+        if "diffs" in row:
+            lines.append(f"| {w:g} | {macs / 1e6:.2f}M | {fmt(row['slimgan'])} | {fmt(row['native'])} | "
+                         + ", ".join(f"{d:+.2f}" for d in row["diffs"])
+                         + f" | {row['mean_diff']:+.2f} | [{row['low']:+.2f}, {row['high']:+.2f}] | "
+                         f"{row['margin']:.2f} | **{row['verdict']}** |")
         else:
-            lines.append(f"| {run.arm.split('=')[1]} | " + " | ".join("pending" for _ in widths) + " | | |")
-    lines += ["", f"Chosen alpha: **{alpha:g}**" if alpha is not None else "Chosen alpha: pending", ""]
-    if alpha is None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text("\n".join(lines) + "\n")
-        return "\n".join(lines)
-
-    # main comparison
-    slim = [records[r.name] for r in study.main_runs(alpha) if r.arm == "slimgan" and r.name in records]
-    indiv: dict[float, list[dict]] = {w: [] for w in widths}
-    for r in study.main_runs(alpha):
-        if r.arm == "individual" and r.name in records:
-            indiv[r.width].append(by_width(records[r.name])[r.width])
-    lines += [f"## SlimGAN vs individually trained GANs ({len(slim)} SlimGAN seeds; mean ± std over seeds)", "",
-              "| width | MACs | params | SlimGAN FID | individual FID | FID diff (slim - indiv) | SlimGAN IS | "
-              "individual IS | SlimGAN KID | individual KID |", "|---" * 10 + "|"]
-    series: dict[str, list[tuple[float, float, float]]] = {}
-    verdicts = []
+            lines.append(f"| {w:g} | - | - | - | - | - | - | - | pending |")
+    lines += ["", "Narrow-D variant (seed %d, one seed: no interval):" % s0, "",
+              "| width | SlimGAN FID | native, full D | native, narrow D (ndf*w) |", "|---|---|---|---|"]
     for w in widths:
-        s_rows = [by_width(rec)[w] for rec in slim]
-        i_rows = indiv[w]
-        sf, inf_ = [r["fmnist_fid"] for r in s_rows], [r["fmnist_fid"] for r in i_rows]
-        macs = (s_rows or i_rows or [{"macs": float("nan")}])[0]["macs"]
-        params = (s_rows or i_rows or [{"params": float("nan")}])[0]["params"]
-        diff = "-"
-        if sf and inf_:
-            d = statistics.mean(sf) - statistics.mean(inf_)
-            spread = math.sqrt(mean_std(sf)[1] ** 2 + mean_std(inf_)[1] ** 2)
-            diff = f"{d:+.2f}"
-            word = ("better than" if d < 0 else "worse than") if abs(d) > spread else "within the seed spread of"
-            verdicts.append(f"- width {w:g}: SlimGAN is {word} the individual GAN "
-                            f"(FMNIST-FID {statistics.mean(sf):.2f} vs {statistics.mean(inf_):.2f}, "
-                            f"difference {d:+.2f}, seed spread {spread:.2f}).")
-        lines.append(f"| {w:g} | {macs / 1e6:.2f}M | {params / 1e3:.1f}k | {fmt(sf)} | {fmt(inf_)} | {diff} | "
-                     f"{fmt([r['fmnist_is'] for r in s_rows])} | {fmt([r['fmnist_is'] for r in i_rows])} | "
-                     f"{fmt([r['fmnist_kid'] for r in s_rows], 4)} | {fmt([r['fmnist_kid'] for r in i_rows], 4)} |")
-        if sf:
-            series.setdefault("SlimGAN", []).append((macs, *mean_std(sf)))
-        if inf_:
-            series.setdefault("individual GANs", []).append((macs, *mean_std(inf_)))
+        cells = [fid_at(records.get(n), w) for n in (f"slimgan_seed{s0}", f"native_w{w:g}_seed{s0}",
+                                                     study.narrow_d_name(w, s0))]
+        lines.append(f"| {w:g} | " + " | ".join(f"{c:.2f}" if c is not None else "pending" for c in cells) + " |")
+
+    # curves
+    lines += ["", "## FMNIST-FID during training", ""]
+    plot = curves_plot(study, records, assets / "fid_curves.png")
+    if plot:
+        lines += [f"Mean over seeds, band: min to max over seeds; log scale. ![FMNIST-FID curves]"
+                  f"({assets.name}/{plot.name})", ""]
+    else:
+        lines += ["pending", ""]
 
     # consistency
-    n_mic = study.mode_spec["evaluate"]["n_fake"]
-    indiv_mic = [c["mIC"] for s in study.seeds
-                 if (c := individual_consistency(study, s, classifier, data_root, min(n_mic, 2000)))]
-    lines += ["", "## Consistency between widths (FMNIST-mIC, same z at every width; lower = more consistent)", "",
-              "| generators | mIC |", "|---|---|",
-              f"| SlimGAN, stepwise distillation alpha {alpha:g} | {fmt([r['consistency']['mIC'] for r in slim])} |",
-              f"| four individually trained GANs | {fmt(indiv_mic)} |"]
-    for name in ("alpha0", "plain_distillation"):
-        rec = records.get(f"{name}_seed{study.seeds[0]}")
-        if rec:
-            lines.append(f"| SlimGAN ablation {name} (seed {study.seeds[0]}) | {rec['consistency']['mIC']:.2f} |")
+    n_mic = min(int(study.mode_spec["evaluate"]["n_fake"]), 2000)
+    mics = {sd: c for sd in seeds if (c := consistency(study, sd, classifier, data_root, n_mic))}
+    lines += ["## Consistency between widths (FMNIST-mIC, same z at every width; lower = more consistent)", "",
+              f"Both from the same {n_mic} seeded z and classifier.", "",
+              "| generators | mIC (mean ± std over seeds) | per seed |", "|---|---|---|"]
+    for key, label in (("slimgan", "SlimGAN (one network, all widths)"), ("native", "the native networks (one per width)")):
+        values = [mics[sd][key]["mIC"] for sd in mics]
+        lines.append(f"| {label} | {fmt(values)} | " + ", ".join(f"{x:.2f}" for x in values) + " |")
 
     # wall time
-    slim_t = [rec["train_seconds"] for rec in slim]
-    indiv_t = []
-    for s in study.seeds:
-        ts = [records[n]["train_seconds"] for w in widths if (n := f"individual_w{w:g}_seed{s}") in records]
-        if len(ts) == len(widths):
-            indiv_t.append(sum(ts))
     lines += ["", "## Training wall time (this machine, seconds)", "",
-              "| SlimGAN (all widths, one run) | four individual GANs (sum) | ratio |", "|---|---|---|",
-              f"| {fmt(slim_t, 0)} | {fmt(indiv_t, 0)} | "
-              + (f"{statistics.mean(slim_t) / statistics.mean(indiv_t):.2f} |" if slim_t and indiv_t else "- |")]
-    if any(records[n].get("resumed") for n in records):
-        lines.append("\nRuns resumed after an interruption count only their last sitting's time.")
+              "| arm | per seed | mean ± std |", "|---|---|---|"]
+    slim_t = [records[n]["train_seconds"] for sd in seeds if (n := f"slimgan_seed{sd}") in records]
+    native_t = [sum(records[f"native_w{w:g}_seed{sd}"]["train_seconds"] for w in widths) for sd in seeds
+                if all(f"native_w{w:g}_seed{sd}" in records for w in widths)]
+    narrow_t = [sum(records[study.narrow_d_name(w, s0)]["train_seconds"] for w in widths)] if all(
+        study.narrow_d_name(w, s0) in records for w in widths) else []
+    for label, values in (("SlimGAN (all widths, one run)", slim_t), ("native networks, full D (sum over widths)", native_t),
+                          ("native networks, narrow D (sum, first seed)", narrow_t)):
+        lines.append(f"| {label} | " + ", ".join(f"{x:.0f}" for x in values) + f" | {fmt(values, 0)} |")
+    total_t = sum(r["train_seconds"] + r["eval_seconds"] for r in records.values())
+    lines.append(f"\nWhole study so far: {total_t / 3600:.2f} h of training and evaluation ({len(records)} runs).")
+    if any(r.get("resumed") for r in records.values()):
+        lines.append("Runs resumed after an interruption count only their last sitting's time.")
 
     # ablations
-    lines += ["", f"## Ablations (seed {study.seeds[0]}, SlimGAN at alpha {alpha:g} unless the row says otherwise)", "",
+    lines += ["", f"## Ablations (seed {s0}, {study.ablation_g_steps} G steps; one change each from the SlimGAN arm)", "",
               "| arm | " + " | ".join(f"FID w{w:g}" for w in widths) + " | mIC | train s |", "|---" * (len(widths) + 3) + "|"]
-    ref = records.get(slimgan_name(alpha, study.seeds[0]))
-    for name, rec in [("SlimGAN (reference)", ref)] + [(r.arm, records.get(r.name)) for r in study.ablation_runs(alpha)]:
-        lines.append(run_row(name, rec, widths))
-        if rec is not None and name != "SlimGAN (reference)":
-            series[name] = [(r["macs"], r["fmnist_fid"], 0.0) for r in rec["widths"]]
+    ref = records.get(f"slimgan_seed{s0}")
+    lines.append(run_row(f"SlimGAN reference (alpha {s['alpha']:g}, stepwise, n_share {s['n_share']}, "
+                         f"{len(widths)} widths; {study.g_steps} G steps)", ref, widths))
+    for run in study.ablation_runs():
+        if run.kind != "ablation":
+            continue
+        status = run_status(run, study.root)
+        if status == "refused":
+            reason = json.loads((run.folder(study.root) / "refused.json").read_text())["error"]
+            lines.append(f"| {run.arm} | refused by the config: {reason} |" + " |" * (len(widths) + 1))
+        else:
+            lines.append(run_row(run.arm, records.get(run.name), widths, status))
+    for run in study.ablation_runs():
+        rec = records.get(run.name)
+        if rec and run.kind == "ablation" and set(run.widths) - set(widths):
+            lines.append(f"\n{run.arm}: also widths " + ", ".join(
+                f"{w:g}: {fid_at(rec, w):.2f}" for w in run.widths if w not in widths and fid_at(rec, w) is not None))
+    n_share_runs = {r.arm: records.get(r.name) for r in study.ablation_runs() if r.arm.startswith("n_share")}
+    candidates = {f"n_share {s['n_share']} (main)": ref, **n_share_runs}
+    finished = {k: statistics.mean(x["fmnist_fid"] for x in rec["widths"]) for k, rec in candidates.items() if rec}
+    if len(finished) > 1:
+        best = min(finished, key=finished.get)
+        lines.append(f"\nn_share by mean FID over widths: " + ", ".join(f"{k} {x:.2f}" for k, x in finished.items())
+                     + f"; best: **{best}**" + (" (agrees with the main arm's choice)" if "(main)" in best else
+                                                 " (the main arm used another n_share: see the reading)"))
 
-    # conditional
-    lines += ["", f"## Conditional SlimGAN (`{' '.join(study.spec['conditional_recipe'][:1])}`, seed {study.seeds[0]}): "
-              "scBN vs switchable CBN", "",
-              "| conditional BN | " + " | ".join(f"FID w{w:g}" for w in widths) + " | mIC | train s |",
-              "|---" * (len(widths) + 3) + "|"]
-    lines += [run_row(run.arm, records.get(run.name), widths) for run in study.conditional_runs()]
+    cond_runs = [r for r in study.ablation_runs() if r.kind == "conditional"]
+    if cond_runs:
+        cw = study.widths_of_conditional()
+        lines += ["", f"## Conditional (`{study.spec['conditional_recipe'][0]}`, seed {s0}): scBN vs switchable CBN", "",
+                  "| conditional BN | " + " | ".join(f"FID w{w:g}" for w in cw) + " | mIC | train s |",
+                  "|---" * (len(cw) + 3) + "|"]
+        lines += [run_row(r.arm, records.get(r.name), cw, run_status(r, study.root)) for r in cond_runs]
 
     # figures
-    lines += ["", "## Figures", ""]
-    if series:
-        plot = fid_vs_macs_plot(series, assets / "fid_vs_macs.png")
-        lines += [f"![FMNIST-FID against MACs]({assets.name}/{plot.name})", ""]
-    grid = side_by_side_grid(study, study.seeds[0], assets / "slimgan_vs_individual.png")
+    lines += ["", "## Samples", ""]
+    grid = side_by_side_grid(study, s0, assets / "slimgan_vs_native.png")
     if grid:
-        lines += [f"Samples from the same z (seed {study.seeds[0]} runs): for each width "
-                  f"({', '.join(f'{w:g}' for w in widths)}), one row from SlimGAN, then one row from the "
-                  "individually trained GAN of that width.", "",
-                  f"![SlimGAN vs individual GANs]({assets.name}/{grid.name})", ""]
+        lines += [f"Same z (seed {s0} runs): for each width ({', '.join(f'{w:g}' for w in widths)}), one row "
+                  "from SlimGAN, then one row from the native network of that width.", "",
+                  f"![SlimGAN vs native networks]({assets.name}/{grid.name})", ""]
+    else:
+        lines += ["pending", ""]
 
-    lines += ["## Which claims held (computed from the tables above)", ""] + (verdicts or ["- pending"])
-    if study.mode == "full" and CONCLUSIONS_FILE.is_file():
-        lines += ["", CONCLUSIONS_FILE.read_text().strip()]
+    lines += ["## Verdicts (computed from the intervals above)", ""]
+    lines += [f"- width {row['width']:g}: **{row['verdict']}**" + (
+        f" (mean difference {row['mean_diff']:+.2f}, interval [{row['low']:+.2f}, {row['high']:+.2f}], margin "
+        f"{row['margin']:.2f})" if "diffs" in row else "") for row in comparison]
+    if study.mode == "full":
+        reading = CONCLUSIONS_FILE.read_text().strip() if CONCLUSIONS_FILE.is_file() else ""
+        lines += ["", reading if reading and TEMPLATE_MARK not in reading else
+                  "## Reading\n\n(pending: written by hand once the full study has run; see conclusions.md)"]
     text = "\n".join(lines) + "\n"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(text)
-    (assets / "records.json").parent.mkdir(parents=True, exist_ok=True)
+    assets.mkdir(parents=True, exist_ok=True)
     (assets / "records.json").write_text(json.dumps(records, indent=1))
     return text
+
+
+def main_finished(study: Study) -> bool:
+    return all(run_status(r, study.root) == "done" for r in study.main_runs())
 
 
 # ---------------------------------------------------------------------- CLI
@@ -463,34 +719,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--mode", default="full", help="full | quick (study.yaml's modes)")
     p.add_argument("--runs-dir", default=None, help="run folders (default experiments/reproduce_fmnist/runs/<mode>)")
     p.add_argument("--report", default=None, help=f"report path (default {FULL_REPORT.relative_to(REPO)} in full "
-                                                  "mode, <runs-dir>/report.md otherwise)")
+                                                  "mode once the main comparison has finished, else <runs-dir>/report.md)")
     p.add_argument("--classifier", default=None, help="FMNIST classifier file (default: the user cache; quick "
                                                       "mode trains a small one in the runs folder)")
     p.add_argument("--data-root", default=None, help="Fashion-MNIST root (default: Debian's)")
-    p.add_argument("--plan", action="store_true", help="list the runs and which have finished, then exit")
+    p.add_argument("--g-steps", type=int, default=None, help="G steps of every run (default: the mode's, full 2000)")
+    p.add_argument("--ablation-g-steps", type=int, default=None,
+                   help="G steps of the ablation and conditional runs (default: --g-steps, else the mode's)")
+    p.add_argument("--plan", action="store_true", help="list the runs, which have finished and the estimated time")
     p.add_argument("--report-only", action="store_true", help="tabulate the finished runs without training")
     p.add_argument("--only", nargs="+", default=(), metavar="PATTERN",
-                   help="train only the runs whose names match (fnmatch, e.g. 'cond_*'); see --plan for names")
+                   help="train only the runs whose names match (fnmatch, e.g. 'abl_*'); see --plan for names")
     args = p.parse_args(argv)
 
     from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT
 
     data_root = args.data_root or DEBIAN_ROOT
     root = Path(args.runs_dir) if args.runs_dir else HERE / "runs" / args.mode
-    study = Study.load(args.mode, root)
-    root.mkdir(parents=True, exist_ok=True)
+    study = Study.load(args.mode, root, args.g_steps, args.ablation_g_steps)
+    plan = study.plan_lines()
     if args.plan:
-        for run in study.all_runs():
-            done = read_record(run.folder(root)) is not None
-            print(f"{'done   ' if done else 'pending'}  {run.name}")
-        if study.chosen_alpha() is None:
-            print("(main comparison and ablations are planned once the alpha sweep has finished)")
+        print("\n".join(plan))
         return 0
+    print("\n".join(plan[-3:]), flush=True)  # the estimate, before hours of training
+    root.mkdir(parents=True, exist_ok=True)
     classifier = Path(args.classifier) if args.classifier else (
         quick_classifier(root, data_root) if args.mode != "full" else None)
     if not args.report_only:
         run_all(study, classifier, data_root, only=args.only)
-    report = Path(args.report) if args.report else (FULL_REPORT if args.mode == "full" else root / "report.md")
+    if args.report:
+        report = Path(args.report)
+    elif args.mode == "full" and main_finished(study):
+        report = FULL_REPORT
+    else:  # the committed report of the earlier study stays until the new main comparison has run
+        report = root / "report.md"
     build_report(study, report, classifier, data_root)
     print(f"[study] report: {report}")
     return 0

@@ -36,7 +36,8 @@ from torch.nn.utils import parametrize
 
 from slimgan_pl.checkpoint import CheckpointError, load_slimgan, run_directory
 from slimgan_pl.deploy.common import WEIGHTS, fail, prepare_sampling_generator
-from slimgan_pl.models import GENERATORS, SlimmableGenerator, build_generator
+from slimgan_pl.models import GENERATORS, SlimmableGenerator
+from slimgan_pl.models.baseline import NativeGenerator, build_model_generator, check_baseline
 from slimgan_pl.module import SlimGAN
 from slimgan_pl.nn import (
     ConditionalBatchNorm2d,
@@ -192,6 +193,13 @@ def _dense_projected_bn(m: SlimmableProjectedBatchNorm2d, width: float) -> nn.Mo
                                      _dense_linear(m.bias, width))
 
 
+def _dense_native(m: NativeGenerator, width: float) -> nn.Module:
+    # the native baseline keeps its forward (answers to its width); its network is cut at full size
+    net, inner_width = m.network_at(width)
+    m.net = _cut(net, inner_width, "net")
+    return m
+
+
 # Exact types: a subclass may change forward and must get its own converter (see _width_dependent).
 DENSE_CONVERTERS: dict[type[nn.Module], Callable[[Any, float], nn.Module]] = {
     SlimmableLinear: _dense_linear,
@@ -202,6 +210,7 @@ DENSE_CONVERTERS: dict[type[nn.Module], Callable[[Any, float], nn.Module]] = {
     SwitchableConditionalBatchNorm2d: _dense_switchable_cbn,
     SlimmableSelfAttention: _dense_attention,
     SlimmableProjectedBatchNorm2d: _dense_projected_bn,
+    NativeGenerator: _dense_native,
 }
 
 
@@ -275,7 +284,9 @@ def generator_meta(generator: SlimmableGenerator, generator_hparams: dict[str, A
             "img_channels": generator.img_channels, "img_size": generator.img_size,
             "n_classes": int(getattr(generator, "n_classes", 0) or 0), "generator": dict(generator_hparams),
             "widths": list(generator.widths), "weights": weights, **statistics, "source_checkpoint": source,
-            "torch": str(torch.__version__)}
+            "torch": str(torch.__version__),
+            # native baseline (model.baseline): rebuilt as one by build_dense; null for slimmable generators
+            "baseline": {"g_width": generator.width} if isinstance(generator, NativeGenerator) else None}
 
 
 def example_inputs(dense: DenseGenerator, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -347,8 +358,7 @@ def build_dense(meta: dict[str, Any]) -> DenseGenerator:
     """The dense module structure described by ``meta`` (weights random until a state dict is loaded)."""
     if meta.get("format") != FORMAT:
         raise ExportError(f"metadata format {meta.get('format')!r} is not {FORMAT!r}")
-    kwargs = {k: v for k, v in meta["generator"].items() if k != "arch"}
-    generator = build_generator(meta["generator"]["arch"], meta["widths"], **kwargs)
+    generator = build_model_generator(meta["generator"], meta["widths"], check_baseline(meta.get("baseline")))
     return dense_generator(generator, meta["width"], meta, check=False)
 
 

@@ -31,6 +31,8 @@ def active_parameters(generator: nn.Module, width: float) -> int:
     """Parameters a forward pass at ``width`` uses: weight/bias slices of slimmable layers, the
     width's own switchable (conditional) BN, the width's gamma/beta columns of a sliceable
     conditional BN's shared class embedding (all classes), and every other parameter in full."""
+    if hasattr(generator, "network_at"):  # the native baseline (models/baseline.py): its network at full size
+        generator, width = generator.network_at(width)
     total, handled = 0, set()
     for module in generator.modules():
         if isinstance(module, (SwitchableBatchNorm2d, SwitchableConditionalBatchNorm2d)):
