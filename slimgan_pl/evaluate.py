@@ -302,15 +302,15 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, widths: Sequence[float] |
     if kind == "fmnist_classifier" and net.description["test_accuracy"] < MIN_CLASSIFIER_ACCURACY:
         say(f"warning: the FMNIST classifier {net.description['path']} has test accuracy "
             f"{net.description['test_accuracy']:.3f} < {MIN_CLASSIFIER_ACCURACY}: a smoke-test classifier")
+    stats = read_stats(ref_stats, net.num_features) if ref_stats is not None else None  # bad file: fail now
     run_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     net.to(run_device)
     cost_kw = dict(latency_batches=latency_batches, repeats=latency_repeats, warmup=latency_warmup)
     costs = {w: width_cost(model, w, **cost_kw) for w in widths}  # CPU latency, before moving G
     model.to(run_device)
 
-    if ref_stats is not None:
-        real = Reference(stats=read_stats(ref_stats, net.num_features), source=str(ref_stats))
-        stats_file = str(ref_stats)
+    if stats is not None:
+        real, stats_file = Reference(stats=stats, source=str(ref_stats)), str(ref_stats)
     else:
         feats, stats_path = reference_features(net, data, proto.split, proto.n_real, cache_dir, batch_size, log)
         real, stats_file = Reference(features=feats, source="computed"), str(stats_path)
@@ -386,6 +386,45 @@ def sanity_row(backbone: Backbone, data: Mapping[str, Any], dataset: str, protoc
     proto = replace(protocol, is_splits=min(protocol.is_splits, n_is))
     return {"pair": f"real {other} vs real {protocol.split}",
             **score(real, feats, feats.logits[:n_is], proto, seed, backbone.key_prefix)}
+
+
+# ----------------------------------------------------------------------------- after training (slimgan-train)
+def _after_training_backbone(ev: Mapping[str, Any], dataset: str) -> str:
+    kind = ev.get("backbone") or "auto"
+    return default_backbone(dataset) if kind == "auto" else kind
+
+
+def check_after_training(ev: Mapping[str, Any], model: SlimGAN, datamodule: Any) -> None:
+    """Before training: the evaluation that ``evaluate.after_training`` runs at the end can run
+    (dataset supported, protocol known, backbone file present); one-line ValueError otherwise."""
+    from slimgan_pl.metrics.reference import datamodule_config
+
+    try:
+        dataset = dataset_kind(datamodule_config(datamodule))
+        load_protocol(ev.get("protocol"), dataset)
+        g = model.generator
+        load_backbone(_after_training_backbone(ev, dataset), (g.img_channels, g.img_size, g.img_size),
+                      ev.get("classifier"), ev.get("inception_weights"), log=None)
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
+        raise ValueError(f"evaluate.after_training=true cannot evaluate this run: {e} "
+                         "(or set evaluate.after_training=false)") from None
+
+
+def evaluate_after_training(ev: Mapping[str, Any], checkpoint: str | os.PathLike, trainer: Any) -> dict[str, Any]:
+    """slimgan-eval on the run's last checkpoint with the ``evaluate`` config; returns the summary
+    entries (metrics file, per-width FID under ``fid`` or ``fmnist_fid``) and logs them as
+    ``eval/<key>_w<width>`` to the trainer's loggers."""
+    from slimgan_pl.module import width_tag
+
+    result = evaluate_checkpoint(checkpoint, protocol=ev.get("protocol"), n_fake=ev.get("n_fake"),
+                                 n_real=ev.get("n_real"), split=ev.get("split"), backbone=ev.get("backbone") or "auto",
+                                 classifier_path=ev.get("classifier"), inception_weights=ev.get("inception_weights"),
+                                 latency_repeats=ev.get("latency_repeats", 20))
+    key = f"{result['backbone']['key_prefix']}fid"
+    fids = {width_tag(r["width"]): r[key] for r in result["widths"]}
+    for logger in trainer.loggers:  # e.g. wandb's summary gets the final per-width FID
+        logger.log_metrics({f"eval/{key}_{tag}": fid for tag, fid in fids.items()}, step=trainer.global_step)
+    return {"metrics": result["files"][0], key: fids}
 
 
 # ----------------------------------------------------------------------------- output
