@@ -199,7 +199,7 @@ def test_slimgan_eval_rgb_end_to_end_and_ref_stats(trained, weights, tmp_path, c
     eval_main([*common, "--truncation", "1.0"])
     assert not (run / "metrics.json").exists()  # reduced counts never take the full evaluation's name
     [path] = run.glob("metrics-slimgan-*.json")
-    assert path.name == f"metrics-slimgan-all-fake{N_FAKE}-real{N_REAL}-is{N_FAKE}-splits2-kid3x{N_FAKE}.json"
+    assert path.name == f"metrics-slimgan-fake{N_FAKE}-real{N_REAL}-is{N_FAKE}-splits2-kid3x{N_FAKE}.json"
     result = json.loads(path.read_text())
     assert result["dataset"]["name"] == "image_folder" and result["dataset"]["config_source"] == "checkpoint"
     assert result["backbone"] == {"kind": "inception", "metrics": ["FID", "IS", "KID", "mIC"], "key_prefix": ""}
@@ -287,3 +287,19 @@ def test_fid_callback_fails_fast_on_every_rank_and_never_trains(monkeypatch, tmp
     folder = ImageFolderDataModule(str(image_folder), batch_size=4)
     with pytest.raises(ValueError, match=rf"callbacks\.fid: Inception-v3 weights not found.*{inception.WEIGHTS_FILENAME}"):
         PerWidthFIDCallback().check_config(rgb, folder, trainer)
+
+
+def test_pick_reads_the_full_evaluation_and_labels_inception_fid(tmp_path):
+    from slimgan_pl.deploy import pick as pk
+
+    full = {"backbone": {"key_prefix": ""}, "widths": [{"width": 0.5, "fid": 30.0}, {"width": 1.0, "fid": 20.0}]}
+    quick = {"backbone": {"key_prefix": ""}, "widths": [{"width": 0.5, "fid": 99.0}, {"width": 1.0, "fid": 98.0}]}
+    (tmp_path / "metrics.json").write_text(json.dumps(full))
+    (tmp_path / "metrics-slimgan-fake100-real100-is100.json").write_text(json.dumps(quick))
+    assert pk.fid_key(tmp_path / "metrics.json") == "fid"
+    assert pk.read_fids(tmp_path / "metrics.json") == {0.5: 30.0, 1.0: 20.0}
+    header = pk.table([pk.WidthCost(1.0, 1.0, 1, 20.0)], 5.0, 1, "FID").splitlines()[0]
+    assert " FID " in header and "FMNIST" not in header
+    old = {"widths": [{"width": 1.0, "fmnist_fid": 7.0}]}  # files before the backbone entry: FMNIST-FID
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert pk.fid_key(tmp_path / "old.json") == "fmnist_fid" and pk.read_fids(tmp_path / "old.json") == {1.0: 7.0}
