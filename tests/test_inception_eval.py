@@ -126,6 +126,21 @@ def trained(tmp_path_factory, image_folder, weights, cache):
     return ckpt, {k: float(v) for k, v in trainer.callback_metrics.items()}, model, callback
 
 
+@pytest.fixture(scope="module")
+def plain_checkpoint(tmp_path_factory, image_folder) -> Path:
+    """One iteration, no FID callback (seconds): a checkpoint with its data config, for the error paths."""
+    torch.manual_seed(0)
+    model = SlimGAN(generator=dict(arch="sndcgan32", ngf=8, img_channels=3),
+                    discriminator=dict(arch="sndcgan32", ndf=8), widths=WIDTHS, n_share=1, n_dis=1)
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[DataConfigInCheckpoint()])
+    trainer.fit(model, datamodule=ImageFolderDataModule(str(image_folder), image_size=32, batch_size=4, n_dis=1))
+    ckpt = tmp_path_factory.mktemp("plain") / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    trainer.save_checkpoint(ckpt)
+    return ckpt
+
+
 # ----------------------------------------------------------------------------- the weights file
 def test_random_weights_file_has_torch_fidelity_format(weights):
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
@@ -236,8 +251,8 @@ def _one_line_error(args: list[str], capsys) -> str:
     return err
 
 
-def test_missing_and_wrong_files_give_one_line_errors(trained, weights, tmp_path, capsys, monkeypatch):
-    ckpt, _, _, _ = trained
+def test_missing_and_wrong_files_give_one_line_errors(plain_checkpoint, weights, tmp_path, capsys, monkeypatch):
+    ckpt = plain_checkpoint
     monkeypatch.delenv(inception.ENV_VAR, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # nothing in torch-fidelity's cache
     err = _one_line_error([str(ckpt)], capsys)

@@ -145,14 +145,15 @@ def load_protocol(name: str | None, dataset: str) -> Protocol:
 # ----------------------------------------------------------------------------- real images
 def real_dataset(data_config: Mapping[str, Any], split: str) -> torch.utils.data.Dataset:
     """The dataset of ``split`` (images in [-1, 1] at the training size, as the generator's)."""
-    from hydra.utils import instantiate
+    from hydra.utils import get_class
 
     kind = dataset_kind(data_config)
     overrides = _SPLITS[kind](split)
     if overrides is None:
         raise ValueError(f"split {split!r} does not exist for {kind}; use one of {_SPLIT_NAMES[kind]}")
-    config = {k: v for k, v in data_config.items() if k not in ("limit", "split", "train", "n_dis")}
-    datamodule = instantiate({**config, **overrides, "limit": None, "num_workers": 0})
+    config = {k: v for k, v in data_config.items() if k not in ("_target_", "limit", "split", "train", "n_dis")}
+    # get_class + call, not instantiate: the data module's own one-line errors stay unwrapped
+    datamodule = get_class(data_config["_target_"])(**{**config, **overrides, "limit": None, "num_workers": 0})
     datamodule.setup()
     return datamodule.dataset
 
@@ -268,11 +269,14 @@ def read_stats(path: str | os.PathLike, num_features: int) -> tuple[torch.Tensor
         raise ValueError(f"--ref-stats {path}: file does not exist")
     try:
         with np.load(path, allow_pickle=False) as data:
-            mu, sigma = np.asarray(data["mu"], dtype=np.float64), np.asarray(data["sigma"], dtype=np.float64)
-    except KeyError as e:
-        raise ValueError(f"--ref-stats {path}: no {e} array; expected an .npz with 'mu' (D,) and 'sigma' (D, D)") from None
+            missing = [k for k in ("mu", "sigma") if k not in data.files]
+            if not missing:
+                mu, sigma = np.asarray(data["mu"], dtype=np.float64), np.asarray(data["sigma"], dtype=np.float64)
     except Exception as e:
         raise ValueError(f"--ref-stats {path}: not a readable .npz file ({type(e).__name__})") from None
+    if missing:
+        raise ValueError(f"--ref-stats {path}: no {' or '.join(repr(k) for k in missing)} array; expected an .npz "
+                         "with 'mu' (D,) and 'sigma' (D, D)")
     d = num_features
     if mu.shape != (d,) or sigma.shape != (d, d):
         raise ValueError(f"--ref-stats {path}: mu {mu.shape} and sigma {sigma.shape} do not match the backbone's "
