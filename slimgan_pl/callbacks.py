@@ -14,9 +14,9 @@ import torch.distributed as dist
 from torchmetrics.image import FrechetInceptionDistance
 from torchvision.utils import make_grid, save_image
 
-from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT, FashionMNISTDataModule
-from slimgan_pl.evaluate import MIN_CLASSIFIER_ACCURACY, SPLIT_SIZES, FeatureSet, extract, real_features
-from slimgan_pl.metrics.fmnist_classifier import IMAGE_SIZE, FMNISTFeatureExtractor, load_classifier
+from slimgan_pl.evaluate import MIN_CLASSIFIER_ACCURACY
+from slimgan_pl.metrics.backbones import BACKBONES, Backbone, FeatureSet, default_backbone, load_backbone
+from slimgan_pl.metrics.reference import datamodule_config, dataset_kind, load_protocol, real_features
 from slimgan_pl.metrics.scores import PrecomputedFeatures
 from slimgan_pl.module import SlimGAN, width_tag
 
@@ -131,71 +131,109 @@ def rank_shard(n: int, rank: int, world_size: int) -> slice:
     return slice(start, start + base + (1 if rank < extra else 0))
 
 
-class PerWidthFIDCallback(pl.Callback):
-    """FMNIST-FID of every width during training, every ``every_n_iterations`` SlimGAN iterations
-    (G steps, not Lightning's optimizer steps), as ``val/fmnist_fid_w0.25``, ...: written once to
-    every configured logger (CSV, wandb) and put in ``trainer.callback_metrics`` via ``pl_module.log``.
+class DataConfigInCheckpoint(pl.Callback):
+    """Writes the training data module's config (``_target_`` + constructor arguments) into every
+    checkpoint as ``data_config``, so that ``slimgan-eval CKPT`` knows the dataset, its root, split
+    and image size without the run's Hydra config (``slimgan_pl.train.build`` adds it)."""
 
-    The numbers are slimgan-eval's FMNIST-FID (same classifier, same seeded subset of ``n_real``
-    real ``split`` images, same real-feature cache) with fewer samples: ``n_fake`` fakes per width
-    from G in eval mode (:meth:`SlimGAN.sample`, BN running statistics untouched, same z at every
-    width and every evaluation); with an EMA generator, from it with standing BN statistics
-    (:meth:`SlimGAN.standing_statistics`). Only Fashion-MNIST with a 1x32x32 generator is supported.
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is not None:
+            checkpoint["data_config"] = datamodule_config(datamodule)
+
+
+class PerWidthFIDCallback(pl.Callback):
+    """FID of every width during training, every ``every_n_iterations`` SlimGAN iterations (G steps,
+    not Lightning's optimizer steps), for any dataset: ``val/fid_w0.25``, ... with Inception-v3 (RGB
+    data), ``val/fmnist_fid_w0.25``, ... with the project's classifier (Fashion-MNIST); ``backbone``
+    overrides the choice. Written once to every configured logger (CSV, wandb) and put in
+    ``trainer.callback_metrics`` via ``pl_module.log``.
+
+    The numbers are slimgan-eval's (same backbone, same seeded subset of ``n_real`` real ``split``
+    images, same real-feature cache) with fewer samples: ``n_fake`` fakes per width from G in eval
+    mode (:meth:`SlimGAN.sample`, same z at every width and every evaluation); with an EMA generator,
+    from it with standing BN statistics (:meth:`SlimGAN.standing_statistics`).
 
     Under DDP every rank draws its share of the fakes (``n_fake`` split exactly across ranks, rank
     ``r`` sampling with seed ``seed + r``) and feeds its shard of the real features; a torchmetrics
     FID accumulates locally (``dist_sync_on_step=False``) and sums its statistics over ranks when
-    computed, so the result equals the FID of the union computed in one process. Rank 0 trains the
-    classifier if its file is missing; the other ranks must be able to read that file (shared disk).
+    computed, so the result equals the FID of the union computed in one process. The backbone file
+    (the classifier shipped with the package, or the Inception weights) is loaded by every rank in
+    :meth:`check_config`, before training: a missing file stops every rank at once, nothing is
+    trained. Rank 0 fills the real-feature cache first; the other ranks read it (shared disk).
     """
 
     def __init__(self, every_n_iterations: int = 500, n_fake: int = 1000, n_real: int = 1000,
-                 classifier: str | os.PathLike | None = None, split: str = "test", seed: int = 0,
-                 batch_size: int = 500, data_root: str | None = None) -> None:
+                 classifier: str | os.PathLike | None = None, split: str | None = None, seed: int = 0,
+                 batch_size: int = 500, data_root: str | None = None, backbone: str = "auto",
+                 inception_weights: str | os.PathLike | None = None) -> None:
         super().__init__()
         if every_n_iterations < 1:
             raise ValueError(f"callbacks.fid.every_n_iterations must be >= 1, got {every_n_iterations}")
-        if split not in SPLIT_SIZES:
-            raise ValueError(f"callbacks.fid.split must be one of {sorted(SPLIT_SIZES)}, got {split!r}")
-        if n_fake < 2 or not 2 <= n_real <= SPLIT_SIZES[split]:
-            raise ValueError(f"callbacks.fid needs n_fake >= 2 and 2 <= n_real <= {SPLIT_SIZES[split]} "
-                             f"(the {split} split), got n_fake={n_fake}, n_real={n_real}")
+        if n_fake < 2 or n_real < 2:
+            raise ValueError(f"callbacks.fid needs n_fake >= 2 and n_real >= 2, got n_fake={n_fake}, n_real={n_real}")
         if batch_size < 1:
             raise ValueError(f"callbacks.fid.batch_size must be >= 1, got {batch_size}")
+        if backbone not in ("auto", *BACKBONES):
+            raise ValueError(f"callbacks.fid.backbone must be one of {['auto', *BACKBONES]}, got {backbone!r}")
         self.every, self.n_fake, self.n_real, self.split = every_n_iterations, n_fake, n_real, split
         self.classifier, self.seed, self.batch_size = classifier, seed, batch_size
-        self.data_root = data_root  # None: the Fashion-MNIST datamodule's root (else Debian's)
-        self._extractor: FMNISTFeatureExtractor | None = None
+        self.data_root = data_root  # None: the training data module's root
+        self.backbone_kind, self.inception_weights = backbone, inception_weights
+        self._backbone: Backbone | None = None
+        self._data: dict[str, Any] | None = None
         self._fid: FrechetInceptionDistance | None = None
         self._last_evaluated = -1
 
     # ----------------------------------------------------------------- checks
     def check_config(self, pl_module: SlimGAN, datamodule: pl.LightningDataModule | None,
                      trainer: pl.Trainer) -> None:
-        """Raise ValueError (one line) when FMNIST-FID cannot be computed or would not be logged.
-        ``slimgan_pl.train.build`` calls it before training; :meth:`setup` calls it again."""
-        g = pl_module.generator
-        fmnist = datamodule is None or isinstance(datamodule, FashionMNISTDataModule)
-        if (g.img_channels, g.img_size) != (1, IMAGE_SIZE) or not fmnist:
-            data = type(datamodule).__name__ if datamodule is not None else "no datamodule"
-            raise ValueError(f"callbacks.fid (FMNIST-FID during training) needs Fashion-MNIST data and a "
-                             f"1x{IMAGE_SIZE}x{IMAGE_SIZE} generator, got {data} and "
-                             f"{g.img_channels}x{g.img_size}x{g.img_size}; set callbacks.fid=null")
+        """Raise ValueError (one line) when the FID cannot be computed; load the backbone (every
+        rank, before training). ``slimgan_pl.train.build`` calls it; :meth:`setup` again (no-op)."""
+        if self._backbone is not None:
+            return
+        if datamodule is None:
+            raise ValueError("callbacks.fid needs the training data module (trainer.fit(..., datamodule=...)) to "
+                             "know the real images; or set callbacks.fid=null")
         world = trainer.world_size
         if self.n_fake < world or self.n_real < world:
             raise ValueError(f"callbacks.fid.n_fake ({self.n_fake}) and n_real ({self.n_real}) must be at least "
                              f"the number of processes ({world})")
+        try:
+            data = datamodule_config(datamodule)
+            dataset = dataset_kind(data)
+        except ValueError as e:
+            raise ValueError(f"callbacks.fid: {e}; set callbacks.fid=null") from None
+        if self.data_root is not None:
+            data["root"] = self.data_root
+        self.split = self.split or load_protocol(None, dataset).split
+        g = pl_module.generator
+        kind = default_backbone(dataset) if self.backbone_kind == "auto" else self.backbone_kind
+        log = print if trainer.is_global_zero else None
+        try:
+            backbone = load_backbone(kind, (g.img_channels, g.img_size, g.img_size), self.classifier,
+                                     self.inception_weights, log)
+        except (FileNotFoundError, RuntimeError, ValueError) as e:  # missing/corrupt weights, wrong image shape
+            raise ValueError(f"callbacks.fid: {e} (or set callbacks.fid=null)") from None
+        if kind == "fmnist_classifier" and backbone.description["test_accuracy"] < MIN_CLASSIFIER_ACCURACY:
+            rank_zero_warn(f"the FMNIST classifier {backbone.description['path']} has test accuracy "
+                           f"{backbone.description['test_accuracy']:.3f} < {MIN_CLASSIFIER_ACCURACY}: "
+                           "val/fmnist_fid_* values are not comparable with real runs")
+        self._data, self._backbone = data, backbone
 
     def setup(self, trainer: pl.Trainer, pl_module: SlimGAN, stage: str) -> None:
         if stage == "fit":
             self.check_config(pl_module, trainer.datamodule, trainer)
-            if self.data_root is None and isinstance(trainer.datamodule, FashionMNISTDataModule):
-                self.data_root = trainer.datamodule.root
+
+    def metric_name(self, width: float) -> str:
+        """``val/fid_w<width>`` (Inception) or ``val/fmnist_fid_w<width>`` (the FMNIST classifier)."""
+        assert self._backbone is not None
+        return f"val/{self._backbone.key_prefix}fid_{width_tag(width)}"
 
     # ----------------------------------------------------------------- hooks
     def on_fit_start(self, trainer: pl.Trainer, pl_module: SlimGAN) -> None:
-        # After the strategy moved the model to its device. Skip loading the classifier (or
-        # training it, when its file is missing) for runs too short to reach an evaluation.
+        # After the strategy moved the model to its device. Skip the real features for runs too
+        # short to reach an evaluation.
         max_iterations = trainer.max_steps // (pl_module.hparams.n_dis + 1)
         if trainer.max_steps < 0 or max_iterations >= self.every:
             self._prepare(trainer, pl_module.device)
@@ -204,7 +242,7 @@ class PerWidthFIDCallback(pl.Callback):
         it = pl_module.iteration
         if it > 0 and it % self.every == 0 and it != self._last_evaluated:
             self._last_evaluated = it
-            metrics = {f"val/fmnist_fid_{width_tag(w)}": fid for w, fid in self.evaluate(trainer, pl_module).items()}
+            metrics = {self.metric_name(w): fid for w, fid in self.evaluate(trainer, pl_module).items()}
             # Values are already reduced over ranks (identical everywhere: no sync_dist). They go to
             # the loggers directly: Lightning would re-send a step value logged through pl_module.log
             # at every later logging step of the epoch, and drop it between log_every_n_steps.
@@ -217,10 +255,10 @@ class PerWidthFIDCallback(pl.Callback):
     # ----------------------------------------------------------------- evaluation
     @torch.no_grad()
     def evaluate(self, trainer: pl.Trainer, pl_module: SlimGAN) -> dict[float, float]:
-        """FMNIST-FID per width over all ranks; every rank must call it (the FID sync is collective)."""
+        """FID per width over all ranks; every rank must call it (the FID sync is collective)."""
         if self._fid is None:
             self._prepare(trainer, pl_module.device)
-        assert self._extractor is not None and self._fid is not None
+        assert self._backbone is not None and self._fid is not None
         _broadcast_generator_buffers(pl_module)
         rank = trainer.global_rank
         share = rank_shard(self.n_fake, rank, trainer.world_size)
@@ -230,34 +268,33 @@ class PerWidthFIDCallback(pl.Callback):
             for w in pl_module.widths:
                 self._fid.reset()  # fake statistics only: reset_real_features=False keeps the real ones
                 images = pl_module.sample(n, w, seed=self.seed + rank, batch_size=self.batch_size)
-                self._fid.update(extract(self._extractor, images, self.batch_size).features.double(), real=False)
+                features = self._backbone.extract(images, self.batch_size).features
+                self._fid.update(features.to(self._fid.device), real=False)
                 results[w] = float(self._fid.compute())
         return results
 
     def _prepare(self, trainer: pl.Trainer, device: torch.device) -> None:
-        """Load the classifier and this rank's shard of the real features into a fresh FID metric.
-        Rank 0 goes first: it trains the classifier if its file is missing and fills the
-        real-feature cache, so the other ranks only read both files."""
+        """This rank's shard of the real features into a fresh FID metric. Rank 0 goes first: it
+        fills the real-feature cache, so the other ranks only read it."""
+        if self._backbone is None:
+            self.check_config(trainer.lightning_module, trainer.datamodule, trainer)
+        assert self._backbone is not None and self._data is not None
+        self._backbone.to(device)
         if trainer.is_global_zero:
-            extractor, real = self._load(train_if_missing=True)
-        trainer.strategy.barrier("fmnist_fid_prepare")
+            real = self._real_features(log=print)
+        trainer.strategy.barrier("fid_prepare")
         if not trainer.is_global_zero:
-            extractor, real = self._load(train_if_missing=False)
+            real = self._real_features(log=None)
         shard = rank_shard(self.n_real, trainer.global_rank, trainer.world_size)
         fid = FrechetInceptionDistance(feature=PrecomputedFeatures(real.features.shape[1]),
                                        reset_real_features=False, dist_sync_on_step=False).to(device)
         fid.update(real.features[shard].to(device, torch.float64), real=True)
-        self._extractor, self._fid = extractor.to(device), fid
+        self._fid = fid
 
-    def _load(self, train_if_missing: bool) -> tuple[FMNISTFeatureExtractor, FeatureSet]:
-        root = self.data_root or DEBIAN_ROOT
-        log = print if train_if_missing else None
-        loaded = load_classifier(self.classifier, train_if_missing=train_if_missing, root=root, log=log)
-        if train_if_missing and loaded.test_accuracy < MIN_CLASSIFIER_ACCURACY:
-            rank_zero_warn(f"the FMNIST classifier {loaded.path} has test accuracy {loaded.test_accuracy:.3f} < "
-                           f"{MIN_CLASSIFIER_ACCURACY}: val/fmnist_fid_* values are not comparable with real runs")
-        extractor = FMNISTFeatureExtractor(loaded.model, "features", sha256=loaded.sha256)
-        return extractor, real_features(extractor, self.split, self.n_real, root, batch_size=self.batch_size, log=log)
+    def _real_features(self, log) -> FeatureSet:
+        assert self._backbone is not None and self._data is not None
+        return real_features(self._backbone, self._data, self.split, self.n_real, batch_size=self.batch_size,
+                             log=log)[0]
 
 
 def _broadcast_generator_buffers(pl_module: SlimGAN) -> None:

@@ -1,142 +1,126 @@
 """Per-width evaluation of a SlimGAN checkpoint: ``slimgan-eval CHECKPOINT [options]``.
 
-For every width (or ``--widths``), G in eval mode with that width's BN statistics, the same fixed
-seed (hence the same z at every width). With an EMA generator (``ema=default``) the numbers are the
-EMA generator's, with standing BN statistics when ``ema.standing_batches`` > 0; ``metrics.json``
-records which (``generator.weights``, ``generator.bn_statistics``):
+Works for a checkpoint of any data module: the data config is read from the checkpoint (older
+checkpoints: the run's ``config_resolved.yaml``), ``--data-root`` points it elsewhere. For every
+width (or ``--widths``): G in eval mode with that width's BN statistics, the same fixed seed (hence
+the same z at every width). With an EMA generator the numbers are the EMA generator's, with standing
+BN statistics when ``ema.standing_batches`` > 0; ``metrics.json`` records which.
 
-* FMNIST-FID, FMNIST-KID against real features of a Fashion-MNIST split (test by default) and
-  FMNIST-IS, all from the project's own classifier (:mod:`slimgan_pl.metrics.fmnist_classifier`),
-  computed by torchmetrics. They are *not* Inception numbers and are not comparable with them.
-* FMNIST-mIC over the evaluated widths (mean squared feature distance for the same z).
-* active parameters, MACs of one image (FlopCounterMode / 2), median CPU latency at batch 1 and 64.
+The feature network (backbone, :mod:`slimgan_pl.metrics.backbones`) is chosen per dataset and can
+be overridden (``--backbone``):
 
-With ``--truncation T [T ...]`` every width is also scored (FMNIST-FID, FMNIST-IS) with latents
-truncated at each threshold (entries with |z| > T resampled, BigGAN's trick), stored under
-``truncation`` in ``metrics.json`` and plotted as IS against FID per width in ``truncation.png``.
+* RGB datasets: Inception-v3 (torch-fidelity's TF-compatible port, local weights file), giving
+  FID, IS, KID and mIC (keys ``fid``, ``is``, ``kid``);
+* Fashion-MNIST: the project's classifier shipped with the package, giving FMNIST-FID, FMNIST-IS,
+  FMNIST-KID, FMNIST-mIC (keys ``fmnist_fid`` ...), which are not Inception numbers.
 
-A sanity row compares real train images with the real split the same way (FID of real vs real).
-Real features are cached on disk, keyed by dataset, split, resolution, extractor checksum and
-sample count. Results go to ``metrics.json`` and ``metrics.md`` in the checkpoint's run directory
-(the parent of ``checkpoints/``) or ``--out``.
+Counts follow a protocol preset (``--protocol``, ``conf/eval/protocols.yaml``: ``slimgan``,
+``cifar10_train50k``, ``fmnist``), written into metrics.json; ``--n-fake`` etc. override it.
+A run's full evaluation (its dataset's default protocol at full counts) is ``metrics.json`` in the
+run directory; any other protocol or count goes to ``metrics-<protocol>[-counts].json`` there (or
+to ``--out``), so a quick evaluation never replaces the full one (``slimgan-pick`` reads
+``metrics.json``).
+
+Also: active parameters, MACs of one image (FlopCounterMode / 2), median CPU latency at batch 1
+and 64; ``--truncation T ...`` scores every width with latents truncated at each threshold
+(``truncation.png``); a sanity row compares two real splits. Real features are cached per
+(dataset, split, size, count, backbone) with a ``mu``/``sigma`` statistics file next to them;
+``--ref-stats FILE.npz`` uses published statistics instead (FID only).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from slimgan_pl.checkpoint import CheckpointError, load_slimgan, run_directory
-from slimgan_pl.data.base import to_model_range
-from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT, DataNotFoundError, load_fashion_mnist
+from slimgan_pl.checkpoint import CheckpointError, load_slimgan, read_checkpoint, run_directory
+from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT, DataNotFoundError
 from slimgan_pl.inference import prepare_sampling_generator
+from slimgan_pl.metrics.backbones import BACKBONES, Backbone, FeatureSet, default_backbone, load_backbone
 from slimgan_pl.metrics.consistency import mean_inconsistency
 from slimgan_pl.metrics.cost import active_parameters, generator_macs, latency_ms
-from slimgan_pl.metrics.fmnist_classifier import (
-    IMAGE_SIZE,
-    VERSION,
-    ClassifierCacheError,
-    FMNISTFeatureExtractor,
-    load_classifier,
+from slimgan_pl.metrics.fmnist_classifier import ClassifierCacheError, FMNISTFeatureExtractor
+from slimgan_pl.metrics.inception import InceptionWeightsError
+from slimgan_pl.metrics.reference import (
+    CACHE_ENV_VAR,
+    DEFAULT_CACHE_DIR,
+    FASHION_MNIST_CONFIG,
+    Protocol,
+    checkpoint_data_config,
+    dataset_kind,
+    default_protocol,
+    load_protocol,
+    protocol_names,
+    read_stats,
+    split_size,
 )
-from slimgan_pl.metrics.scores import frechet_distance, inception_score, kernel_distance
+from slimgan_pl.metrics.reference import real_features as reference_features
+from slimgan_pl.metrics.scores import frechet_distance, frechet_distance_from_stats, inception_score, kernel_distance
 from slimgan_pl.module import SlimGAN
 
-CACHE_ENV_VAR = "SLIMGAN_METRICS_CACHE"
-DEFAULT_CACHE_DIR = Path("~/.cache/slimgan_pl/real_features")
 MIN_CLASSIFIER_ACCURACY = 0.9  # below this the file is a smoke-test classifier, not the real one
-SPLIT_SIZES = {"train": 60_000, "test": 10_000}
-SUBSET_SEED = 0  # which real images form a subset smaller than the split (fixed: part of the cache key)
-EXTRACTOR_NAME = f"fmnist_classifier_v{VERSION}"
-NOTE = ("FMNIST-FID/IS/KID/mIC use the project's Fashion-MNIST classifier (penultimate features, "
-        "logits) instead of Inception-v3; they are not comparable with Inception FID/IS/KID.")
+SPLIT_SIZES = {"train": 60_000, "test": 10_000}  # Fashion-MNIST (the training callback's check)
+EVAL_ERRORS = (CheckpointError, ClassifierCacheError, InceptionWeightsError, DataNotFoundError, FileNotFoundError,
+               ValueError)
 
 Log = Callable[[str], None]
 
 
-@dataclass
-class FeatureSet:
-    features: torch.Tensor  # (N, D) penultimate features
-    logits: torch.Tensor    # (N, 10)
-
-
 # ----------------------------------------------------------------------------- features
-@torch.no_grad()
-def extract(extractor: FMNISTFeatureExtractor, images: torch.Tensor, batch_size: int = 500) -> FeatureSet:
-    parts = [extractor.features_and_logits(x) for x in images.split(batch_size)]
-    return FeatureSet(torch.cat([f for f, _ in parts]), torch.cat([lg for _, lg in parts]))
+def _as_backbone(extractor: Backbone | FMNISTFeatureExtractor) -> Backbone:
+    if isinstance(extractor, Backbone):
+        return extractor
+    return Backbone("fmnist_classifier", extractor, {"name": "fmnist_classifier_v1", "sha256": extractor.sha256}, 500)
 
 
-def real_cache_key(split: str, n: int, extractor: FMNISTFeatureExtractor) -> dict[str, Any]:
-    return {"dataset": "fashion_mnist", "split": split, "resolution": IMAGE_SIZE, "extractor": EXTRACTOR_NAME,
-            "extractor_sha256": extractor.sha256, "n": n, "subset_seed": SUBSET_SEED}
+def extract(extractor: Backbone | FMNISTFeatureExtractor, images: torch.Tensor, batch_size: int = 500) -> FeatureSet:
+    """Features and logits of ``images`` (any backbone, or a bare FMNIST extractor)."""
+    return _as_backbone(extractor).extract(images, batch_size)
 
 
-def real_features(extractor: FMNISTFeatureExtractor, split: str, n: int, root: str = DEBIAN_ROOT,
+def real_features(extractor: Backbone | FMNISTFeatureExtractor, split: str, n: int, root: str = DEBIAN_ROOT,
                   cache_dir: str | os.PathLike | None = None, batch_size: int = 500,
                   log: Log | None = print) -> FeatureSet:
-    """Features of ``n`` real images of ``split`` (all of it, or a seeded random subset), from the
-    disk cache when the key matches, else computed and cached."""
-    key = real_cache_key(split, n, extractor)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = _cache_dir(cache_dir) / f"fashion_mnist-{split}-{IMAGE_SIZE}px-n{n}-{EXTRACTOR_NAME}-{digest}.pt"
-    cached = _read_cache(path, key)
-    if cached is not None:
-        return cached
-    if log:
-        log(f"computing real features: Fashion-MNIST {split}, {n} images -> {path}")
-    images, _ = load_fashion_mnist(root, split)
-    if n > len(images):
-        raise ValueError(f"{n} real images requested but the {split} split has {len(images)}")
-    if n < len(images):
-        images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(SUBSET_SEED))[:n]]
-    feats = extract(extractor, to_model_range(images.unsqueeze(1), IMAGE_SIZE), batch_size)
-    _write_cache(path, key, feats)
-    return feats
-
-
-def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
-    chosen = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV_VAR) or DEFAULT_CACHE_DIR
-    return Path(chosen).expanduser()
-
-
-def _read_cache(path: Path, key: dict[str, Any]) -> FeatureSet | None:
-    if not path.is_file():
-        return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return None  # unreadable cache: recompute and overwrite
-    if not isinstance(payload, dict) or payload.get("key") != key:
-        return None
-    return FeatureSet(payload["features"], payload["logits"])
-
-
-def _write_cache(path: Path, key: dict[str, Any], feats: FeatureSet) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"key": key, "features": feats.features, "logits": feats.logits}, tmp)
-    os.replace(tmp, path)
+    """Fashion-MNIST real features of ``n`` images of ``split`` (cached), as the FMNIST-FID callback uses."""
+    data = {**FASHION_MNIST_CONFIG, "root": root}
+    return reference_features(_as_backbone(extractor), data, split, n, cache_dir, batch_size, log)[0]
 
 
 # ----------------------------------------------------------------------------- scores
-def score(real: FeatureSet, fake: FeatureSet, is_splits: int, kid_subsets: int, kid_subset_size: int,
-          seed: int) -> dict[str, float]:
-    kid = kernel_distance(real.features, fake.features, kid_subsets, kid_subset_size, seed)
-    iscore = inception_score(fake.logits, is_splits, seed)
-    return {"fmnist_fid": frechet_distance(real.features, fake.features),
-            "fmnist_is": iscore.mean, "fmnist_is_std": iscore.std,
-            "fmnist_kid": kid.mean, "fmnist_kid_std": kid.std}
+class Reference:
+    """The real side of FID/KID: real features, or only (mu, sigma) from a ``--ref-stats`` file."""
+
+    def __init__(self, features: FeatureSet | None = None, stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 source: str = "") -> None:
+        self.features, self.stats, self.source = features, stats, source
+
+    def fid(self, fake: torch.Tensor) -> float:
+        if self.features is not None:
+            return frechet_distance(self.features.features, fake)
+        assert self.stats is not None
+        return frechet_distance_from_stats(*self.stats, fake)
+
+
+def score(real: Reference, fake: FeatureSet, is_logits: torch.Tensor, protocol: Protocol, seed: int,
+          prefix: str) -> dict[str, float | None]:
+    """FID and KID of ``fake`` against ``real``, IS of ``is_logits``; keys prefixed (``fmnist_`` or none)."""
+    iscore = inception_score(is_logits, protocol.is_splits, seed)
+    row: dict[str, float | None] = {f"{prefix}fid": real.fid(fake.features), f"{prefix}is": iscore.mean,
+                                    f"{prefix}is_std": iscore.std, f"{prefix}kid": None, f"{prefix}kid_std": None}
+    if real.features is not None:  # KID needs the real features, a statistics file has none
+        kid = kernel_distance(real.features.features, fake.features, protocol.kid_subsets, protocol.kid_subset_size,
+                              seed)
+        row[f"{prefix}kid"], row[f"{prefix}kid_std"] = kid.mean, kid.std
+    return row
 
 
 def width_cost(model: SlimGAN, width: float, latency_batches: Sequence[int], repeats: int = 20,
@@ -146,39 +130,55 @@ def width_cost(model: SlimGAN, width: float, latency_batches: Sequence[int], rep
             "latency_ms": {str(b): latency_ms(g, width, nz, b, repeats, warmup) for b in latency_batches}}
 
 
-def evaluate_width(model: SlimGAN, width: float, extractor: FMNISTFeatureExtractor, real: FeatureSet, n_fake: int,
-                   batch_size: int, knobs: dict[str, Any],
-                   cost_kw: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor]:
-    """One table row, plus the fake features (kept for mIC: the seed, hence z, is the same at every width)."""
+def prepare_generator(model: SlimGAN, say: Log) -> dict[str, Any]:
+    """Put the sampling generator into its evaluation state for every width; returns the
+    ``generator`` entry of metrics.json. The statistics are those slimgan-sample and slimgan-export
+    use (:func:`slimgan_pl.inference.prepare_sampling_generator`: standing statistics of an EMA
+    generator trained with ema.standing_batches > 0, with their fixed seed; else each width's running
+    statistics), so an exported generator reproduces the evaluated numbers."""
+    _, sampling = prepare_sampling_generator(model)
+    if sampling["bn_statistics"] == "standing":
+        say(f"standing BN statistics of the EMA generator: {model.hparams.ema_standing_batches} batches of "
+            f"{model.hparams.ema_standing_batch_size} per width")
+    return sampling
+
+
+def evaluate_width(model: SlimGAN, width: float, backbone: Backbone, real: Reference, protocol: Protocol,
+                   seed: int, batch_size: int) -> tuple[dict[str, Any], torch.Tensor]:
+    """Metrics of one width, plus its FID fakes' features (kept for mIC: same seed, hence same z, at
+    every width). One sample of max(n_fake, is_n_fake) images: the first n_fake give FID/KID/mIC,
+    the first is_n_fake give IS."""
     start = time.perf_counter()
-    images = model.sample(n_fake, width, seed=knobs["seed"], batch_size=batch_size)
-    fake = extract(extractor, images, batch_size)
-    row = {"width": width, **width_cost(model, width, **cost_kw), **score(real, fake, **knobs)}
+    images = model.sample(max(protocol.n_fake, protocol.is_n_fake), width, seed=seed, batch_size=batch_size)
+    feats = backbone.extract(images, batch_size)
+    fake = FeatureSet(feats.features[:protocol.n_fake], feats.logits[:protocol.n_fake])
+    row = {"width": width, **score(real, fake, feats.logits[:protocol.is_n_fake], protocol, seed, backbone.key_prefix)}
     row["seconds"] = round(time.perf_counter() - start, 2)
     return row, fake.features
 
 
-def truncation_row(model: SlimGAN, width: float, threshold: float, extractor: FMNISTFeatureExtractor,
-                   real: FeatureSet, n_fake: int, batch_size: int, is_splits: int, seed: int) -> dict[str, Any]:
-    """FMNIST-FID and FMNIST-IS of one width with latents truncated at ``threshold``."""
+def truncation_row(model: SlimGAN, width: float, threshold: float, backbone: Backbone, real: Reference,
+                   n_fake: int, batch_size: int, is_splits: int, seed: int) -> dict[str, Any]:
+    """FID and IS (backbone-prefixed keys) of one width with latents truncated at ``threshold``."""
     images = model.sample(n_fake, width, seed=seed, truncation=threshold, batch_size=batch_size)
-    fake = extract(extractor, images, batch_size)
+    fake = backbone.extract(images, batch_size)
     iscore = inception_score(fake.logits, is_splits, seed)
-    return {"width": width, "truncation": threshold, "fmnist_fid": frechet_distance(real.features, fake.features),
-            "fmnist_is": iscore.mean, "fmnist_is_std": iscore.std}
+    p = backbone.key_prefix
+    return {"width": width, "truncation": threshold, f"{p}fid": real.fid(fake.features),
+            f"{p}is": iscore.mean, f"{p}is_std": iscore.std}
 
 
-def truncation_curves(model: SlimGAN, widths: Sequence[float], thresholds: Sequence[float],
-                      extractor: FMNISTFeatureExtractor, real: FeatureSet, n_fake: int, batch_size: int,
-                      is_splits: int, seed: int, say: Log) -> dict[str, Any]:
+def truncation_curves(model: SlimGAN, widths: Sequence[float], thresholds: Sequence[float], backbone: Backbone,
+                      real: Reference, n_fake: int, batch_size: int, is_splits: int, seed: int,
+                      say: Log) -> dict[str, Any]:
     """The ``truncation`` entry of metrics.json: a row per (width, threshold); same seed everywhere, so
     every threshold starts from the same z and only redraws its out-of-range entries."""
     rows = []
+    p, label = backbone.key_prefix, backbone.label_prefix
     for w in widths:
         for t in thresholds:
-            rows.append(truncation_row(model, w, t, extractor, real, n_fake, batch_size, is_splits, seed))
-            say(f"width {w}, truncation {t:g}: FMNIST-FID {rows[-1]['fmnist_fid']:.3f}, "
-                f"FMNIST-IS {rows[-1]['fmnist_is']:.3f}")
+            rows.append(truncation_row(model, w, t, backbone, real, n_fake, batch_size, is_splits, seed))
+            say(f"width {w}, truncation {t:g}: {label}FID {rows[-1][f'{p}fid']:.3f}, {label}IS {rows[-1][f'{p}is']:.3f}")
     return {"method": "entries of z with |z| > threshold resampled (BigGAN)", "thresholds": list(thresholds),
             "rows": rows, "plot": None}
 
@@ -191,20 +191,20 @@ def check_thresholds(thresholds: Sequence[float]) -> list[float]:
     return values
 
 
-def plot_truncation(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    """FMNIST-IS against FMNIST-FID, one line per width through its thresholds (points labelled)."""
+def plot_truncation(rows: Sequence[dict[str, Any]], path: Path, prefix: str = "fmnist_", label: str = "FMNIST-") -> Path:
+    """IS against FID, one line per width through its thresholds (points labelled)."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no display backend needed
 
     fig = Figure(figsize=(6.4, 4.8), layout="constrained")
     ax = fig.add_subplot()
     for width in sorted({r["width"] for r in rows}):
         points = sorted((r for r in rows if r["width"] == width), key=lambda r: r["truncation"])
-        fids, iss = [r["fmnist_fid"] for r in points], [r["fmnist_is"] for r in points]
+        fids, iss = [r[f"{prefix}fid"] for r in points], [r[f"{prefix}is"] for r in points]
         ax.plot(fids, iss, marker="o", label=f"width {width}")
         for r, x, y in zip(points, fids, iss):
             ax.annotate(f"{r['truncation']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("FMNIST-FID (lower is better)")
-    ax.set_ylabel("FMNIST-IS (higher is better)")
+    ax.set_xlabel(f"{label}FID (lower is better)")
+    ax.set_ylabel(f"{label}IS (higher is better)")
     ax.set_title("Truncation trade-off per width (labels: threshold)")
     ax.ticklabel_format(useOffset=False)  # plain values: an untrained G's IS of 1.0001 reads "+1" otherwise
     ax.grid(alpha=0.3)
@@ -217,94 +217,213 @@ def plot_truncation(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 def load_model(checkpoint: Path) -> tuple[SlimGAN, dict[str, Any]]:
     """The checkpoint's model (the project's one loader) and its training progress."""
     model = load_slimgan(checkpoint)
-    g = model.generator
-    if g.img_channels != 1 or g.img_size != IMAGE_SIZE:
-        raise ValueError(f"FMNIST metrics need a 1x{IMAGE_SIZE}x{IMAGE_SIZE} generator, this one makes "
-                         f"{g.img_channels}x{g.img_size}x{g.img_size} images")
     step = model.checkpoint_global_step
     return model, {"global_step": step, "iteration": step // (model.hparams.n_dis + 1)}
 
 
+def data_config_for(checkpoint: Path, model: SlimGAN, data_root: str | None) -> tuple[dict[str, Any], str]:
+    """The checkpoint's data config (``--data-root`` replaces its root) and where it came from."""
+    g = model.generator
+    config, source = checkpoint_data_config(checkpoint, read_checkpoint(checkpoint),
+                                            (g.img_channels, g.img_size, g.img_size))
+    if data_root is not None:
+        config["root"] = data_root
+    size, channels = config.get("image_size", g.img_size), config.get("img_channels", g.img_channels)
+    if (int(channels), int(size)) != (g.img_channels, g.img_size):
+        raise ValueError(f"the data config ({source}) gives {channels}x{size}x{size} images but the generator makes "
+                         f"{g.img_channels}x{g.img_size}x{g.img_size}")
+    return config, source
+
+
+def resolve_protocol(name: str | None, dataset: str, **overrides: int | str | None) -> Protocol:
+    """A preset with the given (non-None) counts/split replaced."""
+    protocol = load_protocol(name, dataset)
+    changed = {k: v for k, v in overrides.items() if v is not None}
+    if "n_fake" in changed and "is_n_fake" not in changed and protocol.is_n_fake == protocol.n_fake:
+        changed["is_n_fake"] = changed["n_fake"]  # IS on the FID fakes stays so
+    protocol = replace(protocol, **changed)
+    if protocol.n_fake < max(2, protocol.is_splits) or protocol.n_real < 2 or protocol.is_n_fake < protocol.is_splits:
+        raise ValueError(f"need n_fake >= max(2, is_splits={protocol.is_splits}), is_n_fake >= is_splits and "
+                         f"n_real >= 2, got n_fake={protocol.n_fake}, is_n_fake={protocol.is_n_fake}, "
+                         f"n_real={protocol.n_real}")
+    return protocol
+
+
+def metrics_stem(protocol: Protocol, dataset: str, ref_stats: str | os.PathLike | None) -> str:
+    """``metrics`` for the dataset's default protocol at full counts, else a name that says what
+    differs (so a reduced evaluation never overwrites the full one)."""
+    preset = load_protocol(protocol.name, dataset)
+    if protocol == preset and ref_stats is None and protocol.name == default_protocol(dataset):
+        return "metrics"
+    parts = [f"metrics-{protocol.name}"]
+    if protocol.split != preset.split:
+        parts.append(protocol.split)
+    if (protocol.n_fake, protocol.n_real, protocol.is_n_fake) != (preset.n_fake, preset.n_real, preset.is_n_fake):
+        parts.append(f"fake{protocol.n_fake}-real{protocol.n_real}-is{protocol.is_n_fake}")
+    if (protocol.is_splits, protocol.kid_subsets, protocol.kid_subset_size) != (
+            preset.is_splits, preset.kid_subsets, preset.kid_subset_size):
+        parts.append(f"splits{protocol.is_splits}-kid{protocol.kid_subsets}x{protocol.kid_subset_size}")
+    if ref_stats is not None:
+        parts.append(f"ref-{Path(ref_stats).stem}")
+    return "-".join(parts)
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike, widths: Sequence[float] | None = None,
-                        n_fake: int = 10_000, n_real: int = 10_000, split: str = "test", seed: int = 0,
-                        data_root: str = DEBIAN_ROOT, classifier_path: str | os.PathLike | None = None,
+                        protocol: str | None = None, n_fake: int | None = None, n_real: int | None = None,
+                        is_n_fake: int | None = None, split: str | None = None, seed: int = 0,
+                        data_root: str | None = None, backbone: str = "auto",
+                        classifier_path: str | os.PathLike | None = None,
+                        inception_weights: str | os.PathLike | None = None,
+                        ref_stats: str | os.PathLike | None = None,
                         cache_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
-                        is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000,
-                        latency_batches: Sequence[int] = (1, 64), latency_repeats: int = 20,
-                        latency_warmup: int = 3, batch_size: int = 500, sanity: bool = True,
-                        truncation: Sequence[float] | None = None, write: bool = True,
-                        log: Log | None = print) -> dict[str, Any]:
-    """Evaluate every width of a checkpoint; returns the ``metrics.json`` content (and writes
-    ``metrics.json`` / ``metrics.md``, plus ``truncation.png`` with ``truncation``, unless
-    ``write=False``)."""
+                        is_splits: int | None = None, kid_subsets: int | None = None,
+                        kid_subset_size: int | None = None, latency_batches: Sequence[int] = (1, 64),
+                        latency_repeats: int = 20, latency_warmup: int = 3, batch_size: int = 500,
+                        sanity: bool = True, truncation: Sequence[float] | None = None, device: str | None = None,
+                        write: bool = True, log: Log | None = print) -> dict[str, Any]:
+    """Evaluate every width of a checkpoint; returns the metrics content (and writes
+    ``<stem>.json`` / ``<stem>.md``, plus ``truncation.png`` with ``truncation``, unless
+    ``write=False``; ``result["files"]`` lists them)."""
+    say = log or (lambda _: None)
     thresholds = check_thresholds(truncation) if truncation is not None else None
     checkpoint = Path(checkpoint)
     model, progress = load_model(checkpoint)
     widths = [float(w) for w in (widths or model.widths)]
     for w in widths:
         model.generator.check_width(w)
-    if split not in SPLIT_SIZES:
-        raise ValueError(f"split must be one of {sorted(SPLIT_SIZES)}, got {split!r}")
-    if n_fake < is_splits or n_fake < 2 or n_real < 2:
-        raise ValueError(f"need n_fake >= max(2, is_splits={is_splits}) and n_real >= 2, got {n_fake}, {n_real}")
-    say = log or (lambda _: None)
-    # The sampling generator (EMA when the checkpoint has one); standing BN statistics for an EMA
-    # generator trained with ema.standing_batches > 0, else each width's running statistics: the same
-    # statistics slimgan-sample and slimgan-export use (baked in by slimgan_pl.inference).
-    _, sampling = prepare_sampling_generator(model)
-    if sampling["bn_statistics"] == "standing":
-        say(f"standing BN statistics of the EMA generator: {model.hparams.ema_standing_batches} batches of "
-            f"{model.hparams.ema_standing_batch_size} per width")
+    data, data_source = data_config_for(checkpoint, model, data_root)
+    dataset = dataset_kind(data)
+    proto = resolve_protocol(protocol, dataset, n_fake=n_fake, n_real=n_real, is_n_fake=is_n_fake, split=split,
+                             is_splits=is_splits, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size)
+    g = model.generator
+    kind = default_backbone(dataset) if backbone in (None, "auto") else backbone
+    net = load_backbone(kind, (g.img_channels, g.img_size, g.img_size), classifier_path, inception_weights, log)
+    if kind == "fmnist_classifier" and net.description["test_accuracy"] < MIN_CLASSIFIER_ACCURACY:
+        say(f"warning: the FMNIST classifier {net.description['path']} has test accuracy "
+            f"{net.description['test_accuracy']:.3f} < {MIN_CLASSIFIER_ACCURACY}: a smoke-test classifier")
+    stats = read_stats(ref_stats, net.num_features) if ref_stats is not None else None  # bad file: fail now
+    run_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    net.to(run_device)
+    cost_kw = dict(latency_batches=latency_batches, repeats=latency_repeats, warmup=latency_warmup)
+    costs = {w: width_cost(model, w, **cost_kw) for w in widths}  # CPU latency, before moving G
+    model.to(run_device)
 
-    loaded = load_classifier(classifier_path, root=data_root, log=log)
-    if loaded.test_accuracy < MIN_CLASSIFIER_ACCURACY:
-        say(f"warning: the FMNIST classifier {loaded.path} has test accuracy {loaded.test_accuracy:.3f} < "
-            f"{MIN_CLASSIFIER_ACCURACY}; retrain it (python -m slimgan_pl.metrics.fmnist_classifier --train) "
-            "before comparing numbers")
-    extractor = FMNISTFeatureExtractor(loaded.model, "features", sha256=loaded.sha256)
-    real = real_features(extractor, split, n_real, data_root, cache_dir, batch_size, log)
-    knobs = dict(is_splits=is_splits, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, seed=seed)
+    if stats is not None:
+        real, stats_file = Reference(stats=stats, source=str(ref_stats)), str(ref_stats)
+    else:
+        feats, stats_path = reference_features(net, data, proto.split, proto.n_real, cache_dir, batch_size, log)
+        real, stats_file = Reference(features=feats, source="computed"), str(stats_path)
 
+    sampling = prepare_generator(model, say)  # once, before any width is sampled
+    p, label = net.key_prefix, net.label_prefix
     rows, fake_feats = [], []
     for w in widths:
-        row, features = evaluate_width(model, w, extractor, real, n_fake, batch_size, knobs,
-                                       dict(latency_batches=latency_batches, repeats=latency_repeats,
-                                            warmup=latency_warmup))
+        row, features = evaluate_width(model, w, net, real, proto, seed, batch_size)
+        row = {"width": w, **costs[w], **{k: v for k, v in row.items() if k != "width"}}
         rows.append(row)
         fake_feats.append(features)
-        say(f"width {w}: FMNIST-FID {row['fmnist_fid']:.3f}, FMNIST-IS {row['fmnist_is']:.3f}, "
-            f"FMNIST-KID {row['fmnist_kid']:.5f} ({row['seconds']:.1f} s)")
+        kid = "-" if row[f"{p}kid"] is None else f"{row[f'{p}kid']:.5f}"
+        say(f"width {w}: {label}FID {row[f'{p}fid']:.3f}, {label}IS {row[f'{p}is']:.3f}, {label}KID {kid} "
+            f"({row['seconds']:.1f} s)")
 
     result: dict[str, Any] = {
-        "checkpoint": str(checkpoint.resolve()), **progress, "note": NOTE,
+        "checkpoint": str(checkpoint.resolve()), **progress, "note": net.note,
+        "dataset": {"name": dataset, "config_source": data_source, "root": data.get("root"),
+                    "image_size": data.get("image_size")},
+        "backbone": {"kind": kind, "metrics": [f"{label}{m}" for m in ("FID", "IS", "KID", "mIC")],
+                     "key_prefix": p},
+        "protocol": proto.to_json(),
         "generator": sampling,  # which weights and which BN statistics every number below used
-        "settings": {"n_fake": n_fake, "n_real": n_real, "split": split, "seed": seed, "batch_size": batch_size,
+        "settings": {"n_fake": proto.n_fake, "n_real": proto.n_real, "is_n_fake": proto.is_n_fake,
+                     "split": proto.split, "seed": seed, "batch_size": batch_size, "device": str(run_device),
                      "latency_batches": list(latency_batches), "latency_repeats": latency_repeats,
-                     "latency_warmup": latency_warmup, "threads": torch.get_num_threads(), **knobs},
-        "extractor": {"name": EXTRACTOR_NAME, "path": str(loaded.path), "sha256": loaded.sha256,
-                      "test_accuracy": loaded.test_accuracy},
+                     "latency_warmup": latency_warmup, "threads": torch.get_num_threads(),
+                     "is_splits": proto.is_splits, "kid_subsets": proto.kid_subsets,
+                     "kid_subset_size": proto.kid_subset_size},
+        "extractor": net.description,  # path and sha256 of the exact feature network
+        "reference": {"source": real.source, "stats_file": stats_file},
         "widths": rows,
         "consistency": mean_inconsistency(widths, fake_feats).to_json() if len(widths) > 1 else None,
         "sanity": None,
         "truncation": None,
     }
     if thresholds:
-        result["truncation"] = truncation_curves(model, widths, thresholds, extractor, real, n_fake, batch_size,
-                                                 is_splits, seed, say)
-    if sanity:
-        other = "train" if split == "test" else "test"
-        ref = real_features(extractor, other, min(n_real, SPLIT_SIZES[other]), data_root, cache_dir, batch_size, log)
-        result["sanity"] = {"pair": f"real {other} vs real {split}", **score(real, ref, **knobs)}
+        result["truncation"] = truncation_curves(model, widths, thresholds, net, real, proto.n_fake, batch_size,
+                                                 proto.is_splits, seed, say)
+    if sanity and real.features is not None:
+        result["sanity"] = sanity_row(net, data, dataset, proto, real, cache_dir, batch_size, seed, log)
     if write:
         out = Path(out_dir) if out_dir is not None else run_directory(checkpoint)
+        stem = "metrics" if out_dir is not None else metrics_stem(proto, dataset, ref_stats)
         if result["truncation"]:
             out.mkdir(parents=True, exist_ok=True)
-            result["truncation"]["plot"] = plot_truncation(result["truncation"]["rows"], out / "truncation.png").name
-            say(f"wrote {out / result['truncation']['plot']}")
-        paths = write_results(result, out)
+            plot = out / ("truncation.png" if stem == "metrics" else f"{stem}-truncation.png")
+            result["truncation"]["plot"] = plot_truncation(result["truncation"]["rows"], plot, p, label).name
+            say(f"wrote {plot}")
+        paths = write_results(result, out, stem)
+        result["files"] = [str(x) for x in paths]
         say(f"wrote {paths[0]} and {paths[1]}")
     say("\n" + markdown_table(result))
     return result
+
+
+def sanity_row(backbone: Backbone, data: Mapping[str, Any], dataset: str, protocol: Protocol, real: Reference,
+               cache_dir: str | os.PathLike | None, batch_size: int, seed: int, log: Log | None) -> dict[str, Any] | None:
+    """Real images of another split scored against the real reference, like a generator (FID of
+    real vs real); None when the dataset has no second split."""
+    other = {"test": "train", "train": "test"}.get(protocol.split)
+    if other is None:
+        return None
+    try:
+        n = min(protocol.n_real, split_size(data, other))
+    except (DataNotFoundError, FileNotFoundError) as e:
+        if log:
+            log(f"no sanity row: {e}")
+        return None
+    feats, _ = reference_features(backbone, data, other, n, cache_dir, batch_size, log)
+    n_is = min(len(feats.logits), protocol.is_n_fake)
+    proto = replace(protocol, is_splits=min(protocol.is_splits, n_is))
+    return {"pair": f"real {other} vs real {protocol.split}",
+            **score(real, feats, feats.logits[:n_is], proto, seed, backbone.key_prefix)}
+
+
+# ----------------------------------------------------------------------------- after training (slimgan-train)
+def _after_training_backbone(ev: Mapping[str, Any], dataset: str) -> str:
+    kind = ev.get("backbone") or "auto"
+    return default_backbone(dataset) if kind == "auto" else kind
+
+
+def check_after_training(ev: Mapping[str, Any], model: SlimGAN, datamodule: Any) -> None:
+    """Before training: the evaluation that ``evaluate.after_training`` runs at the end can run
+    (dataset supported, protocol known, backbone file present); one-line ValueError otherwise."""
+    from slimgan_pl.metrics.reference import datamodule_config
+
+    try:
+        dataset = dataset_kind(datamodule_config(datamodule))
+        load_protocol(ev.get("protocol"), dataset)
+        g = model.generator
+        load_backbone(_after_training_backbone(ev, dataset), (g.img_channels, g.img_size, g.img_size),
+                      ev.get("classifier"), ev.get("inception_weights"), log=None)
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
+        raise ValueError(f"evaluate.after_training=true cannot evaluate this run: {e} "
+                         "(or set evaluate.after_training=false)") from None
+
+
+def evaluate_after_training(ev: Mapping[str, Any], checkpoint: str | os.PathLike, trainer: Any) -> dict[str, Any]:
+    """slimgan-eval on the run's last checkpoint with the ``evaluate`` config; returns the summary
+    entries (metrics file, per-width FID under ``fid`` or ``fmnist_fid``) and logs them as
+    ``eval/<key>_w<width>`` to the trainer's loggers."""
+    from slimgan_pl.module import width_tag
+
+    result = evaluate_checkpoint(checkpoint, protocol=ev.get("protocol"), n_fake=ev.get("n_fake"),
+                                 n_real=ev.get("n_real"), split=ev.get("split"), backbone=ev.get("backbone") or "auto",
+                                 classifier_path=ev.get("classifier"), inception_weights=ev.get("inception_weights"),
+                                 latency_repeats=ev.get("latency_repeats", 20))
+    key = f"{result['backbone']['key_prefix']}fid"
+    fids = {width_tag(r["width"]): r[key] for r in result["widths"]}
+    for logger in trainer.loggers:  # e.g. wandb's summary gets the final per-width FID
+        logger.log_metrics({f"eval/{key}_{tag}": fid for tag, fid in fids.items()}, step=trainer.global_step)
+    return {"metrics": result["files"][0], key: fids}
 
 
 # ----------------------------------------------------------------------------- output
@@ -315,15 +434,22 @@ def _si(n: float) -> str:
     return f"{n:.0f}"
 
 
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def markdown_table(result: dict[str, Any]) -> str:
+    backbone = result.get("backbone") or {"key_prefix": "fmnist_"}  # older files: FMNIST only
+    p = backbone["key_prefix"]
+    label = "FMNIST-" if p == "fmnist_" else ""
     batches = result["settings"]["latency_batches"]
-    head = ["width", "params", "MACs", "FMNIST-FID", "FMNIST-IS", "FMNIST-KID",
+    head = ["width", "params", "MACs", f"{label}FID", f"{label}IS", f"{label}KID",
             *[f"latency b{b} (ms)" for b in batches]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def metrics(r: dict[str, Any]) -> list[str]:
-        return [f"{r['fmnist_fid']:.2f}", f"{r['fmnist_is']:.2f} ± {r['fmnist_is_std']:.2f}",
-                f"{r['fmnist_kid']:.4f} ± {r['fmnist_kid_std']:.4f}"]
+        kid = "-" if r.get(f"{p}kid") is None else f"{r[f'{p}kid']:.4f} ± {r[f'{p}kid_std']:.4f}"
+        return [f"{r[f'{p}fid']:.2f}", f"{r[f'{p}is']:.2f} ± {r[f'{p}is_std']:.2f}", kid]
 
     for r in result["widths"]:
         latency = [f"{r['latency_ms'][str(b)]:.2f}" for b in batches]
@@ -334,37 +460,46 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines.append("| " + " | ".join([f"{s['pair']} (sanity)", "-", "-", *metrics(s), *["-"] * len(batches)]) + " |")
     s = result["settings"]
     generator = result.get("generator") or {"weights": "live", "bn_statistics": "running"}  # older files
+    extractor = result["extractor"]
+    if "test_accuracy" in extractor:
+        network = f"Classifier test accuracy {extractor['test_accuracy']:.4f} (sha256 {extractor['sha256'][:12]})."
+    else:
+        network = (f"Inception-v3 weights {Path(extractor['path']).name} (sha256 {extractor['sha256'][:12]}"
+                   f"{'' if extractor.get('official_weights') else ', NOT the official file'}).")
+    protocol = result.get("protocol") or {"name": "fmnist"}
+    reference = result.get("reference") or {"source": "computed"}
+    against = (f"{s['n_real']} real {s['split']} images" if reference["source"] == "computed"
+               else f"the statistics file {reference['source']}")
     text = [f"SlimGAN evaluation of `{result['checkpoint']}` (iteration {result['iteration']})", "",
             *lines, "",
-            f"Generator: {generator['weights']} weights, BN {generator['bn_statistics']} statistics. "
-            f"{s['n_fake']} fakes per width (seed {s['seed']}, same z at every width) vs {s['n_real']} real "
-            f"{s['split']} images; IS over {s['is_splits']} splits; KID {s['kid_subsets']} subsets of "
-            f"{s['kid_subset_size']}; latency: median of {s['latency_repeats']} CPU runs "
-            f"(torch threads: {s['threads']}). "
-            f"Classifier test accuracy {result['extractor']['test_accuracy']:.4f} "
-            f"(sha256 {result['extractor']['sha256'][:12]}).", ""]
+            f"Protocol `{protocol['name']}`. Generator: {generator['weights']} weights, BN {generator['bn_statistics']} "
+            f"statistics. {s['n_fake']} fakes per width (seed {s['seed']}, same z at every width) vs {against}; "
+            f"IS on {s.get('is_n_fake', s['n_fake'])} fakes in {s['is_splits']} splits; KID {s['kid_subsets']} "
+            f"subsets of {s['kid_subset_size']}; latency: median of {s['latency_repeats']} CPU runs "
+            f"(torch threads: {s['threads']}). {network}", ""]
     if result["consistency"]:
         c = result["consistency"]
         adjacent = ", ".join(f"{k}: {v:.3f}" for k, v in c["adjacent"].items())
-        text += [f"FMNIST-mIC (mean over all width pairs): {c['mIC']:.3f}; adjacent pairs: {adjacent}", ""]
+        text += [f"{label}mIC (mean over all width pairs): {c['mIC']:.3f}; adjacent pairs: {adjacent}", ""]
     if result.get("truncation"):
-        text += truncation_table(result["truncation"])
+        text += truncation_table(result["truncation"], p, label)
     text += [result["note"], ""]
     return "\n".join(text)
 
 
-def truncation_table(truncation: dict[str, Any]) -> list[str]:
+def truncation_table(truncation: dict[str, Any], prefix: str = "fmnist_", label: str = "FMNIST-") -> list[str]:
     lines = [f"Truncation: {truncation['method']}.", "",
-             "| width | threshold | FMNIST-FID | FMNIST-IS |", "|---|---|---|---|"]
+             f"| width | threshold | {label}FID | {label}IS |", "|---|---|---|---|"]
     for r in truncation["rows"]:
-        lines.append(f"| {r['width']} | {r['truncation']:g} | {r['fmnist_fid']:.2f} | "
-                     f"{r['fmnist_is']:.2f} ± {r['fmnist_is_std']:.2f} |")
+        lines.append(f"| {r['width']} | {r['truncation']:g} | {r[f'{prefix}fid']:.2f} | "
+                     f"{r[f'{prefix}is']:.2f} ± {r[f'{prefix}is_std']:.2f} |")
     return [*lines, ""]
 
 
-def write_results(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+def write_results(result: dict[str, Any], out_dir: Path, stem: str = "metrics") -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out_dir / "metrics.json", out_dir / "metrics.md"
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    result["files"] = [str(json_path), str(md_path)]
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     md_path.write_text(markdown_table(result))
     return json_path, md_path
@@ -373,47 +508,65 @@ def write_results(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
 # ----------------------------------------------------------------------------- CLI
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="slimgan-eval", description="Evaluate every width of a SlimGAN checkpoint "
-                                "(FMNIST-FID/IS/KID, FMNIST-mIC, params, MACs, CPU latency).")
+                                "(FID/IS/KID/mIC with Inception-v3 for RGB data, FMNIST-FID/IS/KID/mIC with the "
+                                "project's classifier for Fashion-MNIST; params, MACs, CPU latency).")
     p.add_argument("checkpoint", help="Lightning checkpoint, e.g. outputs/<run>/checkpoints/last.ckpt")
     p.add_argument("--widths", type=float, nargs="+", default=None, help="subset of the trained widths")
-    p.add_argument("--n-fake", type=int, default=10_000, help="generated images per width")
-    p.add_argument("--n-real", type=int, default=10_000, help="real images of --split")
-    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--protocol", default=None, choices=protocol_names(),
+                   help="counts preset (conf/eval/protocols.yaml); default: fmnist for Fashion-MNIST, else slimgan")
+    p.add_argument("--n-fake", type=int, default=None, help="fakes per width for FID/KID/mIC (default: protocol)")
+    p.add_argument("--n-real", type=int, default=None, help="real images of --split (default: protocol)")
+    p.add_argument("--is-n-fake", type=int, default=None, help="fakes per width for IS (default: protocol)")
+    p.add_argument("--split", default=None, help="real split (default: protocol; train | test | ...)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", default=DEBIAN_ROOT)
+    p.add_argument("--data-root", default=None, help="dataset folder (default: the one in the checkpoint's config)")
+    p.add_argument("--backbone", default="auto", choices=("auto", *BACKBONES),
+                   help="feature network (auto: fmnist_classifier for Fashion-MNIST, inception otherwise)")
+    p.add_argument("--inception-weights", default=None, help="Inception-v3 weights file (default "
+                   "$SLIMGAN_INCEPTION_WEIGHTS or torch-fidelity's cache weights-inception-2015-12-05-6726825d.pth)")
     p.add_argument("--classifier", default=None, help="FMNIST classifier file (default $SLIMGAN_FMNIST_CLASSIFIER "
-                   "or ~/.cache/slimgan_pl/fmnist_classifier_v1.pt; trained on first use)")
+                   "or the file shipped with the package)")
+    p.add_argument("--ref-stats", default=None, help="reference statistics .npz (mu, sigma) instead of real images "
+                   "(FID only; torch-fidelity / TTUR format)")
     p.add_argument("--cache-dir", default=None,
                    help=f"real-feature cache (default ${CACHE_ENV_VAR} or {DEFAULT_CACHE_DIR})")
-    p.add_argument("--out", default=None, help="output folder (default: the checkpoint's run directory)")
-    p.add_argument("--is-splits", type=int, default=10)
-    p.add_argument("--kid-subsets", type=int, default=100)
-    p.add_argument("--kid-subset-size", type=int, default=1000)
+    p.add_argument("--out", default=None, help="output folder, files metrics.json/.md (default: the run directory, "
+                   "metrics.json for the full default protocol, metrics-<protocol>-<counts>.json otherwise)")
+    p.add_argument("--is-splits", type=int, default=None)
+    p.add_argument("--kid-subsets", type=int, default=None)
+    p.add_argument("--kid-subset-size", type=int, default=None)
     p.add_argument("--latency-batches", type=int, nargs="+", default=[1, 64])
     p.add_argument("--latency-repeats", type=int, default=20)
     p.add_argument("--latency-warmup", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=500, help="batch for sampling and feature extraction")
+    p.add_argument("--device", default=None, help="device for sampling and features (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-sanity", action="store_true", help="skip the real-vs-real sanity row")
     p.add_argument("--truncation", type=float, nargs="+", default=None, metavar="T",
-                   help="also score FMNIST-FID/IS per width with |z| > T resampled, for each threshold T, "
+                   help="also score FID/IS per width with |z| > T resampled, for each threshold T, "
                         "and plot IS against FID (truncation.png)")
     return p.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """slimgan-eval with parsed arguments."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    return evaluate_checkpoint(
+        args.checkpoint, widths=args.widths, protocol=args.protocol, n_fake=args.n_fake, n_real=args.n_real,
+        is_n_fake=args.is_n_fake, split=args.split, seed=args.seed, data_root=args.data_root,
+        backbone=args.backbone, classifier_path=args.classifier, inception_weights=args.inception_weights,
+        ref_stats=args.ref_stats, cache_dir=args.cache_dir, out_dir=args.out, is_splits=args.is_splits,
+        kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, latency_batches=args.latency_batches,
+        latency_repeats=args.latency_repeats, latency_warmup=args.latency_warmup, batch_size=args.batch_size,
+        device=args.device, sanity=not args.no_sanity, truncation=args.truncation)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
     try:
-        evaluate_checkpoint(args.checkpoint, widths=args.widths, n_fake=args.n_fake, n_real=args.n_real,
-                            split=args.split, seed=args.seed, data_root=args.data_root,
-                            classifier_path=args.classifier, cache_dir=args.cache_dir, out_dir=args.out,
-                            is_splits=args.is_splits, kid_subsets=args.kid_subsets,
-                            kid_subset_size=args.kid_subset_size, latency_batches=args.latency_batches,
-                            latency_repeats=args.latency_repeats, latency_warmup=args.latency_warmup,
-                            batch_size=args.batch_size, sanity=not args.no_sanity, truncation=args.truncation)
-    except (CheckpointError, ClassifierCacheError, DataNotFoundError, FileNotFoundError, ValueError) as e:
+        run(args)
+    except EVAL_ERRORS as e:
         print(f"slimgan-eval: error: {e}", file=sys.stderr)
         sys.exit(2)
 

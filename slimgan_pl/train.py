@@ -15,8 +15,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from slimgan_pl.callbacks import DataConfigInCheckpoint
 from slimgan_pl.config import config_dir, register_resolvers
-from slimgan_pl.data.fashion_mnist import DataNotFoundError, FashionMNISTDataModule
+from slimgan_pl.data.fashion_mnist import DataNotFoundError
 from slimgan_pl.module import SlimGAN, width_tag
 from slimgan_pl.resume import PreemptionCheckpoint, in_slurm_job, resume_checkpoint
 
@@ -53,11 +54,16 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
         if hasattr(datamodule, "check"):
             datamodule.check()
         callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
+        callbacks.append(DataConfigInCheckpoint())  # slimgan-eval CKPT reads the dataset from the checkpoint
         loggers = [instantiate(lg) for lg in cfg.get("logger", {}).values() if lg is not None]
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
         for callback in callbacks:  # callbacks that depend on the model, data or trainer check them now
             if hasattr(callback, "check_config"):
                 callback.check_config(model, datamodule, trainer)
+        if cfg.evaluate.after_training:
+            from slimgan_pl.evaluate import check_after_training  # metrics stack only when needed
+
+            check_after_training(cfg.evaluate, model, datamodule)
     except (ValueError, TypeError, DataNotFoundError) as e:
         raise ConfigError(str(e)) from e
     except MissingMandatoryValue as e:  # a ??? in the config (e.g. data=image_folder's root)
@@ -116,19 +122,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "distill_loss": metrics.get("train/distill_loss"),
     }
     if trainer.is_global_zero:
-        if cfg.evaluate.after_training and isinstance(datamodule, FashionMNISTDataModule):
-            from slimgan_pl.evaluate import evaluate_checkpoint  # metrics stack only when needed
+        if cfg.evaluate.after_training:
+            from slimgan_pl.evaluate import evaluate_after_training  # metrics stack only when needed
 
-            ev = cfg.evaluate
-            result = evaluate_checkpoint(summary["last_checkpoint"], n_fake=ev.n_fake, n_real=ev.n_real,
-                                         split=ev.split, data_root=datamodule.root,
-                                         latency_repeats=ev.latency_repeats, classifier_path=ev.classifier,
-                                         out_dir=out)
-            summary["metrics"] = str(out / "metrics.json")
-            summary["fmnist_fid"] = {width_tag(r["width"]): r["fmnist_fid"] for r in result["widths"]}
-            for logger in trainer.loggers:  # e.g. wandb's summary gets the final per-width FMNIST-FID
-                logger.log_metrics({f"eval/fmnist_fid_{tag}": fid for tag, fid in summary["fmnist_fid"].items()},
-                                   step=trainer.global_step)
+            summary.update(evaluate_after_training(cfg.evaluate, summary["last_checkpoint"], trainer))
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         print(f"\nTrained {model.iteration} iterations; outputs in {out}")
         for w in model.widths:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -576,10 +577,11 @@ def test_biggan32_trains_with_ema_evaluates_and_reloads(make_cfg, tmp_path, fmni
     assert summary["iterations"] == 3
     assert all(math.isfinite(v["g"]) for v in summary["final_losses"].values())
     assert (out / "samples" / "w0.25" / "iter_000003.png").is_file()
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics_path = Path(summary["metrics"])  # 20 fakes: metrics-fmnist-<counts>.json, not the full metrics.json
+    metrics = json.loads(metrics_path.read_text())
     assert metrics["generator"] == {"weights": "ema", "bn_statistics": "standing",
                                     "standing": {"batches_per_width": 2, "batch_size": 8, "seed": 0}}
-    assert "BN standing statistics" in (out / "metrics.md").read_text()
+    assert "BN standing statistics" in metrics_path.with_suffix(".md").read_text()
     loaded = SlimGAN.load_from_checkpoint(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert loaded.generator_ema is not None and loaded.num_classes == 10
     for w in loaded.widths:

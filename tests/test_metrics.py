@@ -122,32 +122,66 @@ def test_classifier_file_problems_give_one_clear_error(classifier_path, tmp_path
     assert str(bad) in message and reason in message and "--train" in message
 
 
-def test_classifier_path_resolution_and_first_use_training(monkeypatch, tmp_path):
+def test_classifier_path_resolution_defaults_to_the_shipped_file(monkeypatch, tmp_path):
     monkeypatch.setenv(fc.ENV_VAR, str(tmp_path / "env.pt"))
     assert fc.resolve_path() == tmp_path / "env.pt"
     assert fc.resolve_path(tmp_path / "arg.pt") == tmp_path / "arg.pt"
     monkeypatch.delenv(fc.ENV_VAR)
-    assert fc.resolve_path() == fc.DEFAULT_PATH.expanduser()
+    assert fc.resolve_path() == fc.SHIPPED_PATH
+    shipped = fc.load_classifier()  # the package's file, pinned weights hash, nothing trained
+    assert shipped.path == fc.SHIPPED_PATH and shipped.sha256 == fc.SHIPPED_SHA256 and shipped.shipped
+    assert shipped.test_accuracy > 0.9 and shipped.describe()["sha256"] == fc.SHIPPED_SHA256
 
-    with pytest.raises(fc.ClassifierCacheError, match="does not exist"):
-        fc.load_classifier(tmp_path / "missing.pt", train_if_missing=False)
     calls = []
-
-    def fake_train(**kw):
-        calls.append(kw)
-        return fc.FMNISTClassifier(), 0.5, {"epochs": 0}
-
-    monkeypatch.setattr(fc, "train_classifier", fake_train)
-    loaded = fc.load_classifier(tmp_path / "new" / "clf.pt", log=None)
-    assert len(calls) == 1 and loaded.path.is_file() and loaded.test_accuracy == 0.5
-    fc.load_classifier(tmp_path / "new" / "clf.pt", log=None)
-    assert len(calls) == 1  # trained once, then read from the file
+    monkeypatch.setattr(fc, "train_classifier", lambda **kw: calls.append(kw))
+    with pytest.raises(fc.ClassifierCacheError, match="does not exist"):
+        fc.load_classifier(tmp_path / "missing.pt")  # a missing file is an error, never trained on first use
+    assert calls == []
 
 
-def test_classifier_cli_trains_and_prints_accuracy(tmp_path, capsys, fmnist_root):
+def test_shipped_classifier_is_package_data_and_tamper_checked(tmp_path, monkeypatch):
+    """pyproject.toml ships the file; a replaced shipped file (valid, but other weights) is refused."""
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["slimgan_pl.metrics"]
+    rel = fc.SHIPPED_PATH.relative_to(Path(fc.__file__).parent)
+    assert any(rel.match(pattern) for pattern in patterns), patterns
+    other = fc.save_classifier(fc.FMNISTClassifier(), tmp_path / "weights" / fc.SHIPPED_PATH.name, 0.1)
+    monkeypatch.setattr(fc, "SHIPPED_PATH", other.resolve())
+    with pytest.raises(fc.ClassifierCacheError, match="shipped file was replaced"):
+        fc.read_classifier(other)
+
+
+def test_classifier_training_leaves_the_global_rng_alone(fmnist_root):
+    """A training run's noise must not depend on whether the classifier was trained in its process."""
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    expected_next = torch.rand(3)
+    torch.set_rng_state(before)
+    model, _, _ = fc.train_classifier(root=fmnist_root, epochs=1, limit=256, test_limit=64, log=None)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(torch.rand(3), expected_next)
+    again, _, _ = fc.train_classifier(root=fmnist_root, epochs=1, limit=256, test_limit=64, log=None)
+    assert fc.weights_sha256(model.state_dict()) == fc.weights_sha256(again.state_dict())  # seeded, reproducible
+
+
+def test_classifier_cli_trains_and_prints_accuracy(tmp_path, capsys, fmnist_root, monkeypatch):
     path = tmp_path / "cli.pt"
     assert fc.main(["--train", "--path", str(path), "--epochs", "1", "--limit", "512", "--root", fmnist_root]) == 0
     assert "test accuracy" in capsys.readouterr().out and fc.read_classifier(path)
+    first = path.read_bytes()
+    # an existing file is never replaced without --overwrite (refused before training)
+    assert fc.main(["--train", "--path", str(path), "--epochs", "1", "--limit", "256", "--root", fmnist_root]) == 1
+    assert "already exists" in capsys.readouterr().err and path.read_bytes() == first
+    with pytest.raises(FileExistsError, match="already exists"):
+        fc.save_classifier(fc.FMNISTClassifier(), path, 0.1)
+    # without --path: a new file named by its weights, in TRAINED_DIR (never the shipped file)
+    monkeypatch.setattr(fc, "TRAINED_DIR", tmp_path / "trained")
+    assert fc.main(["--train", "--epochs", "1", "--limit", "256", "--root", fmnist_root]) == 0
+    [new] = (tmp_path / "trained").glob("fmnist_classifier_v1-*.pt")
+    assert new.name == f"fmnist_classifier_v1-{fc.read_classifier(new).sha256[:12]}.pt"
+    assert fc.read_classifier(fc.SHIPPED_PATH).sha256 == fc.SHIPPED_SHA256
     assert fc.main(["--path", str(path)]) == 0
     path.write_bytes(b"junk")
     assert fc.main(["--path", str(path)]) == 1
@@ -259,9 +293,22 @@ def evaluated(tmp_path_factory, classifier_path, fmnist_root):
     return root, args
 
 
+def reduced_metrics(root: Path) -> Path:
+    """The reduced evaluation's file: named by its counts, never the full run's metrics.json."""
+    assert not (root / "run" / "metrics.json").exists()
+    [path] = (root / "run").glob("metrics-fmnist-*.json")
+    assert path.name == "metrics-fmnist-fake300-real400-is300-splits10-kid5x100.json"
+    return path
+
+
 def test_slimgan_eval_writes_a_row_per_width(evaluated, capsys):
     root, _ = evaluated
-    result = json.loads((root / "run" / "metrics.json").read_text())
+    result = json.loads(reduced_metrics(root).read_text())
+    assert result["protocol"]["name"] == "fmnist" and result["backbone"]["kind"] == "fmnist_classifier"
+    assert result["backbone"]["metrics"] == ["FMNIST-FID", "FMNIST-IS", "FMNIST-KID", "FMNIST-mIC"]
+    assert result["extractor"]["sha256"] == fc.read_classifier(result["extractor"]["path"]).sha256
+    assert result["extractor"]["shipped_sha256"] == fc.SHIPPED_SHA256 and not result["extractor"]["shipped"]
+    assert not any(k in row for row in result["widths"] for k in ("fid", "is", "kid"))  # never unprefixed
     assert [r["width"] for r in result["widths"]] == WIDTHS
     for row in result["widths"]:
         assert row["fmnist_fid"] > 0 and 1 <= row["fmnist_is"] <= 10 and row["params"] > 0 and row["macs"] > 0
@@ -270,7 +317,7 @@ def test_slimgan_eval_writes_a_row_per_width(evaluated, capsys):
     assert result["consistency"]["mIC"] > 0 and len(result["consistency"]["adjacent"]) == 3
     assert result["sanity"]["pair"] == "real train vs real test"
     assert all(r["fmnist_fid"] > result["sanity"]["fmnist_fid"] for r in result["widths"])
-    table = (root / "run" / "metrics.md").read_text()
+    table = reduced_metrics(root).with_suffix(".md").read_text()
     assert "| width | params | MACs | FMNIST-FID | FMNIST-IS | FMNIST-KID" in table
     assert table.count("\n| ") == 1 + len(WIDTHS) + 1  # header rows, one per width, sanity
     assert not any("Inception" in line for line in table.splitlines() if line.startswith("|"))
@@ -286,7 +333,7 @@ def test_slimgan_eval_reuses_cache_and_subsets_widths(evaluated, capsys, tmp_pat
     assert "computing real features" not in out and "FMNIST-FID" in out
     result = json.loads((tmp_path / "metrics.json").read_text())
     assert [r["width"] for r in result["widths"]] == [0.25, 1.0] and result["sanity"] is None
-    first = json.loads((root / "run" / "metrics.json").read_text())
+    first = json.loads(reduced_metrics(root).read_text())
     assert result["widths"][0]["fmnist_fid"] == pytest.approx(first["widths"][0]["fmnist_fid"], rel=1e-9)
 
 

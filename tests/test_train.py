@@ -150,7 +150,9 @@ def test_training_ends_with_per_width_evaluation(make_cfg, tmp_path, monkeypatch
     summary = train(cfg)
     assert set(summary["fmnist_fid"]) == {"w0.25", "w0.5", "w0.75", "w1.0"}
     assert all(math.isfinite(v) and v > 0 for v in summary["fmnist_fid"].values())
-    assert (out / "metrics.json").is_file() and "FMNIST-FID" in (out / "metrics.md").read_text()
+    metrics = Path(summary["metrics"])  # 40 fakes: named by its counts, never the run's full metrics.json
+    assert metrics.parent == out and metrics.name == "metrics-fmnist-fake40-real40-is40.json"
+    assert "FMNIST-FID" in metrics.with_suffix(".md").read_text()
 
 
 # ----------------------------------------------------------------------------- FMNIST-FID during training
@@ -190,10 +192,10 @@ def test_fid_callback_can_be_disabled_and_refuses_other_data(make_cfg, tmp_path)
                        discriminator=dict(arch="sndcgan32", ndf=16))
 
     trainer = pl.Trainer(accelerator="cpu", logger=False)
-    with pytest.raises(ValueError, match=r"callbacks\.fid .* Fashion-MNIST .* 3x32x32; set callbacks\.fid=null"):
+    with pytest.raises(ValueError, match=r"callbacks\.fid needs the training data module .*callbacks\.fid=null"):
         PerWidthFIDCallback().check_config(tiny(3), None, trainer)
     gray = tiny(1)
-    with pytest.raises(ValueError, match=r"needs Fashion-MNIST data .* got LightningDataModule"):
+    with pytest.raises(ValueError, match=r"callbacks\.fid: data module .*LightningDataModule.* no evaluation support"):
         PerWidthFIDCallback().check_config(gray, pl.LightningDataModule(), trainer)
     with pytest.raises(ValueError, match=r"callbacks\.fid needs n_fake >= 2"):
         PerWidthFIDCallback(n_fake=1)

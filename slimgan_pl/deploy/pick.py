@@ -4,7 +4,9 @@ Every trained width is timed on this machine's CPU (median of ``--repeats`` forw
 ``--warmup`` untimed ones, :func:`slimgan_pl.metrics.cost.latency_ms`), by default as the dense
 model ``slimgan-export`` would write (what gets deployed; ``--model slimmable`` times the slimmable
 generator instead). The table lists latency, MACs per image and, when the run directory has a
-``metrics.json`` from ``slimgan-eval``, FMNIST-FID. Exit status 0 with a pick, 1 when even the
+``metrics.json`` from ``slimgan-eval`` (its full evaluation; reduced ones are named
+``metrics-<protocol>-<counts>.json`` and not read), its FID: FMNIST-FID (Fashion-MNIST classifier)
+or FID (Inception), labelled as the file says (``fmnist_fid`` below holds either). Exit status 0 with a pick, 1 when even the
 narrowest width is over budget, 2 for usage errors.
 """
 
@@ -44,9 +46,19 @@ def read_fids(path: str | os.PathLike) -> dict[float, float]:
         return {}
     try:
         rows = json.loads(path.read_text()).get("widths", [])
-        return {float(r["width"]): float(r["fmnist_fid"]) for r in rows if "fmnist_fid" in r}
+        key = fid_key(path)
+        return {float(r["width"]): float(r[key]) for r in rows if r.get(key) is not None}
     except (ValueError, TypeError, KeyError, AttributeError):
         return {}  # an unreadable metrics file should not block picking a width
+
+
+def fid_key(path: str | os.PathLike) -> str:
+    """``fid`` (Inception) or ``fmnist_fid`` (the FMNIST classifier) for a metrics file; older
+    files (no ``backbone`` entry) hold FMNIST-FID."""
+    try:
+        return json.loads(Path(path).read_text())["backbone"]["key_prefix"] + "fid"
+    except (OSError, ValueError, TypeError, KeyError):
+        return "fmnist_fid"
 
 
 def _lookup(fids: dict[float, float], width: float) -> float | None:
@@ -83,9 +95,9 @@ def _fmt_macs(macs: int) -> str:
     return f"{macs / 1e9:.2f}G" if macs >= 1e9 else f"{macs / 1e6:.1f}M"
 
 
-def table(rows: Sequence[WidthCost], budget_ms: float, batch: int) -> str:
+def table(rows: Sequence[WidthCost], budget_ms: float, batch: int, fid_label: str = "FMNIST-FID") -> str:
     head = f"latency b{batch} (ms)"
-    lines = [f"{'width':>6}  {head:>17}  {'MACs/image':>10}  {'FMNIST-FID':>10}  within {budget_ms:g} ms"]
+    lines = [f"{'width':>6}  {head:>17}  {'MACs/image':>10}  {fid_label:>10}  within {budget_ms:g} ms"]
     for r in rows:
         fid = "-" if r.fmnist_fid is None else f"{r.fmnist_fid:.2f}"
         ok = "yes" if r.latency_ms <= budget_ms else "no"
@@ -118,23 +130,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not args.budget_ms > 0:
             raise ValueError(f"--budget-ms must be > 0, got {args.budget_ms}")
         model = load_slimgan(args.checkpoint)
-        fids = read_fids(args.metrics or run_directory(args.checkpoint) / "metrics.json")
+        metrics = args.metrics or run_directory(args.checkpoint) / "metrics.json"
+        fids, label = read_fids(metrics), "FID" if fid_key(metrics) == "fid" else "FMNIST-FID"
         rows = measure(model, args.batch, args.repeats, args.warmup, args.weights, args.model, fids)
     except (CheckpointError, ValueError) as e:
         fail(PROG, e)
     best = pick(rows, args.budget_ms)
     if args.json:
         print(json.dumps({"budget_ms": args.budget_ms, "batch": args.batch, "threads": torch.get_num_threads(),
-                          "model": args.model, "widths": [asdict(r) for r in rows],
+                          "model": args.model, "fid_metric": label, "widths": [asdict(r) for r in rows],
                           "pick": asdict(best) if best else None}, indent=2))
     else:
-        print(table(rows, args.budget_ms, args.batch))
+        print(table(rows, args.budget_ms, args.batch, label))
     if best is None:
         narrowest = rows[0]
         fail(PROG, f"no width fits: the narrowest width {narrowest.width} takes {narrowest.latency_ms:.2f} ms at "
                    f"batch {args.batch}, above the budget of {args.budget_ms:g} ms", code=1)
     if not args.json:
-        fid = "" if best.fmnist_fid is None else f", FMNIST-FID {best.fmnist_fid:.2f}"
+        fid = "" if best.fmnist_fid is None else f", {label} {best.fmnist_fid:.2f}"
         print(f"pick: width {best.width} ({best.latency_ms:.2f} ms at batch {args.batch}, "
               f"{_fmt_macs(best.macs)} MACs/image{fid})")
 

@@ -12,11 +12,15 @@ The trained network is cached as a plain dict (``torch.load(..., weights_only=Tr
     {"format": FORMAT, "version": VERSION, "arch": {...}, "state_dict": {...},
      "sha256": <hash of the weights>, "test_accuracy": float, "train": {...}}
 
-Path: argument > ``$SLIMGAN_FMNIST_CLASSIFIER`` > ``~/.cache/slimgan_pl/fmnist_classifier_v1.pt``.
-A missing file is trained on first use; a corrupt, tampered or outdated file raises
-:class:`ClassifierCacheError` (it is never silently replaced).
+Path: argument > ``$SLIMGAN_FMNIST_CLASSIFIER`` > the file shipped inside the package
+(``slimgan_pl/metrics/weights/fmnist_classifier_v1.pt``, weights sha256 pinned in
+:data:`SHIPPED_SHA256`). Every machine therefore scores with the same network (FMNIST-FID from two
+machines is comparable, and no rank of a multi-node run ever trains it). A missing, corrupt,
+tampered or outdated file raises :class:`ClassifierCacheError`; nothing is trained on first use.
 
-Train explicitly with ``python -m slimgan_pl.metrics.fmnist_classifier --train``.
+Rebuild it with ``python -m slimgan_pl.metrics.fmnist_classifier --train``: that writes a *new* file
+(named by its weights hash) and never replaces an existing one unless ``--overwrite`` is given.
+Training runs on its own RNG (the caller's global RNG state is left as it was).
 """
 
 from __future__ import annotations
@@ -42,7 +46,12 @@ from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT, load_fashion_mnist
 FORMAT = "slimgan_pl.fmnist_classifier"
 VERSION = 1
 ENV_VAR = "SLIMGAN_FMNIST_CLASSIFIER"
-DEFAULT_PATH = Path("~/.cache/slimgan_pl") / f"fmnist_classifier_v{VERSION}.pt"
+SHIPPED_PATH = Path(__file__).resolve().parent / "weights" / f"fmnist_classifier_v{VERSION}.pt"
+# Weights hash (weights_sha256) of the shipped file: trained with the default recipe (4 epochs, seed 0),
+# test accuracy 0.9103. Written into every metrics.json; a file with another hash is not "the" backbone.
+SHIPPED_SHA256 = "d272af809ced508943183d68af65ce943112d4b8456149d83977d2edd84f7964"
+DEFAULT_PATH = SHIPPED_PATH
+TRAINED_DIR = Path("~/.cache/slimgan_pl")  # where --train writes new files by default
 IMAGE_SIZE = 32
 DEFAULT_CHANNELS = (16, 32, 64, 128)
 OUTPUTS = ("features", "logits")
@@ -52,11 +61,10 @@ class ClassifierCacheError(RuntimeError):
     """The cached classifier file cannot be used; the message names the file and how to retrain."""
 
     def __init__(self, path: Path, reason: str) -> None:
-        alternatives = "or delete it to retrain on next use, or " if path.exists() else "or "
         super().__init__(
-            f"FMNIST classifier file {path} is unusable: {reason}. Retrain it with "
-            f"'python -m slimgan_pl.metrics.fmnist_classifier --train --path {path}' "
-            f"({alternatives}point ${ENV_VAR} at another file)."
+            f"FMNIST classifier file {path} is unusable: {reason}. Use the file shipped with the package "
+            f"(unset ${ENV_VAR} and pass no path; reinstall slimgan-pl if it is damaged) or build one with "
+            f"'python -m slimgan_pl.metrics.fmnist_classifier --train --path {path}'."
         )
         self.path = path
 
@@ -127,15 +135,19 @@ def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 
 def resolve_path(path: str | os.PathLike | None = None) -> Path:
-    """Argument > $SLIMGAN_FMNIST_CLASSIFIER > the default cache file."""
-    chosen = path if path is not None else os.environ.get(ENV_VAR) or DEFAULT_PATH
+    """Argument > $SLIMGAN_FMNIST_CLASSIFIER > the file shipped with the package."""
+    chosen = path if path is not None else os.environ.get(ENV_VAR) or SHIPPED_PATH
     return Path(chosen).expanduser()
 
 
 def save_classifier(model: FMNISTClassifier, path: str | os.PathLike, test_accuracy: float,
-                    train_info: Mapping[str, Any] | None = None) -> Path:
-    """Write the classifier file atomically (a half-written file never replaces a good one)."""
+                    train_info: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
+    """Write the classifier file atomically (a half-written file never replaces a good one). An
+    existing file is never replaced unless ``overwrite`` (FileExistsError naming it)."""
     path = Path(path).expanduser()
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"FMNIST classifier file {path} already exists; not overwriting it "
+                              "(choose another path, or pass --overwrite / overwrite=True)")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "version": VERSION, "arch": model.arch(), "state_dict": state,
@@ -160,6 +172,16 @@ class LoadedClassifier:
     test_accuracy: float
     train_info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def shipped(self) -> bool:
+        """True when these are the weights shipped with the package (comparable across machines)."""
+        return self.sha256 == SHIPPED_SHA256
+
+    def describe(self) -> dict[str, Any]:
+        """The ``extractor`` entry of metrics.json."""
+        return {"name": f"fmnist_classifier_v{VERSION}", "path": str(self.path), "sha256": self.sha256,
+                "shipped": self.shipped, "shipped_sha256": SHIPPED_SHA256, "test_accuracy": self.test_accuracy}
+
 
 def read_classifier(path: str | os.PathLike) -> LoadedClassifier:
     """Load and verify a classifier file; any problem raises :class:`ClassifierCacheError`."""
@@ -177,6 +199,9 @@ def read_classifier(path: str | os.PathLike) -> LoadedClassifier:
     state = payload.get("state_dict")
     if not isinstance(state, dict) or weights_sha256(state) != payload.get("sha256"):
         raise ClassifierCacheError(path, "weights checksum mismatch (file modified or corrupt)")
+    if path.resolve() == SHIPPED_PATH and payload.get("sha256") != SHIPPED_SHA256:
+        raise ClassifierCacheError(path, f"the shipped file was replaced (weights sha256 {payload.get('sha256')}, "
+                                         f"pinned {SHIPPED_SHA256})")
     try:
         model = FMNISTClassifier(**payload["arch"])
         model.load_state_dict(state)
@@ -187,9 +212,10 @@ def read_classifier(path: str | os.PathLike) -> LoadedClassifier:
                             dict(payload.get("train", {})))
 
 
-def load_classifier(path: str | os.PathLike | None = None, train_if_missing: bool = True,
+def load_classifier(path: str | os.PathLike | None = None, train_if_missing: bool = False,
                     root: str = DEBIAN_ROOT, log: Callable[[str], None] | None = print) -> LoadedClassifier:
-    """The cached classifier; trained (full recipe) and saved first when the file does not exist."""
+    """The classifier (default: the shipped file). ``train_if_missing`` (explicit opt-in, off by
+    default) trains the full recipe into a missing file first, on an isolated RNG."""
     path = resolve_path(path)
     if not path.exists() and train_if_missing:
         if log:
@@ -218,10 +244,19 @@ def train_classifier(root: str = DEBIAN_ROOT, epochs: int = 4, batch_size: int =
     eval mode, its test-split accuracy and a record of the recipe.
 
     AdamW with one-cycle LR and random horizontal flips (garments are roughly left-right symmetric).
+    Runs on its own RNG: the caller's global RNG state is the same afterwards (a training run's noise
+    must not depend on whether a classifier was trained in its process).
     """
+    with torch.random.fork_rng(devices=[]):  # CPU training: the CPU RNG is the only one touched
+        torch.manual_seed(seed)  # the network's initial weights
+        return _train_classifier(root, epochs, batch_size, lr, weight_decay, seed, limit, channels, test_limit, log)
+
+
+def _train_classifier(root: str, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
+                      limit: int | None, channels: tuple[int, ...], test_limit: int | None,
+                      log: Callable[[str], None] | None) -> tuple[FMNISTClassifier, float, dict[str, Any]]:
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     train_x, train_y = _split(root, "train", limit)
     test_x, test_y = _split(root, "test", test_limit)
     model = FMNISTClassifier(channels)
@@ -302,8 +337,8 @@ class FMNISTFeatureExtractor(nn.Module):
 
 
 def fmnist_feature_extractor(output: str = "features", path: str | os.PathLike | None = None,
-                             train_if_missing: bool = True) -> FMNISTFeatureExtractor:
-    """The cached (or freshly trained) classifier wrapped for torchmetrics."""
+                             train_if_missing: bool = False) -> FMNISTFeatureExtractor:
+    """The classifier (default: the shipped file) wrapped for torchmetrics."""
     loaded = load_classifier(path, train_if_missing=train_if_missing)
     return FMNISTFeatureExtractor(loaded.model, output=output, sha256=loaded.sha256)
 
@@ -365,20 +400,20 @@ def register_torch_fidelity_extractor() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m slimgan_pl.metrics.fmnist_classifier",
                                      description="Train or inspect the FMNIST-FID/IS/KID classifier.")
-    parser.add_argument("--train", action="store_true", help="train (overwriting the file) and print test accuracy")
-    parser.add_argument("--path", default=None, help=f"classifier file (default ${ENV_VAR} or {DEFAULT_PATH})")
+    parser.add_argument("--train", action="store_true",
+                        help=f"train a new file and print its test accuracy (default output: "
+                             f"{TRAINED_DIR}/fmnist_classifier_v{VERSION}-<weights sha256[:12]>.pt)")
+    parser.add_argument("--path", default=None, help=f"classifier file (default ${ENV_VAR} or the shipped "
+                        f"{SHIPPED_PATH.name}); with --train, where to write it")
+    parser.add_argument("--overwrite", action="store_true", help="with --train: replace an existing file")
     parser.add_argument("--root", default=DEBIAN_ROOT, help="Fashion-MNIST folder")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images only (smoke tests)")
     args = parser.parse_args(argv)
-    path = resolve_path(args.path)
     if args.train:
-        print(f"Training the FMNIST classifier ({args.epochs} epochs, {torch.get_num_threads()} threads) ...")
-        model, acc, info = train_classifier(root=args.root, epochs=args.epochs, seed=args.seed, limit=args.limit)
-        save_classifier(model, path, acc, info)
-        print(f"test accuracy {acc:.4f} ({acc * 100:.2f}%), trained in {info['seconds']:.0f} s; saved {path}")
-        return 0
+        return _train_cli(args)
+    path = resolve_path(args.path)
     try:
         loaded = read_classifier(path)
     except ClassifierCacheError as e:
@@ -386,6 +421,26 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{path}: test accuracy {loaded.test_accuracy:.4f}, sha256 {loaded.sha256[:16]}..., "
           f"trained {loaded.train_info.get('epochs')} epochs in {loaded.train_info.get('seconds')} s")
+    return 0
+
+
+def _train_cli(args: argparse.Namespace) -> int:
+    target = Path(args.path).expanduser() if args.path else None
+    if target is not None and target.exists() and not args.overwrite:  # before minutes of training
+        print(f"FMNIST classifier file {target} already exists; not overwriting it (choose another --path "
+              "or add --overwrite)", file=sys.stderr)
+        return 1
+    print(f"Training the FMNIST classifier ({args.epochs} epochs, {torch.get_num_threads()} threads) ...")
+    model, acc, info = train_classifier(root=args.root, epochs=args.epochs, seed=args.seed, limit=args.limit)
+    if target is None:  # a new file named by its weights: never replaces a different network
+        digest = weights_sha256(model.state_dict())
+        target = TRAINED_DIR.expanduser() / f"fmnist_classifier_v{VERSION}-{digest[:12]}.pt"
+    try:
+        save_classifier(model, target, acc, info, overwrite=args.overwrite)
+    except FileExistsError as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(f"test accuracy {acc:.4f} ({acc * 100:.2f}%), trained in {info['seconds']:.0f} s; saved {target}")
     return 0
 
 

@@ -91,3 +91,17 @@ def _no_buffer_warning() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*will save all extracted features in buffer", category=UserWarning)
         yield
+
+
+def frechet_distance_from_stats(mu_real: torch.Tensor, sigma_real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FID between reference statistics (mu (D,), sigma (D, D), e.g. a ``--ref-stats`` file) and a
+    feature set (N, D), with torchmetrics' own Frechet formula (``_compute_fid``, float64) on the
+    fake set's mean and unbiased covariance, i.e. what :func:`frechet_distance` computes."""
+    from torchmetrics.image.fid import _compute_fid
+
+    if fake.dim() != 2 or len(fake) < 2 or fake.shape[1] != mu_real.shape[0]:
+        raise ValueError(f"fake features must be (N >= 2, {mu_real.shape[0]}), got {tuple(fake.shape)}")
+    f = fake.double()
+    mu_fake = f.mean(dim=0)
+    sigma_fake = torch.cov(f.T)  # unbiased, like torchmetrics' FID states and np.cov
+    return float(_compute_fid(mu_real.double(), sigma_real.double(), mu_fake, sigma_fake))
