@@ -381,7 +381,7 @@ class SlimGAN(pl.LightningModule):
             set_rng_state(pick_rng_state(states, rank), self._noise_rng)
             self._rng_states_to_restore = None
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         images, labels = batch
         opt_g, opt_d = self.optimizers()
         reals = images.chunk(self.hparams.n_dis)
@@ -402,6 +402,7 @@ class SlimGAN(pl.LightningModule):
         self.log("g_loss", torch.stack(g_losses).sum(), prog_bar=True, on_step=True, on_epoch=False)
         # G steps so far; checkpoint names use it (Lightning's global_step counts optimizer steps).
         self.log("iteration", float(self.iteration), on_step=True, on_epoch=False)
+        return logs  # detached losses for callbacks (NonFiniteGuard checks them; no host sync here)
 
     def _discriminator_step(self, real: torch.Tensor, real_labels: torch.Tensor | None, opt_d) -> list[torch.Tensor]:
         n = real.shape[0]
