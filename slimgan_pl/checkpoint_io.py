@@ -60,8 +60,9 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
         tmp.unlink(missing_ok=True)
         reason = errno.errorcode.get(e.errno, "") if e.errno else ""
         detail = f"{e.strerror or e}" + (f" ({reason})" if reason else "")
-        kept = "previous checkpoint kept" if path.exists() else "no previous checkpoint"
-        raise CheckpointSaveError(e.errno, f"cannot write checkpoint {path}: {detail}; {kept}") from e
+        error = CheckpointSaveError(f"cannot write checkpoint {path}: {detail}; existing checkpoints are intact")
+        error.errno = e.errno
+        raise error from e
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -129,7 +130,7 @@ def newest_loadable_checkpoint(folder: str | os.PathLike, rename: bool = True) -
             read_checkpoint(path)
         except CheckpointError as e:
             where = f"; kept aside as {set_aside(path).name}" if rename else ""
-            print(f"resume: skipping damaged checkpoint {e}{where}", flush=True)
+            print(f"resume: skipping {e}{where}", flush=True)
             continue
         return path
     return None

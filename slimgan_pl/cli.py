@@ -61,6 +61,13 @@ def one_line_errors(prog: str) -> Iterator[None]:
     """Inside: a known error becomes ``<prog>: error: <message>`` on stderr and ``SystemExit(2)``."""
     try:
         yield
+    except SystemExit as stop:
+        # A tool that reported the error itself (``fail()``/``sys.exit(2)`` inside its ``except``):
+        # with --debug, re-raise the error it handled, so its traceback shows.
+        handled = stop.__context__
+        if debug_requested() and stop.code not in (0, None) and isinstance(handled, Exception):
+            raise handled from None
+        raise
     except known_errors() as e:
         if debug_requested():
             raise

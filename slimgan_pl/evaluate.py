@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from slimgan_pl.checkpoint import CheckpointError, load_slimgan, run_directory
+from slimgan_pl.cli import cli_main
 from slimgan_pl.data.base import to_model_range
 from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT, DataNotFoundError, load_fashion_mnist
 from slimgan_pl.metrics.consistency import mean_inconsistency
@@ -402,6 +403,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@cli_main("slimgan-eval")  # one-line errors, --debug for the traceback (slimgan_pl/cli.py)
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:

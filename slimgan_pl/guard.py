@@ -136,6 +136,5 @@ class NonFiniteGuard(pl.Callback):
             return ""
         last = Path(self.run_dir) / "checkpoints" / "last.ckpt"
         if not last.is_file():
-            return "; no checkpoint was written before (lower optim.g_lr/optim.d_lr and start again)"
-        return (f"; {last} is the last finite state, continue from it (e.g. with lower optim.g_lr/optim.d_lr): "
-                f"slimgan-train --resume {self.run_dir}")
+            return "; no checkpoint was written before it (lower optim.g_lr/optim.d_lr and start again)"
+        return f"; {last} is the last finite state, continue from it with: slimgan-train --resume {self.run_dir}"

@@ -95,6 +95,10 @@ def resume_command(run_dir: str | Path) -> str:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, then write ``summary.json`` (per-width final losses, checkpoint and sample paths)."""
+    try:  # first: a damaged or unsafe checkpoint is refused before anything is built
+        ckpt_path = resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, cfg.paths.output_dir)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     pl.seed_everything(cfg.seed, workers=True)
     model, datamodule, trainer = build(cfg)
     out = Path(cfg.paths.output_dir)
@@ -108,14 +112,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                         out / CORRUPT_LIST)
     for logger in trainer.loggers:  # the whole resolved config (wandb config, CSV hparams.yaml)
         logger.log_hyperparams(OmegaConf.to_container(cfg))
-    ckpt_path = resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, out)
     if ckpt_path is not None:
         print(f"Resuming from {ckpt_path}", flush=True)
     preemption = next((c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint)), None)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     except CheckpointSaveError as e:  # disk full / permission: the previous checkpoint is intact
-        raise CheckpointSaveError(e.errno, f"{e.strerror}; fix it, then continue with: {resume_command(out)}") from e
+        raise CheckpointSaveError(f"{e}; fix it, then continue with: {resume_command(out)}") from e
     except SystemExit:  # Lightning's SIGTERMException after our checkpoint (SLURM kills a requeued job)
         if preemption is None or not preemption.preempted:
             raise

@@ -23,6 +23,7 @@ from PIL import Image
 from torchvision.utils import save_image
 
 from slimgan_pl.checkpoint import CheckpointError, load_slimgan
+from slimgan_pl.cli import cli_main
 from slimgan_pl.deploy.common import WEIGHTS, fail, select_generator
 from slimgan_pl.models import SlimmableGenerator
 from slimgan_pl.module import SlimGAN
@@ -189,6 +190,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@cli_main("slimgan-sample")  # one-line errors, --debug for the traceback (slimgan_pl/cli.py)
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
