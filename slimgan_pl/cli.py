@@ -23,9 +23,34 @@ DEBUG_FLAG = "--debug"
 EXIT_KNOWN_ERROR = 2
 
 
+_HYDRA_QUIET = "SLIMGAN_HYDRA_ONE_LINE"  # marks a HYDRA_FULL_ERROR=1 set by hydra_one_line, not by the user
+
+
 def debug_requested() -> bool:
-    """Full tracebacks wanted: ``HYDRA_FULL_ERROR=1`` (set by ``--debug`` too)."""
-    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+    """Full tracebacks wanted: ``HYDRA_FULL_ERROR=1`` set by the user (or by ``--debug``)."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" and os.environ.get(_HYDRA_QUIET) != "1"
+
+
+@contextmanager
+def hydra_one_line(prog: str) -> Iterator[None]:
+    """Around ``@hydra.main``: Hydra's own errors (unknown config group or key, bad override syntax)
+    become one line and exit 2 too. Hydra prints them over several lines unless HYDRA_FULL_ERROR=1,
+    in which case it re-raises them: set it (marked as ours, so :func:`debug_requested` stays false)."""
+    from hydra.errors import HydraException
+
+    if debug_requested():
+        yield
+        return
+    os.environ["HYDRA_FULL_ERROR"] = os.environ[_HYDRA_QUIET] = "1"
+    try:
+        yield
+    except HydraException as e:
+        message = one_line(e).split(" Config search path:")[0]  # the search path is noise for a user
+        print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_KNOWN_ERROR) from None
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+        os.environ.pop(_HYDRA_QUIET, None)
 
 
 def known_errors() -> tuple[type[BaseException], ...]:

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from slimgan_pl.checkpoint_io import CheckpointSaveError, SafeCheckpointIO
-from slimgan_pl.cli import cli_main, one_line_errors
+from slimgan_pl.cli import cli_main, hydra_one_line, one_line_errors
 from slimgan_pl.config import config_dir, register_resolvers
 from slimgan_pl.data.fashion_mnist import DataNotFoundError, FashionMNISTDataModule
 from slimgan_pl.guard import NonFiniteGuard
@@ -99,7 +99,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ckpt_path = resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, cfg.paths.output_dir)
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # quiet: a config error stays the only stderr line
     model, datamodule, trainer = build(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,7 +229,8 @@ def _resume_argv(argv: list[str]) -> list[str]:
 @cli_main("slimgan-train")
 def main() -> None:
     sys.argv[1:] = _resume_argv(sys.argv[1:])
-    _hydra_main()
+    with hydra_one_line("slimgan-train"):
+        _hydra_main()
 
 
 if __name__ == "__main__":

@@ -327,6 +327,8 @@ def test_every_cli_reports_a_bad_input_in_one_line(tmp_path):
         "slimgan-export": ["slimgan_pl.deploy.export", str(bad), "--width", "1.0"],
         "slimgan-pick": ["slimgan_pl.deploy.pick", str(bad), "--budget-ms", "5"],
         "slimgan-collect": ["slimgan_pl.sweeps", str(tmp_path / "no_such_sweep")],
+        # Hydra's own composition error (printed over several lines by Hydra itself)
+        "slimgan-train": ["slimgan_pl.train", "model=no_such_model", f"hydra.run.dir={tmp_path / 'run'}"],
     }
     procs = {prog: subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, env=env(), cwd=REPO) for prog, args in calls.items()}
@@ -335,9 +337,12 @@ def test_every_cli_reports_a_bad_input_in_one_line(tmp_path):
         lines = [line for line in err.splitlines() if line.strip()]
         assert proc.returncode == 2, (prog, err[-2000:])
         assert len(lines) == 1, (prog, err[-2000:])
-        name = "no_such_sweep" if prog == "slimgan-collect" else "bad.ckpt"
+        name = {"slimgan-collect": "no_such_sweep", "slimgan-train": "model/no_such_model"}.get(prog, "bad.ckpt")
         assert name in lines[0], (prog, lines)
-        if prog != "slimgan-collect":
+        if prog == "slimgan-train":
+            assert lines[0].startswith("slimgan-train: error: In 'config': Could not find 'model/no_such_model' "
+                                       "Available options in 'model': biggan32")
+        elif prog != "slimgan-collect":
             assert lines[0].startswith(f"{prog}: error: checkpoint {bad}: not a torch checkpoint file")
 
 
@@ -346,7 +351,7 @@ def test_debug_flag_and_hydra_full_error_show_the_traceback(tmp_path, capsys, mo
 
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"x")
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # recorded, so the value --debug sets is undone too
     grid = ["--grid", str(tmp_path / "grid.png")]
     with pytest.raises(SystemExit) as exit_:
         sample.main([str(bad), *grid])
@@ -359,7 +364,7 @@ def test_debug_flag_and_hydra_full_error_show_the_traceback(tmp_path, capsys, mo
 
 
 def test_one_line_errors_collapses_multi_line_messages(capsys, monkeypatch):
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # recorded, so the value --debug sets is undone too
     with pytest.raises(SystemExit) as exit_, one_line_errors("prog"):
         raise ValueError("first line\n  second line")
     assert exit_.value.code == 2 and capsys.readouterr().err == "prog: error: first line second line\n"
