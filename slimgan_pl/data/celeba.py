@@ -18,7 +18,8 @@ class CelebADataModule(FileImageDataModule):
     center-cropped to ``crop`` (178, the reference recipe) and resized to ``image_size``; no labels.
 
     torchvision needs ``celeba/img_align_celeba/`` and the five annotation text files (md5-checked;
-    ``target_type=[]``: none of them is returned).
+    ``target_type=[]``: none of them is returned). ``on_corrupt``: every used JPEG is decoded once before
+    training (cached); unreadable ones fail the run then (``error``) or are left out (``skip``).
     """
 
     num_classes = 0

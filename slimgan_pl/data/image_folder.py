@@ -39,7 +39,8 @@ class ImageFolderDataModule(FileImageDataModule):
     Layouts: ``root/<class>/*.png|jpg|...`` (classes = sorted subfolder names, labels their index)
     or a flat ``root/*.png|jpg|...`` (unconditional, labels -1). ``num_classes``: 0 trains an
     unconditional model on either layout; K > 0 (class-conditional models) needs exactly K class
-    subfolders.
+    subfolders. ``on_corrupt``: unreadable files fail before training (``error``) or are left out
+    (``skip``), see :mod:`slimgan_pl.data.preflight`.
     """
 
     def __init__(self, root: str, num_classes: int = 0, image_size: int = 32, img_channels: int = 3,
