@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import errno
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,6 @@ from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from slimgan_pl.checkpoint import CheckpointError, read_checkpoint
-
-log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".tmp"          # <name>.ckpt.tmp-<pid>: an unfinished write (ignored by resume selection)
 DAMAGED_SUFFIX = ".damaged"   # <name>.ckpt.damaged[-N]: set aside by resume=auto because it does not load

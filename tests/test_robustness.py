@@ -158,7 +158,8 @@ def test_guard_syncs_with_the_host_once_per_finite_iteration(monkeypatch):
     conversions = []
     for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
         real = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _n=name, _r=real: conversions.append(_n) or _r(self, *a))
+        monkeypatch.setattr(torch.Tensor, name,
+                            lambda self, *a, _n=name, _r=real: conversions.append(_n) or _r(self, *a))
     guard = NonFiniteGuard("stop")
     guard.on_train_batch_end(trainer, module, outputs, None, 0)
     assert conversions == ["item"]
@@ -199,7 +200,8 @@ def test_disk_full_keeps_the_previous_checkpoint_and_stops_with_one_line(make_cf
     with pytest.raises(CheckpointSaveError) as err:
         train_module.train(cfg)
     message = str(err.value)
-    assert "cannot write checkpoint" in message and "No space left on device (ENOSPC); existing checkpoints are intact" in message
+    assert "cannot write checkpoint" in message
+    assert "No space left on device (ENOSPC); existing checkpoints are intact" in message
     assert f"continue with: slimgan-train --resume {out}" in message and len(message.splitlines()) == 1
     monkeypatch.setattr(torch, "save", real_save)
     assert step_of(out / "checkpoints" / "last.ckpt") == 2 * 2  # intact, loads
