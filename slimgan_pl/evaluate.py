@@ -43,6 +43,7 @@ from typing import Any
 import torch
 
 from slimgan_pl.checkpoint import CheckpointError, load_slimgan, read_checkpoint, run_directory
+from slimgan_pl.cli import cli_main
 from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT, DataNotFoundError
 from slimgan_pl.inference import prepare_sampling_generator
 from slimgan_pl.metrics.backbones import BACKBONES, Backbone, FeatureSet, default_backbone, load_backbone
@@ -562,6 +563,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         device=args.device, sanity=not args.no_sanity, truncation=args.truncation)
 
 
+@cli_main("slimgan-eval")  # --debug for the traceback (slimgan_pl/cli.py)
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:

@@ -410,7 +410,7 @@ class SlimGAN(pl.LightningModule):
             for group in opt.param_groups:
                 group["lr"] = lr
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         images, labels = batch
         opt_g, opt_d = self.optimizers()
         if self.hparams.lr_decay != "none":
@@ -436,6 +436,7 @@ class SlimGAN(pl.LightningModule):
         self.log("g_loss", torch.stack(g_losses).sum(), prog_bar=True, on_step=True, on_epoch=False)
         # G steps so far; checkpoint names use it (Lightning's global_step counts optimizer steps).
         self.log("iteration", float(self.iteration), on_step=True, on_epoch=False)
+        return logs  # detached losses for callbacks (NonFiniteGuard checks them; no host sync here)
 
     def _discriminator_step(self, real: torch.Tensor, real_labels: torch.Tensor | None, opt_d) -> list[torch.Tensor]:
         n = real.shape[0]

@@ -6,8 +6,8 @@ Design (see README "Sweeps, SLURM and preemption"):
   written by :meth:`SlimGAN.on_save_checkpoint` and put back right before the first resumed batch,
   so a resumed run draws the same noise as an uninterrupted one. The data order comes back through
   the stateful loader (:mod:`slimgan_pl.data.resumable`).
-* ``resume=auto``: a run whose ``paths.output_dir`` already holds ``checkpoints/last.ckpt`` continues
-  from it (an explicit ``ckpt_path`` wins); ``resume=never`` always starts fresh.
+* ``resume=auto``: a run whose ``paths.output_dir`` already holds checkpoints continues from the newest
+  one that loads (an explicit ``ckpt_path`` wins); ``resume=never`` always starts fresh.
 * :class:`FinalIterationCheckpoint`: Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` also holds
   the final iteration when ``train.g_steps`` is not a multiple of ``train.checkpoint_every`` (Lightning
   leaves it at the last periodic save, so evaluation after training would read stale weights).
@@ -103,19 +103,35 @@ def pick_rng_state(states: list[dict[str, Any]], rank: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- resume=auto
-def resume_checkpoint(resume: str, ckpt_path: str | None, output_dir: str | os.PathLike) -> str | None:
-    """The checkpoint ``trainer.fit`` should start from: ``ckpt_path`` when given, else with
-    ``resume=auto`` the run directory's ``checkpoints/last.ckpt`` if it exists, else None (fresh)."""
+def check_resume_settings(resume: str, ckpt_path: str | None) -> None:
+    """ValueError (one line) for a ``resume`` mode not in :data:`RESUME_MODES` or a ``ckpt_path`` that is
+    not a file; cheap (reads nothing), so ``build`` checks it before anything else starts."""
     if resume not in RESUME_MODES:
         raise ValueError(f"resume must be one of {RESUME_MODES}, got {resume!r}")
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise ValueError(f"ckpt_path={ckpt_path!r} is not a file")
+
+
+def resume_checkpoint(resume: str, ckpt_path: str | None, output_dir: str | os.PathLike) -> str | None:
+    """The checkpoint ``trainer.fit`` should start from: ``ckpt_path`` when given (it must load safely,
+    else :class:`~slimgan_pl.checkpoint.CheckpointError`), else with ``resume=auto`` the newest checkpoint
+    of the run directory that loads (damaged ones are reported and set aside, see
+    :func:`~slimgan_pl.checkpoint_io.newest_loadable_checkpoint`), else None (fresh)."""
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    from slimgan_pl.checkpoint import read_checkpoint  # imports the model, which imports this module
+    from slimgan_pl.checkpoint_io import newest_loadable_checkpoint
+
+    check_resume_settings(resume, ckpt_path)
     if ckpt_path is not None:
-        if not Path(ckpt_path).is_file():
-            raise ValueError(f"ckpt_path={ckpt_path!r} is not a file")
+        read_checkpoint(ckpt_path)  # one-line CheckpointError: truncated, foreign, or unsafe (pickled code)
         return str(ckpt_path)
-    last = Path(output_dir) / LAST_CHECKPOINT
-    if resume == "auto" and last.is_file():
-        return str(last)
-    return None
+    if resume != "auto":
+        return None
+    # Only rank 0 renames damaged files (other DDP ranks start later and follow its choice).
+    chosen = newest_loadable_checkpoint(Path(output_dir) / LAST_CHECKPOINT.parent,
+                                        rename=getattr(rank_zero_only, "rank", 0) == 0)
+    return str(chosen) if chosen is not None else None
 
 
 # ----------------------------------------------------------------------------- preemption

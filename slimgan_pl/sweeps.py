@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from slimgan_pl.cli import cli_main
+
 WIDTH_KEY = re.compile(r"^(fid|fid_train|d_loss|g_loss)_w(\d+(?:\.\d+)?)$")
 
 
@@ -160,6 +162,7 @@ def write_tables(rows: Sequence[dict[str, Any]], out_dir: str | Path, stem: str 
     return [md, csv_path, js]
 
 
+@cli_main("slimgan-collect")  # one-line errors, --debug for the traceback (slimgan_pl/cli.py)
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="slimgan-collect", description=__doc__.split("\n\n")[0])
     parser.add_argument("root", help="a multirun sweep directory (multirun/<sweep>/<date_time>) or one run directory")

@@ -1,9 +1,14 @@
-"""Training entry point: ``slimgan-train [overrides]`` (same as ``python -m slimgan_pl.train``)."""
+"""Training entry point: ``slimgan-train [overrides]`` (same as ``python -m slimgan_pl.train``).
+
+``slimgan-train --resume <run dir> [overrides]`` continues a run in place (same folder, same saved
+overrides, ``resume=auto``); extra overrides such as a larger ``train.g_steps`` win over the saved ones.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,10 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from slimgan_pl.callbacks import DataConfigInCheckpoint
+from slimgan_pl.checkpoint_io import CheckpointSaveError, SafeCheckpointIO
+from slimgan_pl.cli import cli_main, hydra_one_line, one_line_errors
 from slimgan_pl.config import config_dir, register_resolvers
 from slimgan_pl.data.fashion_mnist import DataNotFoundError
+from slimgan_pl.guard import NonFiniteGuard
 from slimgan_pl.module import SlimGAN, width_tag
-from slimgan_pl.resume import PreemptionCheckpoint, in_slurm_job, resume_checkpoint
+from slimgan_pl.resume import PreemptionCheckpoint, check_resume_settings, in_slurm_job, resume_checkpoint
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -27,6 +35,11 @@ register_resolvers()
 
 class ConfigError(ValueError):
     """A config value is invalid; raised before training starts."""
+
+    cli_label = "config error"  # slimgan-train: config error: ...
+
+
+CORRUPT_LIST = "corrupt_files.txt"  # run-directory list of the images data.on_corrupt=skip left out
 
 
 def _check_data_fits_model(datamodule: pl.LightningDataModule, model: SlimGAN) -> None:
@@ -55,8 +68,12 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
             datamodule.check()
         callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
         callbacks.append(DataConfigInCheckpoint())  # slimgan-eval CKPT reads the dataset from the checkpoint
+        # First, so a non-finite iteration is caught before any callback saves it.
+        callbacks.insert(0, NonFiniteGuard(cfg.train.get("on_nonfinite", "stop"),
+                                           cfg.train.get("max_nonfinite_skips", 10), run_dir=cfg.paths.output_dir))
         loggers = [instantiate(lg) for lg in cfg.get("logger", {}).values() if lg is not None]
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        # Every save is atomic (temp file, fsync, rename) and refuses a non-finite model.
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[SafeCheckpointIO()])
         for callback in callbacks:  # callbacks that depend on the model, data or trainer check them now
             if hasattr(callback, "check_config"):
                 callback.check_config(model, datamodule, trainer)
@@ -71,28 +88,43 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
     except InstantiationException as e:  # Hydra wraps a constructor's error; report the error itself
         raise ConfigError(str(e.__cause__ or e)) from e
     try:
-        resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, cfg.paths.output_dir)
+        check_resume_settings(cfg.get("resume", "never"), cfg.ckpt_path)
     except ValueError as e:
         raise ConfigError(str(e)) from e
     return model, datamodule, trainer
 
 
+def resume_command(run_dir: str | Path) -> str:
+    """The one command that continues ``run_dir`` in place."""
+    return f"slimgan-train --resume {run_dir}"
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, then write ``summary.json`` (per-width final losses, checkpoint and sample paths)."""
-    pl.seed_everything(cfg.seed, workers=True)
+    try:  # first: a damaged or unsafe checkpoint is refused before anything is built
+        ckpt_path = resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, cfg.paths.output_dir)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # quiet: a config error stays the only stderr line
     model, datamodule, trainer = build(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if trainer.is_global_zero:  # DDP: every rank runs this function (popen launcher: the whole script)
         (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg))
+        corrupt = getattr(datamodule, "corrupt_files", None)
+        if corrupt:  # data.on_corrupt=skip: the files left out, for the user to fix
+            (out / CORRUPT_LIST).write_text("".join(f"{name}\t{why}\n" for name, why in corrupt))
+            log.warning("%d unreadable images left out (data.on_corrupt=skip), listed in %s", len(corrupt),
+                        out / CORRUPT_LIST)
     for logger in trainer.loggers:  # the whole resolved config (wandb config, CSV hparams.yaml)
         logger.log_hyperparams(OmegaConf.to_container(cfg))
-    ckpt_path = resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, out)
     if ckpt_path is not None:
         print(f"Resuming from {ckpt_path}", flush=True)
     preemption = next((c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint)), None)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except CheckpointSaveError as e:  # disk full / permission: the previous checkpoint is intact
+        raise CheckpointSaveError(f"{e}; fix it, then continue with: {resume_command(out)}") from e
     except SystemExit:  # Lightning's SIGTERMException after our checkpoint (SLURM kills a requeued job)
         if preemption is None or not preemption.preempted:
             raise
@@ -101,8 +133,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             # No result for submitit/Hydra: the requeued job (ours, or SLURM's after its SIGTERM) resumes
             # and finishes this run; a cancelled job just ends.
             raise SystemExit(0)
-        print(f"\nStopped by a signal after {model.iteration} iterations; resume with resume=auto "
-              f"(same run directory) or ckpt_path={out / 'checkpoints' / 'last.ckpt'}")
+        print(f"\nStopped by a signal after {model.iteration} iterations; continue with: {resume_command(out)}")
         return {"output_dir": str(out), "iterations": model.iteration, "preempted": True,
                 "last_checkpoint": str(out / "checkpoints" / "last.ckpt")}
 
@@ -138,10 +169,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
-        train(cfg)
-    except ConfigError as e:
-        print(f"slimgan-train: config error: {e}", file=sys.stderr)
-        sys.exit(2)
+        with one_line_errors("slimgan-train"):  # inside the task: Hydra would print its own report
+            train(cfg)
     finally:
         finish_wandb()  # the next job of a multirun in this process must get its own wandb run
 
@@ -153,8 +182,52 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _quote(value: str) -> str:
+    return value if re.fullmatch(r"[\w./:@-]+", value) else "'" + value.replace("'", "\\'") + "'"
+
+
+def resume_overrides(run_dir: str, overrides: list[str]) -> list[str]:
+    """Hydra overrides that continue ``run_dir`` in place: the run's saved overrides
+    (``.hydra/overrides.yaml``), replaced by any of ``overrides`` with the same key, plus
+    ``hydra.run.dir=<run_dir>`` and ``resume=auto``."""
+    run = Path(run_dir)
+    saved_file = run / ".hydra" / "overrides.yaml"
+    if not saved_file.is_file():
+        raise ValueError(f"--resume {run_dir}: not a slimgan-train run folder (no .hydra/overrides.yaml)")
+    if any(_override_key(o) in ("ckpt_path", "resume", "hydra.run.dir", "paths.output_dir") for o in overrides):
+        raise ValueError("--resume continues the run folder's own checkpoints: do not combine it with ckpt_path=, "
+                         "resume=, hydra.run.dir= or paths.output_dir=")
+    given = {_override_key(o) for o in overrides}
+    dropped = given | {"ckpt_path", "resume", "hydra.run.dir", "paths.output_dir"}
+    saved = [str(o) for o in OmegaConf.load(saved_file) if _override_key(str(o)) not in dropped]
+    return [*saved, *overrides, f"hydra.run.dir={_quote(str(run))}", "resume=auto"]
+
+
+def _resume_argv(argv: list[str]) -> list[str]:
+    """``--resume DIR`` (or ``--resume=DIR``) in ``argv`` -> the overrides of :func:`resume_overrides`."""
+    for i, arg in enumerate(argv):
+        if arg == "--resume" or arg.startswith("--resume="):
+            if arg == "--resume":
+                if i + 1 >= len(argv):
+                    raise ValueError("--resume needs a run folder: slimgan-train --resume outputs/<run>")
+                run_dir, rest = argv[i + 1], argv[:i] + argv[i + 2:]
+            else:
+                run_dir, rest = arg.split("=", 1)[1], argv[:i] + argv[i + 1:]
+            if any(a in ("-m", "--multirun") for a in rest):
+                raise ValueError("--resume continues one run folder: it cannot be combined with -m/--multirun")
+            return resume_overrides(run_dir, rest)
+    return argv
+
+
+@cli_main("slimgan-train")
 def main() -> None:
-    _hydra_main()
+    sys.argv[1:] = _resume_argv(sys.argv[1:])
+    with hydra_one_line("slimgan-train"):
+        _hydra_main()
 
 
 if __name__ == "__main__":

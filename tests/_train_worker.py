@@ -6,8 +6,13 @@ PAUSE_AT > 0: before the iteration after PAUSE_AT completed iterations (its chec
 write OUTPUT_DIR/paused and sleep in short steps for up to a minute, so the test can kill or signal
 the process at a known point. Every phase runs in such a process with one thread, so the reference
 and the resumed runs do the same arithmetic.
+
+PAUSE_IN_SAVE_AT_STEP=N (environment): the save of the checkpoint with Lightning global_step N writes
+half of its bytes, then writes OUTPUT_DIR/saving and sleeps, so the test can kill the run inside a save.
 """
 
+import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,9 +38,27 @@ class PauseAfter(pl.Callback):
                     return
 
 
+def pause_inside_save(out: Path, step: int) -> None:
+    real_save = torch.save
+
+    def slow_save(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("global_step") == step and not isinstance(f, io.BytesIO):
+            data = io.BytesIO()
+            real_save(obj, data, *args, **kwargs)
+            f.write(data.getvalue()[: len(data.getvalue()) // 2])
+            f.flush()
+            (out / "saving").write_text(str(step))
+            time.sleep(120)
+        return real_save(obj, f, *args, **kwargs)
+
+    torch.save = slow_save
+
+
 def main() -> None:
     torch.set_num_threads(1)
     out, pause_at, overrides = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+    if os.environ.get("PAUSE_IN_SAVE_AT_STEP"):
+        pause_inside_save(out, int(os.environ["PAUSE_IN_SAVE_AT_STEP"]))
     register_resolvers()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("config", overrides=[f"paths.output_dir={out}", *overrides])

@@ -185,19 +185,31 @@ def test_image_folder_with_classes_and_flat(tmp_path):
         ImageFolderDataModule(str(tmp_path / "classes"), num_classes=3).check()
 
 
+@pytest.fixture(autouse=True)
+def private_data_check_cache(tmp_path, monkeypatch):
+    """The pre-flight check's cache (slimgan_pl/data/preflight.py) goes to the test's folder."""
+    monkeypatch.setenv("SLIMGAN_DATA_CHECK_CACHE", str(tmp_path / "data_check_cache"))
+
+
 def test_corrupt_image_names_the_file(tmp_path):
     write_images(tmp_path / "imgs", ["a.png", "b.png"])
     (tmp_path / "imgs" / "bad.jpg").write_bytes(b"this is not an image")
     dm = ImageFolderDataModule(str(tmp_path / "imgs"), image_size=16, batch_size=3)
-    dm.setup()
-    with pytest.raises(CorruptImageError, match=r"cannot read .*imgs/bad\.jpg: UnidentifiedImageError"):
-        next(iter(dm.train_dataloader()))
+    with pytest.raises(CorruptImageError, match=r"1 of 3 images cannot be decoded: .*imgs/bad\.jpg "
+                                                r"\(UnidentifiedImageError\)"):
+        dm.setup()  # the pre-flight check, before any training
+    # a file that breaks after the check is still named when the loader reaches it
+    good_dm = ImageFolderDataModule(str(tmp_path / "imgs"), image_size=16, batch_size=2, on_corrupt="skip")
+    good_dm.setup()
+    (tmp_path / "imgs" / "a.png").write_bytes(b"broken later")
+    with pytest.raises(CorruptImageError, match=r"cannot read .*imgs/a\.png: UnidentifiedImageError"):
+        good_dm.dataset.dataset._decode(0)
     # truncated file: decodes lazily, still named
     good = tmp_path / "trunc"
     write_images(good, ["x.jpg"], size=(64, 64))
     data = (good / "x.jpg").read_bytes()
     (good / "x.jpg").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CorruptImageError, match=r"cannot read .*trunc/x\.jpg"):
+    with pytest.raises(CorruptImageError, match=r"cannot be decoded: .*trunc/x\.jpg \(OSError\)"):
         ImageFolderDataModule(str(good), image_size=16, batch_size=1).check()
 
 

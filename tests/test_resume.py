@@ -160,7 +160,7 @@ def test_resume_settings_are_checked(make_cfg, tmp_path):
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert resume_checkpoint("auto", None, tmp_path) is None
     last.parent.mkdir()
-    last.write_bytes(b"")
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "global_step": 2}, last)
     assert resume_checkpoint("auto", None, tmp_path) == str(last)
     assert resume_checkpoint("never", None, tmp_path) is None
     assert resume_checkpoint("auto", str(last), "/elsewhere") == str(last)

@@ -89,7 +89,7 @@ def test_cli_config_error_is_one_line(tmp_path):
                            f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert lines[-1].startswith("slimgan-train: config error: slim.widths must be strictly increasing")
+    assert len(lines) == 1 and lines[0].startswith("slimgan-train: config error: slim.widths must be strictly increasing")
     assert not (tmp_path / "checkpoints").exists()
 
 

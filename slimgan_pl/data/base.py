@@ -4,6 +4,7 @@ file-backed sets decoded on access (STL-10, CelebA, image folders)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
 
+from slimgan_pl.data.preflight import ON_CORRUPT, corrupt_files_message, find_unreadable_images
 from slimgan_pl.data.resumable import resumable_loader
 
 
@@ -81,11 +83,12 @@ class DecodedImageDataset(Dataset):
     its target is ignored), converted to RGB or L, cropped/resized to ``image_size`` and scaled to
     [-1, 1], with ``labels[i]`` (-1: no label). An image that cannot be decoded raises
     :class:`CorruptImageError` naming it: ``names[i]`` (a file per image) or image i of ``names``
-    (one container file)."""
+    (one container file). ``on_corrupt="skip"``: an image that fails anyway (changed after the
+    pre-flight check) is replaced by the next readable one, with a warning, instead of ending the run."""
 
     def __init__(self, source: Dataset, labels: torch.Tensor, names: Sequence[str] | str, image_size: int,
-                 img_channels: int, crop: int | None = None) -> None:
-        self.source, self.labels, self.names = source, labels, names
+                 img_channels: int, crop: int | None = None, on_corrupt: str = "error") -> None:
+        self.source, self.labels, self.names, self.on_corrupt = source, labels, names, on_corrupt
         self.mode = {1: "L", 3: "RGB"}[img_channels]
         # crop (CelebA: the central 178x178 face region), then shorter side -> image_size, central square
         self.transform = v2.Compose(([v2.CenterCrop(crop)] if crop else [])
@@ -98,14 +101,24 @@ class DecodedImageDataset(Dataset):
     def name(self, i: int) -> str:
         return f"image {i} of {self.names}" if isinstance(self.names, str) else str(self.names[i])
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _decode(self, i: int) -> torch.Tensor:
         try:  # decoding happens lazily, in the source's loader or in convert(): both inside the try
             image = self.source[i][0].convert(self.mode)
-            pixels = self.transform(image)
+            return self.transform(image)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise CorruptImageError(f"cannot read {self.name(i)}: {type(e).__name__}: {e} "
                                     "(replace or delete the file)") from e
-        return pixels.float().div(127.5).sub(1.0), self.labels[i]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        for attempt in range(min(len(self), 16)):
+            j = (i + attempt) % len(self)
+            try:
+                return self._decode(j).float().div(127.5).sub(1.0), self.labels[j]
+            except CorruptImageError as e:
+                if self.on_corrupt != "skip":
+                    raise
+                warnings.warn(f"data.on_corrupt=skip: {e}; using the next image", stacklevel=2)
+        raise CorruptImageError(f"cannot read {self.name(i)} nor the 15 images after it (data.on_corrupt=skip)")
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -182,9 +195,15 @@ class FileImageDataModule(ImageDataModule):
     resizing. ``check()`` also decodes the first image, so a wrong format fails before training."""
 
     def __init__(self, batch_size: int = 64, n_dis: int = 1, image_size: int = 32, img_channels: int = 3,
-                 num_workers: int = 0, limit: int | None = None, crop: int | None = None) -> None:
+                 num_workers: int = 0, limit: int | None = None, crop: int | None = None,
+                 on_corrupt: str = "error") -> None:
         super().__init__(batch_size=batch_size, n_dis=n_dis, image_size=image_size, img_channels=img_channels,
                          num_workers=num_workers, limit=limit)
+        if on_corrupt not in ON_CORRUPT:
+            raise ValueError(f"data.on_corrupt must be one of {list(ON_CORRUPT)}, got {on_corrupt!r}")
+        self.on_corrupt = on_corrupt
+        # (file, why) of the images left out by on_corrupt=skip; slimgan-train lists them in the run folder
+        self.corrupt_files: list[tuple[str, str]] = []
         if img_channels not in (1, 3):
             raise ValueError(f"data.img_channels must be 1 (images converted to grayscale) or 3 (RGB), "
                              f"got {img_channels}")
@@ -197,9 +216,21 @@ class FileImageDataModule(ImageDataModule):
 
     def build_dataset(self) -> Dataset:
         source, labels, names = self.open_source()
-        dataset = DecodedImageDataset(source, labels, names, self.image_size, self.img_channels, self.crop)
-        if self.limit:
-            return Subset(dataset, range(min(self.limit, len(dataset))))
+        dataset = DecodedImageDataset(source, labels, names, self.image_size, self.img_channels, self.crop,
+                                      self.on_corrupt)
+        used = list(range(min(self.limit, len(dataset)) if self.limit else len(dataset)))
+        if not isinstance(names, str):  # one file per image: decode every used file before training
+            bad = find_unreadable_images([names[i] for i in used], workers=max(self.num_workers, 4))
+            if bad and self.on_corrupt == "error":
+                raise CorruptImageError(corrupt_files_message(bad, len(used)))
+            if bad:
+                self.corrupt_files = bad
+                left_out = {name for name, _ in bad}
+                used = [i for i in used if names[i] not in left_out]
+                warnings.warn(f"data.on_corrupt=skip: {len(bad)} of {len(bad) + len(used)} images cannot be decoded "
+                              f"and are left out (first: {bad[0][0]})", stacklevel=2)
+        if len(used) < len(dataset):
+            return Subset(dataset, used)
         return dataset
 
     def check(self) -> None:

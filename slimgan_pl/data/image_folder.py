@@ -39,16 +39,17 @@ class ImageFolderDataModule(FileImageDataModule):
     Layouts: ``root/<class>/*.png|jpg|...`` (classes = sorted subfolder names, labels their index)
     or a flat ``root/*.png|jpg|...`` (unconditional, labels -1). ``num_classes``: 0 trains an
     unconditional model on either layout; K > 0 (class-conditional models) needs exactly K class
-    subfolders.
+    subfolders. ``on_corrupt``: unreadable files fail before training (``error``) or are left out
+    (``skip``), see :mod:`slimgan_pl.data.preflight`.
     """
 
     def __init__(self, root: str, num_classes: int = 0, image_size: int = 32, img_channels: int = 3,
                  crop: int | None = None, batch_size: int = 64, n_dis: int = 1, num_workers: int = 0,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, on_corrupt: str = "error") -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"data.num_classes must be an integer >= 0 (0: unconditional), got {num_classes!r}")
         super().__init__(batch_size=batch_size, n_dis=n_dis, image_size=image_size, img_channels=img_channels,
-                         num_workers=num_workers, limit=limit, crop=crop)
+                         num_workers=num_workers, limit=limit, crop=crop, on_corrupt=on_corrupt)
         self.root, self.num_classes = root, num_classes
         self.classes: list[str] = []
 

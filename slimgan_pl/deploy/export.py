@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from slimgan_pl.checkpoint import CheckpointError, load_slimgan, run_directory
+from slimgan_pl.cli import cli_main
 from slimgan_pl.deploy.common import WEIGHTS, fail, prepare_sampling_generator
 from slimgan_pl.models import GENERATORS, SlimmableGenerator
 from slimgan_pl.models.baseline import NativeGenerator, build_model_generator, check_baseline
@@ -481,6 +482,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@cli_main("slimgan-export")  # one-line errors, --debug for the traceback (slimgan_pl/cli.py)
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:

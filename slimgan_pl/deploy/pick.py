@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from slimgan_pl.checkpoint import CheckpointError, load_slimgan, run_directory
+from slimgan_pl.cli import cli_main
 from slimgan_pl.deploy.common import WEIGHTS, fail, select_generator
 from slimgan_pl.deploy.export import dense_generator, generator_meta
 from slimgan_pl.metrics.cost import generator_macs, latency_ms
@@ -122,6 +123,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@cli_main("slimgan-pick")  # one-line errors, --debug for the traceback (slimgan_pl/cli.py)
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:

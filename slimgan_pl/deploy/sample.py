@@ -26,6 +26,7 @@ from PIL import Image
 from torchvision.utils import save_image
 
 from slimgan_pl.checkpoint import CheckpointError, load_slimgan
+from slimgan_pl.cli import cli_main
 from slimgan_pl.deploy.common import WEIGHTS, fail, prepare_sampling_generator
 from slimgan_pl.models import SlimmableGenerator
 from slimgan_pl.module import SlimGAN
@@ -208,6 +209,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@cli_main("slimgan-sample")  # one-line errors, --debug for the traceback (slimgan_pl/cli.py)
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
