@@ -16,7 +16,8 @@ from torch import nn
 from slimgan_pl.distributed import rank_seed
 from slimgan_pl.losses import distillation_loss, hinge_d_loss, hinge_g_loss
 from slimgan_pl.models import MultiWidthDiscriminator, SlimmableGenerator, build_generator
-from slimgan_pl.nn import check_widths, convert_cross_replica_batchnorm
+from slimgan_pl.nn import check_widths, convert_cross_replica_batchnorm, local_batch_statistics
+from slimgan_pl.nn.precision import use_float32_spectral_norm
 from slimgan_pl.resume import gather_rng_states, pick_rng_state, set_rng_state
 
 DISTILL_FORWARDS = ("separate", "concat")
@@ -147,6 +148,7 @@ class SlimGAN(pl.LightningModule):
                              "(both the data's class count for a conditional model, 0 or null otherwise)")
         if sync_bn:  # after every submodule exists: covers any architecture's nn.BatchNorm2d layers
             convert_cross_replica_batchnorm(self)
+        use_float32_spectral_norm(self)  # power iterations in float32 under mixed precision
         # Training noise generator of this rank under DDP (set in on_train_start); None: global RNG.
         self._noise_rng: torch.Generator | None = None
 
@@ -278,9 +280,12 @@ class SlimGAN(pl.LightningModule):
                 bn.reset_running_stats()
                 bn.momentum = None
                 bn.train()
-            for w in self.widths:
-                for _ in range(n_batches):
-                    generator(self.noise(batch_size, rng), width=w, y=self.random_labels(batch_size, rng))
+            # Local BN statistics (no collective even with cross-replica BN): the seeded batches give
+            # every rank the same statistics anyway, and evaluation runs this on rank 0 alone.
+            with local_batch_statistics():
+                for w in self.widths:
+                    for _ in range(n_batches):
+                        generator(self.noise(batch_size, rng), width=w, y=self.random_labels(batch_size, rng))
         finally:
             for bn, momentum in zip(bns, momenta):
                 bn.momentum = momentum
@@ -335,14 +340,17 @@ class SlimGAN(pl.LightningModule):
         beta = float(self.hparams.ortho_reg)
         embeddings = {id(m.weight) for m in self.generator.modules() if isinstance(m, nn.Embedding)}
         total = None
-        for p in self.generator.parameters():
-            if p.ndim < 2 or id(p) in embeddings:
-                continue
-            w = p.reshape(p.shape[0], -1)
-            gram = w @ w.T
-            off = gram - torch.diag_embed(torch.diagonal(gram))  # (W W^T) * (1 - I)
-            term = off.square().sum()
-            total = term if total is None else total + term
+        # float32 even under mixed precision: the Gram matrices' off-diagonal entries are small
+        # differences of large sums (autocast would run the matmul in bf16/fp16)
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            for p in self.generator.parameters():
+                if p.ndim < 2 or id(p) in embeddings:
+                    continue
+                w = p.float().reshape(p.shape[0], -1)
+                gram = w @ w.T
+                off = gram - torch.diag_embed(torch.diagonal(gram))  # (W W^T) * (1 - I)
+                term = off.square().sum()
+                total = term if total is None else total + term
         if total is None:
             return torch.zeros((), device=self.device)
         return beta * total
@@ -401,7 +409,10 @@ class SlimGAN(pl.LightningModule):
         self.log("d_loss", torch.stack(d_losses).sum(), prog_bar=True, on_step=True, on_epoch=False)
         self.log("g_loss", torch.stack(g_losses).sum(), prog_bar=True, on_step=True, on_epoch=False)
         # G steps so far; checkpoint names use it (Lightning's global_step counts optimizer steps).
-        self.log("iteration", float(self.iteration), on_step=True, on_epoch=False)
+        # A device tensor filled by a kernel: a Python float would be copied host-to-device every step
+        # (a host sync on GPU); logs are read (synced) only when a logger or the progress bar prints.
+        self.log("iteration", torch.full((), float(self.iteration), device=self.device), on_step=True,
+                 on_epoch=False)
 
     def _discriminator_step(self, real: torch.Tensor, real_labels: torch.Tensor | None, opt_d) -> list[torch.Tensor]:
         n = real.shape[0]
