@@ -82,6 +82,8 @@ class SlimGAN(pl.LightningModule):
     from (global seed, rank), so the ranks' fakes differ; one process keeps the global RNG stream.
     """
 
+    PROGRESS_BAR_KEYS = ("d_loss", "g_loss")  # logged values the progress bar shows when it refreshes
+
     def __init__(
         self,
         generator: Mapping[str, Any],
@@ -406,8 +408,10 @@ class SlimGAN(pl.LightningModule):
         if self.hparams.ortho_reg > 0:
             logs["train/ortho_reg"] = self._last_ortho
         self.log_dict(logs, on_step=True, on_epoch=False)
-        self.log("d_loss", torch.stack(d_losses).sum(), prog_bar=True, on_step=True, on_epoch=False)
-        self.log("g_loss", torch.stack(g_losses).sum(), prog_bar=True, on_step=True, on_epoch=False)
+        # Not prog_bar=True: Lightning converts progress-bar values to Python numbers after every
+        # batch (a host sync per value); the bar reads these when it prints (PROGRESS_BAR_KEYS).
+        self.log("d_loss", torch.stack(d_losses).sum(), on_step=True, on_epoch=False)
+        self.log("g_loss", torch.stack(g_losses).sum(), on_step=True, on_epoch=False)
         # G steps so far; checkpoint names use it (Lightning's global_step counts optimizer steps).
         # A device tensor filled by a kernel: a Python float would be copied host-to-device every step
         # (a host sync on GPU); logs are read (synced) only when a logger or the progress bar prints.
