@@ -10,7 +10,8 @@ launcher YAMLs interpolate them through the ``launch_resource`` resolver), or re
 * local (submitit's local executor): one task, Lightning starts the ranks itself; GPUs = devices
   (all of this machine's for ``-1``), since the executor hides the GPUs it was not asked for.
 
-:class:`SlurmLauncher` (the ``_target_`` of ``conf/hydra/launcher/slurm.yaml``) checks the request
+:class:`hydra_plugins.slimgan_launchers.SlurmLauncher` (the ``_target_`` of ``conf/hydra/launcher/slurm.yaml``;
+Hydra accepts launchers only from the ``hydra_plugins`` namespace) checks the request
 against the partition's nodes (``sinfo``) before submitting anything: a job larger than every node
 would otherwise wait forever (``Reason=PartitionConfig``) while ``slimgan-train -m`` polls it. With
 ``trainer.accelerator=auto`` it requests GPUs exactly when the partition has some.
@@ -19,15 +20,12 @@ would otherwise wait forever (``Reason=PartitionConfig``) while ``slimgan-train 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher as _LocalLauncher
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _SlurmLauncher
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 LAUNCHER_KINDS = ("slurm", "local")
@@ -115,13 +113,13 @@ def launch_resource(kind: str, key: str, accelerator: Any, devices: Any, num_nod
     launcher re-derives the request and refuses bad ones in one line before submitting); an
     underivable request shows as 1 / no GPU."""
     try:
-        cuda = _local_cuda_count() if kind == "local" else None
+        cuda = local_cuda_count() if kind == "local" else None
         return getattr(launch_resources(kind, accelerator, devices, num_nodes, cuda_count=cuda), key)
     except LaunchConfigError:
         return None if key == "gpus_per_node" else 1
 
 
-def _local_cuda_count() -> int:
+def local_cuda_count() -> int:
     import torch
 
     return torch.cuda.device_count()
@@ -199,53 +197,15 @@ def check_request(params: Mapping[str, Any], partition: str, nodes: Sequence[Nod
                                 "or trainer.devices / num_nodes")
 
 
-# ----------------------------------------------------------------------------- launchers
-def _refuse(launcher: str, error: LaunchConfigError) -> None:
+# ----------------------------------------------------------------------------- used by the launchers
+def refuse(launcher: str, error: LaunchConfigError) -> None:
+    """Print the one-line reason and exit with status 2 (no traceback: Hydra passes SystemExit through)."""
     print(f"slimgan-train: hydra/launcher={launcher}: {error}", file=sys.stderr, flush=True)
     raise SystemExit(2)
 
 
-def _trainer(config: DictConfig) -> tuple[Any, Any, Any]:
+def trainer_request(config: DictConfig) -> tuple[Any, Any, Any]:
+    """``trainer.accelerator``, ``trainer.devices`` (plain) and ``trainer.num_nodes`` of a run config."""
     trainer = config.get("trainer", {})
     return (trainer.get("accelerator", "auto"), OmegaConf.to_object(trainer.devices)
             if OmegaConf.is_config(trainer.get("devices")) else trainer.get("devices", 1), trainer.get("num_nodes", 1))
-
-
-class SlurmLauncher(_SlurmLauncher):
-    """hydra-submitit-launcher's SLURM launcher that derives nodes, tasks and GPUs per node from the
-    trainer config (:func:`launch_resources`) and checks them against the partition (:func:`check_request`)
-    before submitting: a request no node can hold stops with one line instead of pending forever."""
-
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
-        assert self.config is not None
-        try:
-            if shutil.which("sinfo") is None:
-                raise LaunchConfigError("sinfo not found: hydra/launcher=slurm must run on a SLURM login node")
-            partition, nodes = partition_nodes(self.params.get("partition"))
-            accelerator, devices, num_nodes = _trainer(self.config)
-            resources = launch_resources("slurm", accelerator, devices, num_nodes,
-                                         partition_has_gpus=any(n.gpus for n in nodes))
-            self.params.update(nodes=resources.nodes, tasks_per_node=resources.tasks_per_node,
-                               gpus_per_node=resources.gpus_per_node)
-            check_request(self.params, partition, nodes)
-        except LaunchConfigError as e:
-            _refuse("slurm", e)
-        except subprocess.CalledProcessError as e:
-            _refuse("slurm", LaunchConfigError(f"sinfo failed: {(e.stderr or '').strip() or e}"))
-        return super().launch(job_overrides, initial_job_idx)
-
-
-class LocalLauncher(_LocalLauncher):
-    """hydra-submitit-launcher's local launcher with the request derived by :func:`launch_resources`
-    (one task: Lightning starts the DDP ranks itself)."""
-
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
-        assert self.config is not None
-        try:
-            accelerator, devices, num_nodes = _trainer(self.config)
-            resources = launch_resources("local", accelerator, devices, num_nodes, cuda_count=_local_cuda_count())
-        except LaunchConfigError as e:
-            _refuse("local", e)
-        self.params.update(nodes=resources.nodes, tasks_per_node=resources.tasks_per_node,
-                           gpus_per_node=resources.gpus_per_node)
-        return super().launch(job_overrides, initial_job_idx)

@@ -148,7 +148,7 @@ def test_launcher_config_derives_nodes_tasks_and_gpus(launcher, overrides, expec
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("config", overrides=[f"hydra/launcher={launcher}", *overrides], return_hydra_config=True)
     params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
-    assert params["_target_"] == f"slimgan_pl.launch.{launcher.capitalize()}Launcher"
+    assert params["_target_"] == f"hydra_plugins.slimgan_launchers.{launcher.capitalize()}Launcher"
     assert (params["nodes"], params["tasks_per_node"], params["gpus_per_node"]) == expected
 
 

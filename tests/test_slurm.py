@@ -112,3 +112,43 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm, tmp_path, interrupt, me
     assert (sweep / "0" / "checkpoints" / "iter_000005.ckpt").is_file()  # kept across the requeue
     other = json.loads((sweep / "1" / "summary.json").read_text())  # the untouched job
     assert other["iterations"] == 30 and other["resumed_from"] is None
+
+
+@pytest.mark.parametrize("overrides, message", [
+    # the launcher defaults (4 CPUs, 32 GB) on the 2-CPU node: used to pend forever (Reason=PartitionConfig)
+    (["hydra.launcher.cpus_per_task=4", "hydra.launcher.mem_gb=1"], "set hydra.launcher.cpus_per_task=2"),
+    (["hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=4096"], "set hydra.launcher.mem_gb="),
+    # trainer=ddp on a partition without GPUs: used to fail in sbatch (gres) or on the node
+    (["trainer=ddp", "trainer.devices=2", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"],
+     "use trainer=ddp_cpu"),
+    (["trainer=ddp", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"], "set trainer.devices="),
+], ids=["cpus", "memory", "gpus", "all-devices"])
+def test_a_job_the_partition_cannot_hold_is_refused_before_submission(slurm, tmp_path, overrides, message):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "slimgan_pl.train", "-m", "hydra/launcher=slurm", "debug=smoke",
+           f"hydra.sweep.dir={sweep}", *overrides]
+    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("slimgan-train:")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert not (sweep / ".submitit").exists()  # nothing was submitted
+
+
+def test_ddp_cpu_request_is_two_tasks_of_the_partition(slurm, tmp_path):
+    """trainer=ddp_cpu through SLURM: 2 tasks per node (Lightning's SLURMEnvironment runs the ranks
+    as SLURM tasks); checked and submitted as the sbatch script says, without running training."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from slimgan_pl.config import config_dir, register_resolvers
+    from slimgan_pl.launch import check_request, partition_nodes
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "trainer=ddp_cpu", "hydra.launcher.cpus_per_task=1",
+                                           "hydra.launcher.mem_gb=1"], return_hydra_config=True)
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert (params["nodes"], params["tasks_per_node"], params["gpus_per_node"]) == (1, 2, None)
+    partition, nodes = partition_nodes(None)
+    check_request(params, partition, nodes)  # 2 tasks x 1 CPU fit the 2-CPU node
