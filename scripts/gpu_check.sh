@@ -4,6 +4,7 @@
 #   bash scripts/gpu_check.sh --prepare gpu_check_bundle   # HERE (with network): fill the bundle folder
 #   bash scripts/gpu_check.sh [--bundle gpu_check_bundle] [--out gpu_check.md]   # ON THE GPU MACHINE
 #   bash scripts/gpu_check.sh --cpu [--out cpu_check.md]   # the same code paths, tiny, on the CPU (tested)
+#   ... -- --only resume ddp                               # a subset of the checks (words of their names)
 #
 # The bundle (gitignored; nothing in it is committed) carries what a bare GPU machine may lack:
 #   wheels/   pure-Python wheels (pip download --no-deps): hydra-core, omegaconf, antlr4-python3-runtime,
@@ -25,6 +26,7 @@ MODE=run
 BUNDLE=$REPO/gpu_check_bundle
 OUT=gpu_check.md
 DEVICE=cuda
+EXTRA=()
 WHEELS=(hydra-core omegaconf "antlr4-python3-runtime==4.9.3" torch-fidelity pytorch-lightning lightning-utilities
         torchmetrics submitit hydra-submitit-launcher)
 
@@ -34,6 +36,7 @@ while [[ $# -gt 0 ]]; do
         --bundle) BUNDLE=${2:?}; shift 2 ;;
         --out) OUT=${2:?}; shift 2 ;;
         --cpu|--dry-run) DEVICE=cpu; shift ;;
+        --) shift; EXTRA=("$@"); break ;;   # passed to gpu_check.py, e.g. -- --only resume ddp
         *) echo "gpu_check: unknown argument $1 (--prepare DIR | --bundle DIR | --out FILE | --cpu)" >&2; exit 2 ;;
     esac
 done
@@ -77,6 +80,6 @@ case $MODE in
         [[ -d $BUNDLE/data/fashion-mnist ]] && args+=(--data-root "$BUNDLE/data/fashion-mnist")
         [[ -f $BUNDLE/cache/fmnist_classifier_v1.pt ]] && args+=(--classifier "$BUNDLE/cache/fmnist_classifier_v1.pt")
         if [[ $DEVICE == cuda ]]; then nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true; fi
-        exec "$PY" "$REPO/scripts/gpu_check.py" "${args[@]}"
+        exec "$PY" "$REPO/scripts/gpu_check.py" "${args[@]}" "${EXTRA[@]}"
         ;;
 esac
