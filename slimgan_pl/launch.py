@@ -197,6 +197,70 @@ def check_request(params: Mapping[str, Any], partition: str, nodes: Sequence[Nod
                                 "or trainer.devices / num_nodes")
 
 
+# ----------------------------------------------------------------------------- pending jobs that can never start
+# squeue reasons of a pending job that waiting cannot change (the request exceeds what the partition,
+# QOS or account allows); a job pending for Resources / Priority / Dependency will start eventually.
+UNSCHEDULABLE_REASONS = ("PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints",
+                         "InvalidAccount", "InvalidQOS", "QOSMaxCpuPerJobLimit", "QOSMaxGRESPerJob",
+                         "QOSMaxMemoryPerJob", "QOSMaxNodePerJobLimit", "QOSMaxWallDurationPerJobLimit",
+                         "AssocMaxCpuPerJobLimit", "AssocMaxNodePerJobLimit", "AssocMaxWallDurationPerJobLimit")
+
+
+def unschedulable_jobs(job_ids: Sequence[str]) -> dict[str, str]:
+    """Of ``job_ids`` (SLURM job or array ids), the pending ones that can never start: {job: reason}."""
+    if not job_ids:
+        return {}
+    out = subprocess.run(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i|%T|%r"], capture_output=True,
+                         text=True).stdout
+    found = {}
+    for line in out.splitlines():
+        job, state, reason = (line.split("|") + ["", ""])[:3]
+        if state == "PENDING" and reason in UNSCHEDULABLE_REASONS:
+            found[job] = reason
+    return found
+
+
+class PendingWatch:
+    """Polls the jobs submitit has created under ``folder`` (one sub-folder per job id) every
+    ``interval`` seconds; when one pends for a reason in :data:`UNSCHEDULABLE_REASONS` it cancels the
+    submission's jobs and records why (:attr:`reason`), so the launcher can stop with one line
+    instead of polling forever."""
+
+    def __init__(self, folder: str, interval: float = 10.0) -> None:
+        import threading
+
+        self.folder, self.interval = folder, interval
+        self.reason: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PendingWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+
+    def job_ids(self) -> list[str]:
+        from pathlib import Path
+
+        folder = Path(self.folder)
+        names = [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+        return sorted({n.split("_")[0] for n in names if n.split("_")[0].isdigit()})
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            ids = self.job_ids()
+            stuck = unschedulable_jobs(ids)
+            if stuck:
+                job, reason = next(iter(stuck.items()))
+                self.reason = (f"job {job} can never start (squeue: Reason={reason}): its request exceeds what "
+                               "the partition/QOS/account allows; lower hydra.launcher.cpus_per_task, mem_gb, "
+                               "timeout_min or trainer.devices / num_nodes, or pick another hydra.launcher.partition")
+                subprocess.run(["scancel", *ids], capture_output=True)
+                return
+
+
 # ----------------------------------------------------------------------------- used by the launchers
 def refuse(launcher: str, error: LaunchConfigError) -> None:
     """Print the one-line reason and exit with status 2 (no traceback: Hydra passes SystemExit through)."""

@@ -152,3 +152,29 @@ def test_ddp_cpu_request_is_two_tasks_of_the_partition(slurm, tmp_path):
     assert (params["nodes"], params["tasks_per_node"], params["gpus_per_node"]) == (1, 2, None)
     partition, nodes = partition_nodes(None)
     check_request(params, partition, nodes)  # 2 tasks x 1 CPU fit the 2-CPU node
+
+
+def test_a_pending_job_that_can_never_start_is_detected_and_cancelled(slurm, tmp_path):
+    """The fallback for limits sinfo does not show: a job larger than the node pends with
+    Reason=PartitionConfig; the launcher's watch cancels it and reports why (it used to poll forever)."""
+    from slimgan_pl.launch import PendingWatch, unschedulable_jobs
+
+    proc = subprocess.run(["sbatch", "--parsable", "--cpus-per-task=4", "--mem=1G", "-o", "/dev/null",
+                           "--wrap", "sleep 1"], capture_output=True, text=True, check=True)
+    job = proc.stdout.strip().split(";")[0]
+    try:
+        (tmp_path / f"{job}_0").mkdir()  # as submitit names an array task's folder
+        deadline = time.monotonic() + 60
+        while not unschedulable_jobs([job]):
+            assert time.monotonic() < deadline, "the job never showed an unschedulable reason"
+            time.sleep(0.5)
+        assert unschedulable_jobs([job]) == {job: "PartitionConfig"}
+        with PendingWatch(str(tmp_path), interval=0.5) as watch:
+            while watch.reason is None:
+                assert time.monotonic() < deadline + 30, "the watch did not react"
+                time.sleep(0.2)
+        assert f"job {job} can never start (squeue: Reason=PartitionConfig)" in watch.reason
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
+        assert state.strip() in ("", "CANCELLED", "COMPLETING")  # cancelled by the watch
+    finally:
+        subprocess.run(["scancel", job], capture_output=True)

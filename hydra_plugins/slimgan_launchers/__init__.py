@@ -14,6 +14,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 
 from slimgan_pl.launch import (
     LaunchConfigError,
+    PendingWatch,
     check_request,
     launch_resources,
     local_cuda_count,
@@ -44,7 +45,15 @@ class SlurmLauncher(SubmititSlurmLauncher):
             refuse("slurm", e)
         except subprocess.CalledProcessError as e:
             refuse("slurm", LaunchConfigError(f"sinfo failed: {(e.stderr or '').strip() or e}"))
-        return super().launch(job_overrides, initial_job_idx)
+        # A request within the nodes can still exceed a QOS/account/partition limit: watch the pending reason.
+        folder = str(self.params["submitit_folder"]).replace("%j", "")
+        with PendingWatch(folder) as watch:
+            try:
+                return super().launch(job_overrides, initial_job_idx)
+            except Exception:
+                if watch.reason:
+                    refuse("slurm", LaunchConfigError(watch.reason))
+                raise
 
 
 class LocalLauncher(SubmititLocalLauncher):
