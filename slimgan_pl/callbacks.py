@@ -114,7 +114,7 @@ class IterationProgressBar(TQDMProgressBar):
         items = super().get_metrics(trainer, pl_module)
         for key in getattr(pl_module, "PROGRESS_BAR_KEYS", ()):
             if key in trainer.callback_metrics:
-                items[key] = f"{float(trainer.callback_metrics[key]):.3g}"
+                items[key] = float(trainer.callback_metrics[key])
         return items
 
     @staticmethod

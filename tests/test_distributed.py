@@ -211,10 +211,10 @@ def test_spectral_norm_power_iteration_runs_in_float32_under_bf16_autocast():
                 and torch.nn.utils.parametrize.is_parametrized(m))
     sn = conv.parametrizations.weight[0]
     original = conv.parametrizations.weight.original.detach()
-    u0, v0 = sn._u.clone(), sn._v.clone()
+    u0 = sn._u.clone()
     # reference: the same power iteration and sigma by hand in float32
     w = original.reshape(original.shape[0], -1)
-    v = torch.nn.functional.normalize(w.T @ u0, dim=0, eps=sn.eps)
+    v = torch.nn.functional.normalize(w.T @ u0, dim=0, eps=sn.eps)  # torch's order: v from u, then u from v
     u = torch.nn.functional.normalize(w @ v, dim=0, eps=sn.eps)
     sigma = u @ (w @ v)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -222,7 +222,6 @@ def test_spectral_norm_power_iteration_runs_in_float32_under_bf16_autocast():
     assert normalised.dtype == torch.float32 and sn._u.dtype == torch.float32
     torch.testing.assert_close(sn._u, u, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(normalised, original / sigma, rtol=1e-6, atol=1e-7)
-    del v0
 
 
 def test_ortho_penalty_is_float32_under_bf16_autocast():
