@@ -1,5 +1,6 @@
 """hydra/launcher=slurm against a real one-node SLURM (scripts/local_slurm.sh; .ci/run starts it):
-a 2-run multirun sweep, and a job requeued while it runs that resumes from its checkpoint."""
+a 2-run multirun sweep, a job requeued while it runs that resumes from its checkpoint, requests the
+partition cannot hold refused before submission, and a never-starting pending job detected."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).parents[1]
-# Jobs on 1 CPU each (2 cores shared), smoke-sized, CPU only (no GPU request: slurm_gpus resolver).
+# Jobs on 1 CPU each (2 cores shared), smoke-sized, CPU only (no GPU request: slimgan_pl.launch).
 LAUNCH = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
           "hydra.launcher.timeout_min=15", "debug=smoke", "trainer.accelerator=cpu"]
 
