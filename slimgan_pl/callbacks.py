@@ -109,6 +109,14 @@ class IterationProgressBar(TQDMProgressBar):
         self.train_progress_bar.total = self._total(trainer, batch_idx + 1)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        # Read (a host sync on GPU) only here, when the bar prints: the module logs them without prog_bar.
+        items = super().get_metrics(trainer, pl_module)
+        for key in getattr(pl_module, "PROGRESS_BAR_KEYS", ()):
+            if key in trainer.callback_metrics:
+                items[key] = float(trainer.callback_metrics[key])
+        return items
+
     @staticmethod
     def _total(trainer: pl.Trainer, done: int) -> int | None:
         """The epoch's last batch index + 1 given ``done`` batches of it: the epoch's length

@@ -33,9 +33,12 @@ def scale_lr(base_lr: float, batch_size: int, base_batch_size: int, rule: str) -
     return float(base_lr) * {"none": 1.0, "linear": ratio, "sqrt": ratio ** 0.5}[rule]
 
 
-def slurm_gpus(accelerator: str, devices: Any) -> int | None:
-    """GPUs per node to request from SLURM: ``trainer.devices`` unless the run is on the CPU."""
-    return None if str(accelerator) == "cpu" else int(devices)
+def launch_resource(kind: str, key: str, accelerator: Any, devices: Any, num_nodes: Any = 1) -> Any:
+    """``nodes`` / ``tasks_per_node`` / ``gpus_per_node`` of a launched job (hydra/launcher=slurm|local),
+    derived from the trainer config by :func:`slimgan_pl.launch.launch_resources`."""
+    from slimgan_pl.launch import launch_resource as derive  # the launcher plugin only when used
+
+    return derive(kind, key, accelerator, devices, num_nodes)
 
 
 def run_tags(max_len: int = 64) -> ListConfig:
@@ -49,7 +52,7 @@ def run_tags(max_len: int = 64) -> ListConfig:
 
 
 def register_resolvers() -> None:
-    for name, fn in (("optimizer_steps", optimizer_steps), ("scale_lr", scale_lr), ("slurm_gpus", slurm_gpus),
+    for name, fn in (("optimizer_steps", optimizer_steps), ("scale_lr", scale_lr), ("launch_resource", launch_resource),
                      ("run_tags", run_tags)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -33,6 +33,40 @@ def rank_seed(seed: int, rank: int, step: int = 0) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
 
 
+HALF_TRUE_PRECISIONS = ("bf16-true", "16-true", "transformer-engine")
+
+
+def check_trainer_config(accelerator: str, precision: str | int, ema: bool, cuda_available: bool | None = None) -> None:
+    """One-line refusals of trainer settings that cannot work, before Lightning builds anything.
+
+    * a GPU run on a machine without CUDA (Lightning says only "No supported gpu backend found!"):
+      ``trainer=ddp`` is multi-GPU; its CPU twin is ``trainer=ddp_cpu``;
+    * ``bf16-true`` / ``16-true`` with an EMA generator: the weights (and so the EMA) would be half
+      precision, where a ``1 - decay = 1e-4`` step is below the resolution and the EMA freezes.
+      The mixed precisions keep float32 weights (and EMA)."""
+    cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
+    if str(accelerator) in ("gpu", "cuda") and not cuda:
+        raise ValueError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible here: for DDP on CPU "
+                         "processes use trainer=ddp_cpu, for one CPU process trainer=cpu")
+    if ema and str(precision) in HALF_TRUE_PRECISIONS:
+        raise ValueError(f"trainer.precision={precision} keeps the weights in half precision, which freezes the "
+                         "EMA generator (its updates are below half-precision resolution): use "
+                         "trainer.precision=bf16-mixed or 16-mixed, or ema=none")
+
+
+def leave_process_group() -> None:
+    """After training, on every rank: wait for the others, then leave the default process group.
+
+    What follows ``trainer.fit`` runs on rank 0 alone (evaluation, summaries). Any collective it
+    entered would wait for ranks that have left, or fail ("Connection closed by peer"): torchmetrics
+    syncs its states on ``compute`` whenever a group exists, cross-replica BN all-reduces in train
+    mode. Without a group every library behaves as in one process. Lightning initialises a new
+    group for a later ``fit`` in the same process."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def average_gradients(params: list[torch.Tensor], bucket_cap_mb: float = 25.0,
                       group: dist.ProcessGroup | None = None) -> None:
     """Replace each parameter's ``.grad`` by its mean over the ranks of ``group``.

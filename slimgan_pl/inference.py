@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from slimgan_pl.ema import converge_spectral_norms
+from slimgan_pl.nn import local_batch_statistics
 
 if TYPE_CHECKING:  # module.py imports this file
     from slimgan_pl.models import SlimmableGenerator
@@ -50,12 +51,15 @@ def recompute_standing_statistics(generator: SlimmableGenerator, widths: list[fl
             bn.reset_running_stats()
             bn.momentum = None
             bn.train()
-        for w in widths:
-            for _ in range(n_batches):
-                # drawn as SlimGAN.noise / random_labels draw them: z first, then labels, on the CPU stream
-                z = torch.randn(batch_size, generator.nz, generator=rng).to(device)
-                y = torch.randint(num_classes, (batch_size,), generator=rng).to(device) if num_classes else None
-                generator(z, width=w, y=y)
+        # Local BN statistics (no collective even with cross-replica BN): the seeded batches give every
+        # rank the same statistics anyway, and evaluation runs this on rank 0 alone.
+        with local_batch_statistics():
+            for w in widths:
+                for _ in range(n_batches):
+                    # drawn as SlimGAN.noise / random_labels draw them: z first, then labels, on the CPU stream
+                    z = torch.randn(batch_size, generator.nz, generator=rng).to(device)
+                    y = torch.randint(num_classes, (batch_size,), generator=rng).to(device) if num_classes else None
+                    generator(z, width=w, y=y)
     finally:
         for bn, momentum in zip(bns, momenta):
             bn.momentum = momentum

@@ -20,6 +20,7 @@ from slimgan_pl.losses import GAN_LOSSES, distillation_loss, gan_losses
 from slimgan_pl.models import MultiWidthDiscriminator, SlimmableGenerator
 from slimgan_pl.models.baseline import build_model_generator, check_baseline, native_discriminator_kwargs
 from slimgan_pl.nn import check_widths, convert_cross_replica_batchnorm
+from slimgan_pl.nn.precision import use_float32_spectral_norm
 from slimgan_pl.resume import gather_rng_states, pick_rng_state, set_rng_state
 
 DISTILL_FORWARDS = ("separate", "concat")
@@ -101,6 +102,8 @@ class SlimGAN(pl.LightningModule):
     from (global seed, rank), so the ranks' fakes differ; one process keeps the global RNG stream.
     """
 
+    PROGRESS_BAR_KEYS = ("d_loss", "g_loss")  # logged values the progress bar shows when it refreshes
+
     def __init__(
         self,
         generator: Mapping[str, Any],
@@ -178,6 +181,7 @@ class SlimGAN(pl.LightningModule):
                              "(both the data's class count for a conditional model, 0 or null otherwise)")
         if sync_bn:  # after every submodule exists: covers any architecture's nn.BatchNorm2d layers
             convert_cross_replica_batchnorm(self)
+        use_float32_spectral_norm(self)  # power iterations in float32 under mixed precision
         # Training noise generator of this rank under DDP (set in on_train_start); None: global RNG.
         self._noise_rng: torch.Generator | None = None
 
@@ -340,14 +344,17 @@ class SlimGAN(pl.LightningModule):
         beta = float(self.hparams.ortho_reg)
         embeddings = {id(m.weight) for m in self.generator.modules() if isinstance(m, nn.Embedding)}
         total = None
-        for p in self.generator.parameters():
-            if p.ndim < 2 or id(p) in embeddings:
-                continue
-            w = p.reshape(p.shape[0], -1)
-            gram = w @ w.T
-            off = gram - torch.diag_embed(torch.diagonal(gram))  # (W W^T) * (1 - I)
-            term = off.square().sum()
-            total = term if total is None else total + term
+        # float32 even under mixed precision: the Gram matrices' off-diagonal entries are small
+        # differences of large sums (autocast would run the matmul in bf16/fp16)
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            for p in self.generator.parameters():
+                if p.ndim < 2 or id(p) in embeddings:
+                    continue
+                w = p.float().reshape(p.shape[0], -1)
+                gram = w @ w.T
+                off = gram - torch.diag_embed(torch.diagonal(gram))  # (W W^T) * (1 - I)
+                term = off.square().sum()
+                total = term if total is None else total + term
         if total is None:
             return torch.zeros((), device=self.device)
         return beta * total
@@ -432,10 +439,15 @@ class SlimGAN(pl.LightningModule):
             logs["train/lr_g"], logs["train/lr_d"] = (float(g["lr"]) for g in
                                                       (opt_g.param_groups[0], opt_d.param_groups[0]))
         self.log_dict(logs, on_step=True, on_epoch=False)
-        self.log("d_loss", torch.stack(d_losses).sum(), prog_bar=True, on_step=True, on_epoch=False)
-        self.log("g_loss", torch.stack(g_losses).sum(), prog_bar=True, on_step=True, on_epoch=False)
+        # Not prog_bar=True: Lightning converts progress-bar values to Python numbers after every
+        # batch (a host sync per value); the bar reads these when it prints (PROGRESS_BAR_KEYS).
+        self.log("d_loss", torch.stack(d_losses).sum(), on_step=True, on_epoch=False)
+        self.log("g_loss", torch.stack(g_losses).sum(), on_step=True, on_epoch=False)
         # G steps so far; checkpoint names use it (Lightning's global_step counts optimizer steps).
-        self.log("iteration", float(self.iteration), on_step=True, on_epoch=False)
+        # A device tensor filled by a kernel: a Python float would be copied host-to-device every step
+        # (a host sync on GPU); logs are read (synced) only when a logger or the progress bar prints.
+        self.log("iteration", torch.full((), float(self.iteration), device=self.device), on_step=True,
+                 on_epoch=False)
         return logs  # detached losses for callbacks (NonFiniteGuard checks them; no host sync here)
 
     def _discriminator_step(self, real: torch.Tensor, real_labels: torch.Tensor | None, opt_d) -> list[torch.Tensor]:

@@ -2,7 +2,7 @@
 
 Design (see README "Sweeps, SLURM and preemption"):
 
-* Every checkpoint holds the RNG states (torch CPU, every CUDA device, Python, NumPy) of every rank,
+* Every checkpoint holds the RNG states (torch CPU, the rank's CUDA device, Python, NumPy) of every rank,
   written by :meth:`SlimGAN.on_save_checkpoint` and put back right before the first resumed batch,
   so a resumed run draws the same noise as an uninterrupted one. The data order comes back through
   the stateful loader (:mod:`slimgan_pl.data.resumable`).
@@ -49,7 +49,10 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 # ----------------------------------------------------------------------------- RNG state
 def rng_state(noise: torch.Generator | None = None) -> dict[str, Any]:
     """This process's RNG states in a form ``torch.load(weights_only=True)`` accepts (tensors, ints, tuples);
-    with ``noise``, also that generator's (a DDP rank's training-noise stream)."""
+    with ``noise``, also that generator's (a DDP rank's training-noise stream) and its device type.
+
+    CUDA: only the current device's state (the one this rank draws on). One state per visible GPU
+    would tie the checkpoint to the GPU count: a run continued on fewer GPUs could not restore it."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -57,22 +60,50 @@ def rng_state(noise: torch.Generator | None = None) -> dict[str, Any]:
         "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     if noise is not None:
         state["noise"] = noise.get_state()
+        state["noise_device"] = noise.device.type
     return state
 
 
 def set_rng_state(state: dict[str, Any], noise: torch.Generator | None = None) -> None:
-    """Inverse of :func:`rng_state` (``noise`` gets its saved state when the checkpoint has one)."""
+    """Inverse of :func:`rng_state`. What cannot be carried over to this process is skipped with a
+    one-line warning, never an error: a CUDA state on a machine without CUDA; a training-noise state
+    of another device type (a CUDA generator's state is 16 bytes, a CPU one's 5056), in which case
+    ``noise`` keeps the seed it has (:meth:`SlimGAN.on_train_start` seeds it from seed, rank and step,
+    so the continued run is still deterministic, only not the uninterrupted run's noise)."""
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state:
+        _set_cuda_rng_state(state["cuda"])
     if noise is not None and "noise" in state:
-        noise.set_state(state["noise"])
+        saved, device = state["noise"], state.get("noise_device")
+        if (device is not None and device != noise.device.type) or saved.numel() != noise.get_state().numel():
+            log.warning("the checkpoint's training-noise RNG state is for %s, this run draws noise on %s: "
+                        "the noise stream is reseeded from (seed, rank, step) instead of continued",
+                        device or "another device type", noise.device.type)
+        else:
+            noise.set_state(saved)
+
+
+def _set_cuda_rng_state(saved: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]) -> None:
+    """Restore the current CUDA device's generator from a checkpoint's ``cuda`` entry: one state
+    (this format) or, from older checkpoints, one per GPU of the saving machine (the current
+    device's index is used when it exists there, else nothing is restored)."""
+    if not torch.cuda.is_available():
+        log.warning("the checkpoint holds a CUDA RNG state but this run has no GPU: not restored")
+        return
+    if isinstance(saved, (list, tuple)):
+        index = torch.cuda.current_device()
+        if index >= len(saved):
+            log.warning("the checkpoint holds CUDA RNG states of %d GPUs, this rank uses GPU %d: not restored",
+                        len(saved), index)
+            return
+        saved = saved[index]
+    torch.cuda.set_rng_state(saved)
 
 
 def gather_rng_states(noise: torch.Generator | None = None) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from slimgan_pl.checkpoint_io import CheckpointSaveError, SafeCheckpointIO
 from slimgan_pl.cli import cli_main, hydra_one_line, one_line_errors
 from slimgan_pl.config import config_dir, register_resolvers
 from slimgan_pl.data.fashion_mnist import DataNotFoundError
+from slimgan_pl.distributed import check_trainer_config, leave_process_group
 from slimgan_pl.guard import NonFiniteGuard
 from slimgan_pl.module import SlimGAN, width_tag
 from slimgan_pl.resume import PreemptionCheckpoint, check_resume_settings, in_slurm_job, resume_checkpoint
@@ -62,6 +63,8 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
         ema = {f"ema_{key}": value for key, value in cfg.get("ema", {}).items()}  # ema.decay -> ema_decay
         model = SlimGAN(generator=cfg.model.generator, discriminator=cfg.model.discriminator,
                         sync_bn=cfg.model.sync_bn, baseline=cfg.model.get("baseline"), **cfg.slim, **cfg.optim, **ema)
+        check_trainer_config(cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("precision", "32-true"),
+                             ema=cfg.get("ema", {}).get("decay") is not None)
         datamodule = instantiate(cfg.data)
         _check_data_fits_model(datamodule, model)
         if hasattr(datamodule, "check"):
@@ -128,6 +131,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except SystemExit:  # Lightning's SIGTERMException after our checkpoint (SLURM kills a requeued job)
         if preemption is None or not preemption.preempted:
             raise
+    leave_process_group()  # DDP: what follows runs on rank 0 alone and must enter no collective
     if preemption is not None and preemption.preempted:
         if preemption.requeued or in_slurm_job():
             # No result for submitit/Hydra: the requeued job (ours, or SLURM's after its SIGTERM) resumes

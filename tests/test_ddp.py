@@ -5,6 +5,7 @@ Lightning's subprocess launcher."""
 from __future__ import annotations
 
 import copy
+import json
 import multiprocessing as mp
 import os
 import subprocess
@@ -294,3 +295,51 @@ def test_export_of_a_sync_bn_model_is_the_plain_export(generator, tmp_path):
     scripted = torch.jit.load(str(ex.save_torchscript(dense_synced, tmp_path / "dense.pt")))
     with torch.no_grad():
         torch.testing.assert_close(scripted(*inputs), dense_plain(*inputs), rtol=1e-6, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- rank-0-only code (issue 19, item 1)
+def _rank0_alone(rank: int, init_file: str, out_dir: str) -> None:
+    """Rank 0 runs train-mode cross-replica BN alone inside local_batch_statistics (as standing
+    statistics and evaluation do) while rank 1 has left: must equal nn.BatchNorm2d, not hang."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
+                            timeout=__import__("datetime").timedelta(seconds=30))
+    try:
+        if rank == 0:
+            from slimgan_pl.nn import local_batch_statistics
+
+            torch.manual_seed(0)
+            x = torch.randn(6, 4, 3, 3) * 2 + 1
+            bn = convert_cross_replica_batchnorm(torch.nn.BatchNorm2d(4)).train()
+            plain = torch.nn.BatchNorm2d(4).train()
+            with local_batch_statistics():
+                out = bn(x)
+            torch.save({"out": out.detach(), "expected": plain(x).detach(), "var": bn.running_var,
+                        "expected_var": plain.running_var}, Path(out_dir) / "rank0.pt")
+    finally:
+        if rank == 0:
+            dist.destroy_process_group()
+
+
+def test_local_batch_statistics_lets_one_rank_run_cross_replica_bn_alone(tmp_path, one_thread_for_fork):
+    _run_ranks(_rank0_alone, str(tmp_path / "init"), str(tmp_path))
+    result = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    torch.testing.assert_close(result["out"], result["expected"], rtol=0, atol=0)
+    torch.testing.assert_close(result["var"], result["expected_var"], rtol=0, atol=0)
+
+
+def test_ddp_sync_bn_ema_run_evaluates_after_training(tmp_path, fmnist_root):
+    """The issue's reproduction: cross-replica BN + EMA (standing statistics) + DDP + evaluation after
+    training on rank 0 used to end in "Connection closed by peer" with no summary.json."""
+    if not (Path.home() / ".cache" / "slimgan_pl" / "fmnist_classifier_v1.pt").is_file():
+        pytest.skip("the FMNIST classifier is not cached (training it here would take minutes)")
+    env = {**os.environ, "PYTHONPATH": str(Path(slimgan_pl.__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "slimgan_pl.train", "experiment=fmnist_biggan", "trainer=ddp_cpu", "model.sync_bn=true",
+         "debug=smoke", "evaluate.after_training=true", "evaluate.n_fake=200", "evaluate.n_real=200",
+         "train.g_steps=2", "ema.standing_batches=2", "ema.standing_batch_size=8", f"data.root={fmnist_root}",
+         "callbacks.sample_grid=null", "evaluate.latency_repeats=1", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["iterations"] == 2 and set(summary["fmnist_fid"]) == {"w0.25", "w0.5", "w0.75", "w1.0"}
+    assert "standing BN statistics" in proc.stdout + proc.stderr

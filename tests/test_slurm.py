@@ -1,5 +1,6 @@
 """hydra/launcher=slurm against a real one-node SLURM (scripts/local_slurm.sh; .ci/run starts it):
-a 2-run multirun sweep, and a job requeued while it runs that resumes from its checkpoint."""
+a 2-run multirun sweep, a job requeued while it runs that resumes from its checkpoint, requests the
+partition cannot hold refused before submission, and a never-starting pending job detected."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).parents[1]
-# Jobs on 1 CPU each (2 cores shared), smoke-sized, CPU only (no GPU request: slurm_gpus resolver).
+# Jobs on 1 CPU each (2 cores shared), smoke-sized, CPU only (no GPU request: slimgan_pl.launch).
 LAUNCH = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
           "hydra.launcher.timeout_min=15", "debug=smoke", "trainer.accelerator=cpu"]
 
@@ -112,3 +113,69 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm, tmp_path, interrupt, me
     assert (sweep / "0" / "checkpoints" / "iter_000005.ckpt").is_file()  # kept across the requeue
     other = json.loads((sweep / "1" / "summary.json").read_text())  # the untouched job
     assert other["iterations"] == 30 and other["resumed_from"] is None
+
+
+@pytest.mark.parametrize("overrides, message", [
+    # the launcher defaults (4 CPUs, 32 GB) on the 2-CPU node: used to pend forever (Reason=PartitionConfig)
+    (["hydra.launcher.cpus_per_task=4", "hydra.launcher.mem_gb=1"], "set hydra.launcher.cpus_per_task=2"),
+    (["hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=4096"], "set hydra.launcher.mem_gb="),
+    # trainer=ddp on a partition without GPUs: used to fail in sbatch (gres) or on the node
+    (["trainer=ddp", "trainer.devices=2", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"],
+     "use trainer=ddp_cpu"),
+    (["trainer=ddp", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"], "set trainer.devices="),
+], ids=["cpus", "memory", "gpus", "all-devices"])
+def test_a_job_the_partition_cannot_hold_is_refused_before_submission(slurm, tmp_path, overrides, message):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "slimgan_pl.train", "-m", "hydra/launcher=slurm", "debug=smoke",
+           f"hydra.sweep.dir={sweep}", *overrides]
+    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("slimgan-train:")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert not (sweep / ".submitit").exists()  # nothing was submitted
+
+
+def test_ddp_cpu_request_is_two_tasks_of_the_partition(slurm, tmp_path):
+    """trainer=ddp_cpu through SLURM: 2 tasks per node (Lightning's SLURMEnvironment runs the ranks
+    as SLURM tasks); checked and submitted as the sbatch script says, without running training."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from slimgan_pl.config import config_dir, register_resolvers
+    from slimgan_pl.launch import check_request, partition_nodes
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "trainer=ddp_cpu", "hydra.launcher.cpus_per_task=1",
+                                           "hydra.launcher.mem_gb=1"], return_hydra_config=True)
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert (params["nodes"], params["tasks_per_node"], params["gpus_per_node"]) == (1, 2, None)
+    partition, nodes = partition_nodes(None)
+    check_request(params, partition, nodes)  # 2 tasks x 1 CPU fit the 2-CPU node
+
+
+def test_a_pending_job_that_can_never_start_is_detected_and_cancelled(slurm, tmp_path):
+    """The fallback for limits sinfo does not show: a job larger than the node pends with
+    Reason=PartitionConfig; the launcher's watch cancels it and reports why (it used to poll forever)."""
+    from slimgan_pl.launch import PendingWatch, unschedulable_jobs
+
+    proc = subprocess.run(["sbatch", "--parsable", "--cpus-per-task=4", "--mem=1G", "-o", "/dev/null",
+                           "--wrap", "sleep 1"], capture_output=True, text=True, check=True)
+    job = proc.stdout.strip().split(";")[0]
+    try:
+        (tmp_path / f"{job}_0").mkdir()  # as submitit names an array task's folder
+        deadline = time.monotonic() + 60
+        while not unschedulable_jobs([job]):
+            assert time.monotonic() < deadline, "the job never showed an unschedulable reason"
+            time.sleep(0.5)
+        assert unschedulable_jobs([job]) == {job: "PartitionConfig"}
+        with PendingWatch(str(tmp_path), interval=0.5) as watch:
+            while watch.reason is None:
+                assert time.monotonic() < deadline + 30, "the watch did not react"
+                time.sleep(0.2)
+        assert f"job {job} can never start (squeue: Reason=PartitionConfig)" in watch.reason
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
+        assert state.strip() in ("", "CANCELLED", "COMPLETING")  # cancelled by the watch
+    finally:
+        subprocess.run(["scancel", job], capture_output=True)

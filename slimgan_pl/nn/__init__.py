@@ -9,7 +9,7 @@ from slimgan_pl.nn.conditional import (
     conditional_norm,
 )
 from slimgan_pl.nn.attention import SlimmableSelfAttention
-from slimgan_pl.nn.cross_replica import CrossReplicaBatchNorm2d, convert_cross_replica_batchnorm
+from slimgan_pl.nn.cross_replica import CrossReplicaBatchNorm2d, convert_cross_replica_batchnorm, local_batch_statistics
 from slimgan_pl.nn.slimmable import (
     SlimmableConv2d,
     SlimmableConvTranspose2d,
@@ -35,6 +35,7 @@ __all__ = [
     "check_widths",
     "conditional_norm",
     "convert_cross_replica_batchnorm",
+    "local_batch_statistics",
     "slim_channels",
     "width_index",
 ]
