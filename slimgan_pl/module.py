@@ -34,6 +34,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def compile_training_forwards(generator: nn.Module, discriminator: MultiWidthDiscriminator,
+                              n_widths: int) -> dict[str, Any]:
+    """``torch.compile`` of G's forward and of D's ``score_all``, separately (never the
+    LightningModule: Lightning's loop and hooks stay eager). Dynamo specialises on the width (a
+    Python float) and on the grad mode, so G gets up to two graphs per width (D steps run it under
+    no_grad, G steps with grad) and eval mode more: the recompile limit is raised to fit them."""
+    import torch._dynamo.config as dynamo_config
+
+    graphs_needed = 4 * n_widths + 4  # per width: grad / no_grad x train / eval, plus slack
+    for name in ("recompile_limit", "cache_size_limit"):  # the name changed across torch versions
+        if hasattr(dynamo_config, name) and getattr(dynamo_config, name) < graphs_needed:
+            setattr(dynamo_config, name, graphs_needed)
+    return {"generator": torch.compile(generator), "score_all": torch.compile(discriminator.score_all)}
+
+
 def _betas(value: Sequence[float], key: str) -> tuple[float, float]:
     betas = tuple(float(b) for b in value)
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
@@ -76,6 +91,17 @@ class SlimGAN(pl.LightningModule):
             BNs of switchable and sliceable BNs included) normalises with the statistics of the
             global batch (:class:`~slimgan_pl.nn.CrossReplicaBatchNorm2d`); identical to plain BN
             in one process and in eval mode.
+        channels_last: ``model.channels_last``: G's and D's 4-D weights and D's inputs in channels-last
+            memory format during training (see docs/speed.md for when it pays).
+        compile_networks: ``model.compile``: the training forwards of G and of D's ``score_all`` run
+            through ``torch.compile`` (G and D separately, never the LightningModule; each width is
+            its own graph). Sampling, evaluation and export use the eager modules.
+
+    Precision (``trainer.precision``): under mixed precision Lightning runs :meth:`training_step`
+    under autocast; the parameters, the optimizer state and every loss stay fp32 (D scores and G
+    outputs are cast to fp32 before the losses and the distillation), fp16's GradScaler is
+    Lightning's (``manual_backward`` scales, ``opt.step()`` unscales and skips non-finite steps),
+    and :meth:`sample` always runs in fp32.
 
     Under DDP each rank draws its training noise (z and fake labels) from its own generator seeded
     from (global seed, rank), so the ranks' fakes differ; one process keeps the global RNG stream.
@@ -101,6 +127,8 @@ class SlimGAN(pl.LightningModule):
         ema_standing_batches: int = 0,
         ema_standing_batch_size: int = 64,
         sync_bn: bool = False,
+        channels_last: bool = False,
+        compile_networks: bool = False,
     ) -> None:
         super().__init__()
         generator, discriminator = dict(_plain(generator)), dict(_plain(discriminator))
@@ -115,8 +143,10 @@ class SlimGAN(pl.LightningModule):
         for key, lr in (("optim.g_lr", g_lr), ("optim.d_lr", d_lr)):
             if not float(lr) > 0.0:
                 raise ValueError(f"{key} must be > 0, got {lr}")
-        if not isinstance(sync_bn, bool):
-            raise ValueError(f"model.sync_bn must be true or false, got {sync_bn!r}")
+        for key, flag in (("model.sync_bn", sync_bn), ("model.channels_last", channels_last),
+                          ("model.compile", compile_networks)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{key} must be true or false, got {flag!r}")
         for key, cfg in (("model.generator", generator), ("model.discriminator", discriminator)):
             if "arch" not in cfg:
                 raise ValueError(f"{key}.arch is required")
@@ -149,6 +179,10 @@ class SlimGAN(pl.LightningModule):
             convert_cross_replica_batchnorm(self)
         # Training noise generator of this rank under DDP (set in on_train_start); None: global RNG.
         self._noise_rng: torch.Generator | None = None
+        # The callables the training step runs G and D's score_all with: the modules themselves, or
+        # their torch.compile'd wrappers (a plain dict: not registered, so the state dict is unchanged).
+        self._train_forwards: dict[str, Any] = {"generator": self.generator,
+                                                "score_all": self.discriminator.score_all}
 
     # ----------------------------------------------------------------- public API
     @property
@@ -246,9 +280,10 @@ class SlimGAN(pl.LightningModule):
         generator = self.sampling_generator
         was_training = generator.training
         generator.eval()
-        try:
-            out = [generator(z[i:i + batch_size], width=width, y=None if y is None else y[i:i + batch_size])
-                   for i in range(0, n, batch_size)]
+        try:  # fp32 even when called inside a mixed-precision region (e.g. from a training step)
+            with torch.autocast(self.device.type, enabled=False):
+                out = [generator(z[i:i + batch_size], width=width, y=None if y is None else y[i:i + batch_size])
+                       for i in range(0, n, batch_size)]
         finally:
             generator.train(was_training)
         return torch.cat(out)
@@ -354,6 +389,17 @@ class SlimGAN(pl.LightningModule):
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.d_lr, betas=tuple(hp.d_betas))
         return [opt_g, opt_d]
 
+    def setup(self, stage: str) -> None:
+        # Before the optimizers exist (Module.to(memory_format) keeps the Parameter objects anyway).
+        if self.hparams.get("channels_last"):
+            self.generator.to(memory_format=torch.channels_last)
+            self.discriminator.to(memory_format=torch.channels_last)
+        if self.hparams.get("compile_networks") and stage == "fit":
+            self._train_forwards = compile_training_forwards(self.generator, self.discriminator, len(self.widths))
+
+    def _as_d_input(self, images: torch.Tensor) -> torch.Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.hparams.get("channels_last") else images
+
     def on_fit_start(self) -> None:
         # A conditional model's embeddings must cover the data's classes (the config wires
         # ${data.num_classes}; this catches a Python-API mismatch before an index error deep in G).
@@ -405,15 +451,18 @@ class SlimGAN(pl.LightningModule):
 
     def _discriminator_step(self, real: torch.Tensor, real_labels: torch.Tensor | None, opt_d) -> list[torch.Tensor]:
         n = real.shape[0]
+        generate, score_all = self._train_forwards["generator"], self._train_forwards["score_all"]
         fakes, fake_labels = [], []
         with torch.no_grad():  # no autograd graph for G in D steps
             for w in self.widths:  # fresh z (and class labels) per width
                 z, y = self.noise(n, self._noise_rng), self.random_labels(n, self._noise_rng)
-                fakes.append(self.generator(z, width=w, y=y))
+                fakes.append(self._as_d_input(generate(z, width=w, y=y)))
                 fake_labels.append(y)
-        fake_scores, real_scores = self.discriminator.score_all(
-            fakes, real, fake_labels=fake_labels if self.num_classes else None, real_labels=real_labels)
-        losses = [hinge_d_loss(r, f) for r, f in zip(real_scores, fake_scores)]
+        fake_scores, real_scores = score_all(
+            fakes, self._as_d_input(real), fake_labels=fake_labels if self.num_classes else None,
+            real_labels=real_labels)
+        # losses in fp32 whatever the autocast dtype of the scores
+        losses = [hinge_d_loss(r.float(), f.float()) for r, f in zip(real_scores, fake_scores)]
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(torch.stack(losses).sum())
         opt_d.step()
@@ -426,25 +475,26 @@ class SlimGAN(pl.LightningModule):
         with self.toggled_optimizer(opt_g):
             # one (z, y) shared by all widths for distillation
             rng = self._noise_rng
+            generate, score_all = self._train_forwards["generator"], self._train_forwards["score_all"]
             z_distil, y_distil = (self.noise(n, rng), self.random_labels(n, rng)) if distil else (None, None)
             fakes, fake_labels, students = [], [], []
             for w in self.widths:
                 z, y = self.noise(n, rng), self.random_labels(n, rng)  # fresh per width
                 if distil and hp.distill_forward == "concat":
                     y_both = None if y is None else torch.cat([y, y_distil])
-                    fake, student = self.generator(torch.cat([z, z_distil]), width=w, y=y_both).split(n)
+                    fake, student = generate(torch.cat([z, z_distil]), width=w, y=y_both).split(n)
                 else:
-                    fake = self.generator(z, width=w, y=y)
+                    fake = generate(z, width=w, y=y)
                     student = None
                     if distil:  # the widest width only teaches (its output is detached): no graph
                         with torch.set_grad_enabled(w != self.widths[-1]):
-                            student = self.generator(z_distil, width=w, y=y_distil)
-                fakes.append(fake)
+                            student = generate(z_distil, width=w, y=y_distil)
+                fakes.append(self._as_d_input(fake))
                 fake_labels.append(y)
-                students.append(student)
-            fake_scores, _ = self.discriminator.score_all(fakes, fake_labels=fake_labels if self.num_classes else None)
-            g_losses = [hinge_g_loss(s) for s in fake_scores]
-            kd = distillation_loss(students, hp.stepwise) if distil else fakes[0].new_zeros(())
+                students.append(None if student is None else student.float())  # distillation in fp32
+            fake_scores, _ = score_all(fakes, fake_labels=fake_labels if self.num_classes else None)
+            g_losses = [hinge_g_loss(s.float()) for s in fake_scores]
+            kd = distillation_loss(students, hp.stepwise) if distil else fake_scores[0].new_zeros((), dtype=torch.float32)
             loss = torch.stack(g_losses).sum() + hp.alpha * kd
             if hp.ortho_reg > 0:  # once per G step, on the full weights (not once per width)
                 ortho = self.ortho_penalty()

@@ -47,7 +47,8 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
         OmegaConf.resolve(cfg)
         ema = {f"ema_{key}": value for key, value in cfg.get("ema", {}).items()}  # ema.decay -> ema_decay
         model = SlimGAN(generator=cfg.model.generator, discriminator=cfg.model.discriminator,
-                        sync_bn=cfg.model.sync_bn, **cfg.slim, **cfg.optim, **ema)
+                        sync_bn=cfg.model.sync_bn, channels_last=cfg.model.get("channels_last", False),
+                        compile_networks=cfg.model.get("compile", False), **cfg.slim, **cfg.optim, **ema)
         datamodule = instantiate(cfg.data)
         _check_data_fits_model(datamodule, model)
         if hasattr(datamodule, "check"):
