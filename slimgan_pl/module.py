@@ -179,10 +179,9 @@ class SlimGAN(pl.LightningModule):
             convert_cross_replica_batchnorm(self)
         # Training noise generator of this rank under DDP (set in on_train_start); None: global RNG.
         self._noise_rng: torch.Generator | None = None
-        # The callables the training step runs G and D's score_all with: the modules themselves, or
-        # their torch.compile'd wrappers (a plain dict: not registered, so the state dict is unchanged).
-        self._train_forwards: dict[str, Any] = {"generator": self.generator,
-                                                "score_all": self.discriminator.score_all}
+        # torch.compile'd G forward and D score_all (model.compile, built in setup); a plain dict, not
+        # registered as submodules, so the state dict is unchanged. None: the training step runs eager.
+        self._compiled: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- public API
     @property
@@ -395,7 +394,13 @@ class SlimGAN(pl.LightningModule):
             self.generator.to(memory_format=torch.channels_last)
             self.discriminator.to(memory_format=torch.channels_last)
         if self.hparams.get("compile_networks") and stage == "fit":
-            self._train_forwards = compile_training_forwards(self.generator, self.discriminator, len(self.widths))
+            self._compiled = compile_training_forwards(self.generator, self.discriminator, len(self.widths))
+
+    def _training_forwards(self) -> tuple[Any, Any]:
+        """(G forward, D score_all) the training step runs: compiled ones under ``model.compile``."""
+        if self._compiled is not None:
+            return self._compiled["generator"], self._compiled["score_all"]
+        return self.generator, self.discriminator.score_all
 
     def _as_d_input(self, images: torch.Tensor) -> torch.Tensor:
         return images.contiguous(memory_format=torch.channels_last) if self.hparams.get("channels_last") else images
@@ -451,7 +456,7 @@ class SlimGAN(pl.LightningModule):
 
     def _discriminator_step(self, real: torch.Tensor, real_labels: torch.Tensor | None, opt_d) -> list[torch.Tensor]:
         n = real.shape[0]
-        generate, score_all = self._train_forwards["generator"], self._train_forwards["score_all"]
+        generate, score_all = self._training_forwards()
         fakes, fake_labels = [], []
         with torch.no_grad():  # no autograd graph for G in D steps
             for w in self.widths:  # fresh z (and class labels) per width
@@ -475,7 +480,7 @@ class SlimGAN(pl.LightningModule):
         with self.toggled_optimizer(opt_g):
             # one (z, y) shared by all widths for distillation
             rng = self._noise_rng
-            generate, score_all = self._train_forwards["generator"], self._train_forwards["score_all"]
+            generate, score_all = self._training_forwards()
             z_distil, y_distil = (self.noise(n, rng), self.random_labels(n, rng)) if distil else (None, None)
             fakes, fake_labels, students = [], [], []
             for w in self.widths:

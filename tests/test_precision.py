@@ -162,9 +162,11 @@ def test_compile_switch_wraps_g_and_d_separately_and_keeps_the_state_dict():
     model = tiny_model(compile_networks=True)
     keys = list(model.state_dict())
     model.setup("fit")  # compiling is lazy: this builds the wrappers, runs nothing
-    forwards = model._train_forwards
-    assert forwards["generator"] is not model.generator and forwards["generator"]._orig_mod is model.generator
-    assert forwards["score_all"] is not model.discriminator.score_all
+    eager = tiny_model()
+    assert eager._training_forwards() == (eager.generator, eager.discriminator.score_all)
+    generate, score_all = model._training_forwards()
+    assert generate is not model.generator and generate._orig_mod is model.generator
+    assert getattr(score_all, "_torchdynamo_orig_callable", None) == model.discriminator.score_all
     assert list(model.state_dict()) == keys  # no _orig_mod prefixes: checkpoints stay portable
 
 
