@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     table, verdict = parity_table(results)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()
-    lines = [f"- {mode}: {'PASSES' if ok else 'FAILS'} (every width within {TOLERANCE - 1:.0%} of fp32 or better)"
+    lines = [f"- {mode}: {'PASSES' if ok else 'FAILS'} the rule (every width within {TOLERANCE - 1:.0%} of fp32 or better)"
              for mode, ok in verdict.items()]
     text = (f"# Quality parity of the fast training modes{' (QUICK: tiny sizes, FIDs mean nothing)' if args.quick else ''}\n\n"
             f"Run {now}: demo recipe (conf/experiment/fmnist_demo.yaml) with {overrides}, {iters} iterations per "
