@@ -47,6 +47,21 @@ def linear_lr_factor(iteration: int, total_iterations: int) -> float:
     return max(0.0, 1.0 - iteration / total_iterations)
 
 
+def compile_training_forwards(generator: nn.Module, discriminator: MultiWidthDiscriminator,
+                              n_widths: int) -> dict[str, Any]:
+    """``torch.compile`` of G's forward and of D's ``score_all``, separately (never the
+    LightningModule: Lightning's loop and hooks stay eager). Dynamo specialises on the width (a
+    Python float) and on the grad mode, so G gets up to two graphs per width (D steps run it under
+    no_grad, G steps with grad) and eval mode more: the recompile limit is raised to fit them."""
+    import torch._dynamo.config as dynamo_config
+
+    graphs_needed = 4 * n_widths + 4  # per width: grad / no_grad x train / eval, plus slack
+    for name in ("recompile_limit", "cache_size_limit"):  # the name changed across torch versions
+        if hasattr(dynamo_config, name) and getattr(dynamo_config, name) < graphs_needed:
+            setattr(dynamo_config, name, graphs_needed)
+    return {"generator": torch.compile(generator), "score_all": torch.compile(discriminator.score_all)}
+
+
 def _betas(value: Sequence[float], key: str) -> tuple[float, float]:
     betas = tuple(float(b) for b in value)
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
@@ -97,6 +112,17 @@ class SlimGAN(pl.LightningModule):
             official individually trained baseline instead of a slimmable G: a native G of
             ``ngf * g_width`` channels and a native D of ``ndf * d_width`` (null: 1.0), one width
             (``widths`` becomes ``[g_width]``), see :mod:`slimgan_pl.models.baseline`.
+        channels_last: ``model.channels_last``: G's and D's 4-D weights and D's inputs in channels-last
+            memory format during training (see docs/speed.md for when it pays).
+        compile_networks: ``model.compile``: the training forwards of G and of D's ``score_all`` run
+            through ``torch.compile`` (G and D separately, never the LightningModule; each width is
+            its own graph). Sampling, evaluation and export use the eager modules.
+
+    Precision (``trainer.precision``): under mixed precision Lightning runs :meth:`training_step`
+    under autocast; the parameters, the optimizer state and every loss stay fp32 (D scores and G
+    outputs are cast to fp32 before the losses and the distillation), fp16's GradScaler is
+    Lightning's (``manual_backward`` scales, ``opt.step()`` unscales and skips non-finite steps),
+    and :meth:`sample` always runs in fp32.
 
     Under DDP each rank draws its training noise (z and fake labels) from its own generator seeded
     from (global seed, rank), so the ranks' fakes differ; one process keeps the global RNG stream.
@@ -127,6 +153,8 @@ class SlimGAN(pl.LightningModule):
         ema_standing_batch_size: int = 64,
         sync_bn: bool = False,
         baseline: Mapping[str, Any] | None = None,
+        channels_last: bool = False,
+        compile_networks: bool = False,
     ) -> None:
         super().__init__()
         generator, discriminator = dict(_plain(generator)), dict(_plain(discriminator))
@@ -145,8 +173,10 @@ class SlimGAN(pl.LightningModule):
         for key, lr in (("optim.g_lr", g_lr), ("optim.d_lr", d_lr)):
             if not float(lr) > 0.0:
                 raise ValueError(f"{key} must be > 0, got {lr}")
-        if not isinstance(sync_bn, bool):
-            raise ValueError(f"model.sync_bn must be true or false, got {sync_bn!r}")
+        for key, flag in (("model.sync_bn", sync_bn), ("model.channels_last", channels_last),
+                          ("model.compile", compile_networks)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{key} must be true or false, got {flag!r}")
         for key, cfg in (("model.generator", generator), ("model.discriminator", discriminator)):
             if "arch" not in cfg:
                 raise ValueError(f"{key}.arch is required")
@@ -184,6 +214,9 @@ class SlimGAN(pl.LightningModule):
         use_float32_spectral_norm(self)  # power iterations in float32 under mixed precision
         # Training noise generator of this rank under DDP (set in on_train_start); None: global RNG.
         self._noise_rng: torch.Generator | None = None
+        # torch.compile'd G forward and D score_all (model.compile, built in setup); a plain dict, not
+        # registered as submodules, so the state dict is unchanged. None: the training step runs eager.
+        self._compiled: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- public API
     @property
@@ -281,9 +314,10 @@ class SlimGAN(pl.LightningModule):
         generator = self.sampling_generator
         was_training = generator.training
         generator.eval()
-        try:
-            out = [generator(z[i:i + batch_size], width=width, y=None if y is None else y[i:i + batch_size])
-                   for i in range(0, n, batch_size)]
+        try:  # fp32 even when called inside a mixed-precision region (e.g. from a training step)
+            with torch.autocast(self.device.type, enabled=False):
+                out = [generator(z[i:i + batch_size], width=width, y=None if y is None else y[i:i + batch_size])
+                       for i in range(0, n, batch_size)]
         finally:
             generator.train(was_training)
         return torch.cat(out)
@@ -365,6 +399,23 @@ class SlimGAN(pl.LightningModule):
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.g_lr, betas=tuple(hp.g_betas))
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.d_lr, betas=tuple(hp.d_betas))
         return [opt_g, opt_d]
+
+    def setup(self, stage: str) -> None:
+        # Before the optimizers exist (Module.to(memory_format) keeps the Parameter objects anyway).
+        if self.hparams.get("channels_last"):
+            self.generator.to(memory_format=torch.channels_last)
+            self.discriminator.to(memory_format=torch.channels_last)
+        if self.hparams.get("compile_networks") and stage == "fit":
+            self._compiled = compile_training_forwards(self.generator, self.discriminator, len(self.widths))
+
+    def _training_forwards(self) -> tuple[Any, Any]:
+        """(G forward, D score_all) the training step runs: compiled ones under ``model.compile``."""
+        if self._compiled is not None:
+            return self._compiled["generator"], self._compiled["score_all"]
+        return self.generator, self.discriminator.score_all
+
+    def _as_d_input(self, images: torch.Tensor) -> torch.Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.hparams.get("channels_last") else images
 
     def on_fit_start(self) -> None:
         # A conditional model's embeddings must cover the data's classes (the config wires
@@ -452,16 +503,19 @@ class SlimGAN(pl.LightningModule):
 
     def _discriminator_step(self, real: torch.Tensor, real_labels: torch.Tensor | None, opt_d) -> list[torch.Tensor]:
         n = real.shape[0]
+        generate, score_all = self._training_forwards()
         fakes, fake_labels = [], []
         with torch.no_grad():  # no autograd graph for G in D steps
             for w in self.widths:  # fresh z (and class labels) per width
                 z, y = self.noise(n, self._noise_rng), self.random_labels(n, self._noise_rng)
-                fakes.append(self.generator(z, width=w, y=y))
+                fakes.append(self._as_d_input(generate(z, width=w, y=y)))
                 fake_labels.append(y)
-        fake_scores, real_scores = self.discriminator.score_all(
-            fakes, real, fake_labels=fake_labels if self.num_classes else None, real_labels=real_labels)
+        fake_scores, real_scores = score_all(
+            fakes, self._as_d_input(real), fake_labels=fake_labels if self.num_classes else None,
+            real_labels=real_labels)
         d_loss, _ = GAN_LOSSES[self.hparams.loss]
-        losses = [d_loss(r, f) for r, f in zip(real_scores, fake_scores)]
+        # losses in fp32 whatever the autocast dtype of the scores
+        losses = [d_loss(r.float(), f.float()) for r, f in zip(real_scores, fake_scores)]
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(torch.stack(losses).sum())
         opt_d.step()
@@ -474,26 +528,27 @@ class SlimGAN(pl.LightningModule):
         with self.toggled_optimizer(opt_g):
             # one (z, y) shared by all widths for distillation
             rng = self._noise_rng
+            generate, score_all = self._training_forwards()
             z_distil, y_distil = (self.noise(n, rng), self.random_labels(n, rng)) if distil else (None, None)
             fakes, fake_labels, students = [], [], []
             for w in self.widths:
                 z, y = self.noise(n, rng), self.random_labels(n, rng)  # fresh per width
                 if distil and hp.distill_forward == "concat":
                     y_both = None if y is None else torch.cat([y, y_distil])
-                    fake, student = self.generator(torch.cat([z, z_distil]), width=w, y=y_both).split(n)
+                    fake, student = generate(torch.cat([z, z_distil]), width=w, y=y_both).split(n)
                 else:
-                    fake = self.generator(z, width=w, y=y)
+                    fake = generate(z, width=w, y=y)
                     student = None
                     if distil:  # the widest width only teaches (its output is detached): no graph
                         with torch.set_grad_enabled(w != self.widths[-1]):
-                            student = self.generator(z_distil, width=w, y=y_distil)
-                fakes.append(fake)
+                            student = generate(z_distil, width=w, y=y_distil)
+                fakes.append(self._as_d_input(fake))
                 fake_labels.append(y)
-                students.append(student)
-            fake_scores, _ = self.discriminator.score_all(fakes, fake_labels=fake_labels if self.num_classes else None)
+                students.append(None if student is None else student.float())  # distillation in fp32
+            fake_scores, _ = score_all(fakes, fake_labels=fake_labels if self.num_classes else None)
             _, g_loss = GAN_LOSSES[self.hparams.loss]
-            g_losses = [g_loss(s) for s in fake_scores]  # each width's own loss, summed (as the reference)
-            kd = distillation_loss(students, hp.stepwise) if distil else fakes[0].new_zeros(())
+            g_losses = [g_loss(s.float()) for s in fake_scores]  # each width's own loss, summed (as the reference)
+            kd = distillation_loss(students, hp.stepwise) if distil else fake_scores[0].new_zeros((), dtype=torch.float32)
             loss = torch.stack(g_losses).sum() + hp.alpha * kd
             if hp.ortho_reg > 0:  # once per G step, on the full weights (not once per width)
                 ortho = self.ortho_penalty()

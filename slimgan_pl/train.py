@@ -62,7 +62,9 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
         OmegaConf.resolve(cfg)
         ema = {f"ema_{key}": value for key, value in cfg.get("ema", {}).items()}  # ema.decay -> ema_decay
         model = SlimGAN(generator=cfg.model.generator, discriminator=cfg.model.discriminator,
-                        sync_bn=cfg.model.sync_bn, baseline=cfg.model.get("baseline"), **cfg.slim, **cfg.optim, **ema)
+                        sync_bn=cfg.model.sync_bn, baseline=cfg.model.get("baseline"),
+                        channels_last=cfg.model.get("channels_last", False),
+                        compile_networks=cfg.model.get("compile", False), **cfg.slim, **cfg.optim, **ema)
         check_trainer_config(cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("precision", "32-true"),
                              ema=cfg.get("ema", {}).get("decay") is not None)
         datamodule = instantiate(cfg.data)

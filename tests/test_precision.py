@@ -1,0 +1,226 @@
+"""Mixed precision, channels-last and compile switches of the training step (docs/speed.md)."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.plugins.precision import MixedPrecision
+from torch.utils.data import DataLoader, TensorDataset
+
+import slimgan_pl.module as module
+from slimgan_pl import SlimGAN
+from slimgan_pl.train import ConfigError, build
+from test_train import tiny_classifier  # noqa: F401  (fixture)
+
+WIDTHS = [0.25, 0.5, 0.75, 1.0]
+K = 10
+FAMILIES = {  # arch, conditional
+    "sndcgan": ("sndcgan32", False),
+    "snresgan": ("snresgan32", False),
+    "biggan": ("biggan32", True),
+    "conditional": ("snresgan32", True),  # cGAN-PD-32 at tiny size
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is as fast and immune to other jobs on the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_model(family: str = "sndcgan", **kw) -> SlimGAN:
+    arch, conditional = FAMILIES[family]
+    classes = {"num_classes": K} if conditional else {}
+    args = dict(generator=dict(arch=arch, ngf=16, img_channels=1, **classes),
+                discriminator=dict(arch=arch, ndf=16, **classes), widths=WIDTHS, n_share=2, alpha=10.0, n_dis=1)
+    args.update(kw)
+    return SlimGAN(**args)
+
+
+def fit(model: SlimGAN, iterations: int, batch: int = 8, **trainer_kw) -> pl.Trainer:
+    n = batch * iterations
+    data = TensorDataset(torch.rand(n, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1,
+                         torch.arange(n) % K)
+    trainer = pl.Trainer(max_steps=iterations * 2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, **trainer_kw)
+    trainer.fit(model, DataLoader(data, batch_size=batch, drop_last=True))
+    return trainer
+
+
+@pytest.fixture
+def loss_spy(monkeypatch):
+    """Records, for every loss the training step computes: (name, input dtypes, output, autocast on?)."""
+    calls = []
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            tensors = args[0] if name == "distill" else args
+            dtypes = {t.dtype for t in tensors if t is not None}
+            calls.append((name, dtypes, out.detach().clone(), torch.is_autocast_enabled("cpu")))
+            return out
+        return wrapped
+
+    monkeypatch.setattr(module, "hinge_d_loss", spy("d", module.hinge_d_loss))
+    monkeypatch.setattr(module, "hinge_g_loss", spy("g", module.hinge_g_loss))
+    monkeypatch.setattr(module, "distillation_loss", spy("distill", module.distillation_loss))
+    return calls
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_bf16_mixed_trains_every_family_with_fp32_losses_and_parameters(family, loss_spy):
+    torch.manual_seed(0)
+    model = tiny_model(family)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    trainer = fit(model, iterations=2, precision="bf16-mixed")
+    assert model.iteration == 2
+    assert {name for name, *_ in loss_spy} == {"d", "g", "distill"}
+    for name, dtypes, out, autocast_on in loss_spy:
+        assert autocast_on, "the training step must run under autocast"  # bf16 really was on
+        assert dtypes == {torch.float32} and out.dtype == torch.float32, (name, dtypes, out.dtype)
+        assert torch.isfinite(out), name
+    for name, p in model.named_parameters():
+        assert p.dtype == torch.float32 and torch.isfinite(p).all(), name
+    changed = [k for k, v in model.named_parameters() if not torch.equal(v, before[k])]
+    assert any(k.startswith("generator.") for k in changed) and any(k.startswith("discriminator.") for k in changed)
+    for opt in trainer.optimizers:  # optimizer state in fp32 as well
+        assert all(t.dtype == torch.float32 for s in opt.state.values() for t in s.values() if t.is_floating_point())
+
+
+def _first_iteration_losses(precision: str, calls: list) -> dict[str, torch.Tensor]:
+    calls.clear()
+    torch.manual_seed(0)
+    fit(tiny_model(), iterations=1, precision=precision)
+    d = torch.stack([out for name, _, out, _ in calls if name == "d"])
+    g = torch.stack([out for name, _, out, _ in calls if name == "g"])
+    kd = torch.stack([out for name, _, out, _ in calls if name == "distill"])
+    return {"d": d, "g": g, "distill": kd}
+
+
+def test_bf16_first_step_losses_agree_with_fp32(loss_spy):
+    fp32 = _first_iteration_losses("32-true", loss_spy)
+    bf16 = _first_iteration_losses("bf16-mixed", loss_spy)
+    for name in fp32:
+        assert fp32[name].shape == bf16[name].shape == (1 if name == "distill" else len(WIDTHS),)
+        # bf16 keeps 8 mantissa bits: the losses of the same start and data agree to a few percent
+        assert torch.allclose(bf16[name], fp32[name], rtol=0.05, atol=0.02), (name, fp32[name], bf16[name])
+        assert not torch.equal(bf16[name], fp32[name])  # (it did compute in another precision)
+
+
+def test_fp16_grad_scaler_path_under_manual_optimization(loss_spy):
+    """16-mixed is GPU-only in Lightning's flags; the same plugin on CPU exercises the GradScaler path:
+    manual_backward scales, each opt.step() unscales, steps and updates the scale."""
+    torch.manual_seed(0)
+    model = tiny_model()
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    trainer = fit(model, iterations=2, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
+    assert model.iteration == 2 and trainer.precision_plugin.scaler is scaler
+    assert scaler._scale is not None  # the scaler scaled the losses (lazily created on first use)
+    assert all(out.dtype == torch.float32 and autocast for _, _, out, autocast in loss_spy)
+    for name, p in model.named_parameters():
+        assert p.dtype == torch.float32 and torch.isfinite(p).all(), name
+    changed = [k for k, v in model.named_parameters() if not torch.equal(v, before[k])]  # steps were taken
+    assert any(k.startswith("generator.") for k in changed) and any(k.startswith("discriminator.") for k in changed)
+
+
+def test_sample_is_fp32_even_inside_autocast():
+    torch.manual_seed(0)
+    model = tiny_model()
+    plain = model.sample(4, 0.5, seed=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = model.sample(4, 0.5, seed=3)
+    assert inside.dtype == torch.float32 and torch.equal(inside, plain)
+
+
+def test_channels_last_trains_like_the_default_and_saves_a_plain_state(loss_spy):
+    torch.manual_seed(0)
+    default = tiny_model()
+    fit(default, iterations=2)
+    default_losses = [out for *_, out, _ in loss_spy]
+    loss_spy.clear()
+    torch.manual_seed(0)
+    fast = tiny_model(channels_last=True)
+    fit(fast, iterations=2)
+    conv = fast.discriminator.shared[1][0].parametrizations.weight.original
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    # the same arithmetic up to summation order
+    assert torch.allclose(torch.stack(default_losses), torch.stack([out for *_, out, _ in loss_spy]), atol=1e-4)
+    for (name, a), b in zip(default.state_dict().items(), fast.state_dict().values()):
+        # Adam moves every weight by ~lr per step whatever the gradient's size: tiny gradients that
+        # differ in rounding may differ by up to 2 lr after two steps
+        assert torch.allclose(a, b, atol=1e-3), name
+    tiny_model().load_state_dict(fast.state_dict())  # loads into a default model
+
+
+def test_compile_switch_wraps_g_and_d_separately_and_keeps_the_state_dict():
+    torch.manual_seed(0)
+    model = tiny_model(compile_networks=True)
+    keys = list(model.state_dict())
+    model.setup("fit")  # compiling is lazy: this builds the wrappers, runs nothing
+    eager = tiny_model()
+    assert eager._training_forwards() == (eager.generator, eager.discriminator.score_all)
+    generate, score_all = model._training_forwards()
+    assert generate is not model.generator and generate._orig_mod is model.generator
+    assert getattr(score_all, "_torchdynamo_orig_callable", None) == model.discriminator.score_all
+    assert list(model.state_dict()) == keys  # no _orig_mod prefixes: checkpoints stay portable
+
+
+@pytest.mark.parametrize("key", ["model.channels_last", "model.compile"])
+def test_switches_must_be_booleans(make_cfg, key):
+    with pytest.raises(ConfigError, match=f"{key} must be true or false"):
+        build(make_cfg(f"{key}=maybe"))
+
+
+def test_bf16_under_the_gan_ddp_strategy_keeps_ranks_identical(make_cfg, fmnist_root, tmp_path):
+    """slimgan_pl.distributed.GANDDPStrategy with bf16-mixed: gradients (fp32) are averaged per
+    optimizer step, so two CPU ranks end bit-identical."""
+    cfg = make_cfg("trainer=ddp_cpu", "trainer.strategy.start_method=fork", "trainer.precision=bf16-mixed",
+                   "train.g_steps=2", "optim.n_dis=1", "data.batch_size=4", "+data.limit=32", f"data.root={fmnist_root}",
+                   "callbacks.fid=null", "callbacks.sample_grid=null", "callbacks.progress_bar=null", "logger=none",
+                   "+trainer.enable_checkpointing=false", "callbacks.model_checkpoint=null")
+    pl.seed_everything(cfg.seed)
+    model, datamodule, trainer = build(cfg)
+    assert type(trainer.strategy).__name__ == "GANDDPStrategy" and trainer.world_size == 2
+
+    class Gather(pl.Callback):
+        def on_train_end(self, trainer, pl_module):
+            flat = torch.cat([p.detach().reshape(-1) for p in pl_module.parameters()])
+            gathered = trainer.strategy.all_gather(flat)
+            if trainer.is_global_zero:  # the ranks are forked processes: report through a file
+                torch.save({"ranks": gathered, "iteration": pl_module.iteration,
+                            "dtypes": {str(p.dtype) for p in pl_module.parameters()}}, tmp_path / "ranks.pt")
+
+    gather = Gather()
+    trainer.callbacks.append(gather)
+    trainer.fit(model, datamodule=datamodule)
+    result = torch.load(tmp_path / "ranks.pt", weights_only=True)
+    assert result["iteration"] == 2 and result["dtypes"] == {"torch.float32"}
+    ranks = result["ranks"]
+    assert torch.isfinite(ranks).all() and torch.equal(ranks[0], ranks[1])
+
+
+def test_parity_benchmark_quick_mode_reports_every_width_and_a_verdict(tmp_path, monkeypatch, tiny_classifier):
+    import importlib.util
+    from pathlib import Path
+
+    monkeypatch.setenv("SLIMGAN_METRICS_CACHE", str(tmp_path / "cache"))
+    path = Path(__file__).parents[1] / "experiments" / "benchmarks" / "precision_parity.py"
+    spec = importlib.util.spec_from_file_location("precision_parity", path)
+    parity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parity)
+    out = tmp_path / "parity.md"
+    result = parity.main(["--quick", "--iters", "2", "--modes", "bf16-mixed", "--classifier", str(tiny_classifier),
+                          "--work-dir", str(tmp_path / "runs"), "--out", str(out)])
+    fids = {r["mode"]: r["fmnist_fid"] for r in result["results"]}
+    assert set(fids) == {"fp32", "bf16-mixed"} and all(r["iterations"] == 2 for r in result["results"])
+    assert all(set(f) == {"w0.25", "w0.5", "w0.75", "w1.0"} and all(v > 0 for v in f.values()) for f in fids.values())
+    # the verdict follows the rule: every width's ratio <= 1.10
+    ratios = [fids["bf16-mixed"][w] / fids["fp32"][w] for w in fids["fp32"]]
+    assert result["passes"]["bf16-mixed"] == all(r <= 1.10 for r in ratios)
+    text = out.read_text()
+    assert "| w1.0 |" in text and ("PASSES" in text or "FAILS" in text) and out.with_suffix(".json").is_file()
