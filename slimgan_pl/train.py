@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from slimgan_pl._warnings import silence_third_party_noise
 from slimgan_pl.config import config_dir, register_resolvers
 from slimgan_pl.data.fashion_mnist import DataNotFoundError, FashionMNISTDataModule
 from slimgan_pl.module import SlimGAN, width_tag
@@ -140,6 +141,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
+    silence_third_party_noise()  # here, not in main(): submitit jobs and DDP ranks run this function
     try:
         train(cfg)
     except ConfigError as e:
