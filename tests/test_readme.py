@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+from torchvision.utils import save_image
 
 from slimgan_pl.metrics import fmnist_classifier as fc
 
@@ -86,8 +88,13 @@ def slurm_reason() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def scratch(tmp_path_factory, fmnist_root) -> Path:
-    return tmp_path_factory.mktemp("readme")
+def scratch(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("readme")
+    images = folder / "my_images"  # the README's "your own images" folder: 16 random RGB pictures
+    images.mkdir()
+    for i in range(16):
+        save_image(torch.rand(3, 72, 80), images / f"{i:02d}.png")
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +130,8 @@ def test_readme_block_runs(block: Block, scratch: Path, env: dict[str, str]):
     else:
         cmd = ["bash", "-euo", "pipefail", "-c", "\n".join(smoke_sized(ln) for ln in block.code.splitlines())]
     proc = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"README block at line {block.line} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    output = f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"README block at line {block.line} failed:\n{output}"
 
 
 def test_readme_commands_left_their_results(scratch: Path):
@@ -134,6 +142,7 @@ def test_readme_commands_left_their_results(scratch: Path):
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "samples" / "widths_iter_000004.png").is_file()
     assert len(list(scratch.glob("multirun/width_sets/*/[0-9]/summary.json"))) == 3  # one run per width set
     assert (scratch / "w05.png").is_file()
+    assert len(list(scratch.glob("outputs/my_images/*/checkpoints/last.ckpt"))) == 1
     assert {p.suffix for p in (run / "export").iterdir()} >= {".pt", ".json", ".onnx"}
     assert "FMNIST-FID" in (run / "metrics.md").read_text()
 
