@@ -61,3 +61,14 @@ def test_progress_bar_total_is_the_runs_iterations_across_epochs(make_cfg, fmnis
     assert bar.train_progress_bar.total == cfg.train.g_steps == 5
     assert bar.train_progress_bar.n == 5
     assert bar.train_progress_bar.desc.startswith("iteration")
+
+
+def test_progress_bar_of_a_resumed_run_starts_at_the_checkpoint(make_cfg, fmnist_root, tmp_path):
+    out = tmp_path / "run"
+    common = ["debug=smoke", "data.limit=32", "callbacks.sample_grid=null", f"data.root={fmnist_root}"]
+    first = build(make_cfg(*common, "train.g_steps=2", output_dir=out))
+    first[2].fit(first[0], datamodule=first[1])
+    model, datamodule, trainer = build(make_cfg(*common, "train.g_steps=5", output_dir=out))
+    bar = next(c for c in trainer.callbacks if isinstance(c, IterationProgressBar))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=str(out / "checkpoints" / "last.ckpt"))
+    assert (bar.train_progress_bar.initial, bar.train_progress_bar.n, bar.train_progress_bar.total) == (2, 5, 5)
