@@ -1,9 +1,10 @@
 # Two commands on a fresh machine: `make demo` (train + evaluate on Fashion-MNIST), `make test`.
+# Both create .venv; afterwards `source .venv/bin/activate` puts slimgan-train & co. on the PATH.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup data demo test test-fast bench clean
+.PHONY: setup data demo test lint format bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +23,14 @@ demo: setup data
 
 test: setup data
 	$(VENV)/bin/pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench: setup data
 	$(PY) experiments/benchmarks/train_step.py

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from slimgan_pl.config import config_dir
@@ -37,10 +38,11 @@ def model_presets(num_classes: int, img_channels: int = 3) -> dict[str, dict[str
     """``{preset name: generator kwargs incl. arch}`` of conf/model/*.yaml, with the data-dependent
     interpolations (``${data.img_channels}``, ``${data.num_classes}``) filled in."""
     presets = {}
-    for path in sorted(Path(config_dir(), "model").glob("*.yaml")):
-        cfg = OmegaConf.merge({"data": {"img_channels": img_channels, "num_classes": num_classes}},
-                              {"model": OmegaConf.load(path)})
-        presets[path.stem] = OmegaConf.to_container(cfg.model.generator, resolve=True)
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):  # a preset may extend another
+        for path in sorted(Path(config_dir(), "model").glob("*.yaml")):
+            cfg = compose("config", overrides=[f"model={path.stem}", f"data.img_channels={img_channels}",
+                                               f"data.num_classes={num_classes}"])
+            presets[path.stem] = OmegaConf.to_container(cfg.model.generator, resolve=True)
     for arch in sorted(set(GENERATORS) - {g["arch"] for g in presets.values()}):
         presets[arch] = {"arch": arch, "img_channels": img_channels, "defaults": True}
     return presets

@@ -80,34 +80,15 @@ class SampleGridCallback(pl.Callback):
 
 
 class IterationProgressBar(TQDMProgressBar):
-    """TQDM bar whose total is the SlimGAN iterations left in this epoch.
+    """TQDM bar over the whole run's SlimGAN iterations: ``iteration:  33%| 500/1500 [05:00<10:00, ...]``,
+    so the ETA is the run's, not the epoch's.
 
-    Lightning caps the bar by ``max_steps``, which counts optimizer steps (n_dis + 1 per
-    iteration), so its own total is wrong in the last epoch of a run. A run resumed mid-epoch
-    gets no ``on_train_epoch_start`` from Lightning (its bar would show ``n/?``), so the total is
-    also set when training starts, counting the epoch's batches consumed before the checkpoint.
+    Lightning's own bar counts an epoch's batches and caps it with ``max_steps``, which counts optimizer
+    steps (n_dis + 1 per iteration): a run shorter than an epoch ends at "4/8 50%". A resumed run starts
+    the bar at the checkpoint's iteration.
     """
 
-    def on_train_start(self, trainer: pl.Trainer, *args) -> None:
-        super().on_train_start(trainer, *args)
-        # Batches of this epoch done before a mid-epoch resume (0 on a fresh start; ``completed`` lags by one).
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
-        self.train_progress_bar.reset(total=self._total(trainer, done))
-        self.train_progress_bar.n = done
-        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch}")
-        self.train_progress_bar.refresh()
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, *args) -> None:
-        super().on_train_epoch_start(trainer, *args)
-        self.train_progress_bar.total = self._total(trainer, 0)
-        self.train_progress_bar.refresh()
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        # Re-derived every batch: Lightning may continue batch_idx into a new epoch (resuming from a
-        # run's final checkpoint), which the epoch-start total cannot know.
-        self.train_progress_bar.total = self._total(trainer, batch_idx + 1)
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+    DESCRIPTION = "iteration"
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         # Read (a host sync on GPU) only here, when the bar prints: the module logs them without prog_bar.
@@ -118,17 +99,29 @@ class IterationProgressBar(TQDMProgressBar):
         return items
 
     @staticmethod
-    def _total(trainer: pl.Trainer, done: int) -> int | None:
-        """The epoch's last batch index + 1 given ``done`` batches of it: the epoch's length
-        (Lightning's own bar total subtracts optimizer steps from it instead), capped by the
-        iterations left in the run."""
-        epoch_total = trainer.num_training_batches
-        total = None if epoch_total == float("inf") else int(epoch_total)
-        if trainer.max_steps and trainer.max_steps > 0:
-            steps_per_iteration = trainer.lightning_module.hparams.n_dis + 1
-            remaining = -(-(trainer.max_steps - trainer.global_step) // steps_per_iteration)
-            total = done + remaining if total is None else min(total, done + remaining)
-        return total
+    def total_iterations(trainer: pl.Trainer, pl_module: SlimGAN) -> int | None:
+        """The run's SlimGAN iterations (``train.g_steps``); None when the run has no step limit."""
+        if trainer.max_steps is None or trainer.max_steps < 0:
+            return None
+        return trainer.max_steps // (pl_module.hparams.n_dis + 1)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: SlimGAN) -> None:
+        super().on_train_start(trainer, pl_module)
+        bar, done = self.train_progress_bar, pl_module.iteration
+        bar.reset(total=self.total_iterations(trainer, pl_module))
+        bar.initial = bar.n = bar.last_print_n = done  # a resumed run: rate and ETA from here on
+        bar.set_description(self.DESCRIPTION)
+        bar.refresh()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        pass  # one bar for the whole run: Lightning would reset it to the epoch's batches
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: SlimGAN, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        bar, n = self.train_progress_bar, pl_module.iteration
+        if bar is not None and self._should_update(n, bar.total):
+            bar.n = n
+            bar.set_postfix(self.get_metrics(trainer, pl_module))  # refreshes the bar
 
 
 def rank_shard(n: int, rank: int, world_size: int) -> slice:

@@ -1,6 +1,6 @@
 """Resuming and preemption: RNG state in checkpoints, ``resume=auto``, checkpoint-and-requeue on SLURM's signal.
 
-Design (see README "Sweeps, SLURM and preemption"):
+Design (see docs/distributed.md, preemption and resume):
 
 * Every checkpoint holds the RNG states (torch CPU, the rank's CUDA device, Python, NumPy) of every rank,
   written by :meth:`SlimGAN.on_save_checkpoint` and put back right before the first resumed batch,

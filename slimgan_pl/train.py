@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from slimgan_pl._warnings import silence_third_party_noise
 from slimgan_pl.callbacks import DataConfigInCheckpoint
 from slimgan_pl.checkpoint_io import CheckpointSaveError, SafeCheckpointIO
 from slimgan_pl.cli import cli_main, hydra_one_line, one_line_errors
@@ -174,6 +175,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
+    silence_third_party_noise()  # here, not in main(): submitit jobs and DDP ranks run this function
     try:
         with one_line_errors("slimgan-train"):  # inside the task: Hydra would print its own report
             train(cfg)

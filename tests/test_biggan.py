@@ -569,7 +569,7 @@ def test_biggan32_trains_with_ema_evaluates_and_reloads(make_cfg, tmp_path, fmni
     out = tmp_path / "run"
     cfg = make_cfg("model=biggan32", "ema=default", "ema.start=1", "ema.decay=0.9", "ema.standing_batches=2",
                    "ema.standing_batch_size=8", "optim=biggan", "optim.n_dis=1", "train.g_steps=3",
-                   "data.batch_size=8", "+data.limit=64", "callbacks.fid=null",
+                   "data.batch_size=8", "data.limit=64", "callbacks.fid=null",
                    "callbacks.sample_grid.every_n_iterations=3", "callbacks.sample_grid.n_samples=20",
                    "evaluate.after_training=true", "evaluate.n_fake=20", "evaluate.n_real=20",
                    "evaluate.latency_repeats=1", f"evaluate.classifier={classifier}")

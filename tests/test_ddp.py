@@ -196,7 +196,7 @@ class RecordRank(pl.Callback):
 def test_ddp_cpu_training_keeps_ranks_identical_with_different_noise(make_cfg, tmp_path, fmnist_root, sync_bn,
                                                                     one_thread_for_fork):
     cfg = make_cfg("trainer=ddp_cpu", "trainer.strategy.start_method=fork", f"model.sync_bn={sync_bn}",
-                   "optim.n_dis=2", "train.g_steps=3", "data.batch_size=4", "+data.limit=96",
+                   "optim.n_dis=2", "train.g_steps=3", "data.batch_size=4", "data.limit=96",
                    f"data.root={fmnist_root}", "callbacks.fid=null", "callbacks.sample_grid=null",
                    "callbacks.progress_bar=null", "logger=none", "+trainer.enable_checkpointing=false",
                    "callbacks.model_checkpoint=null", "ema=default", "ema.start=1", "ema.decay=0.5")
@@ -246,7 +246,7 @@ def test_ddp_cli_writes_one_output_dir_once(tmp_path, fmnist_root):
     proc = subprocess.run(
         [sys.executable, "-m", "slimgan_pl.train", "trainer=ddp_cpu", "model.generator.ngf=16",
          "model.discriminator.ndf=16", "evaluate.after_training=false", "train.g_steps=2", "train.checkpoint_every=1",
-         "data.batch_size=4", "+data.limit=32", f"data.root={fmnist_root}", "callbacks.fid=null",
+         "data.batch_size=4", "data.limit=32", f"data.root={fmnist_root}", "callbacks.fid=null",
          "callbacks.sample_grid.every_n_iterations=1", "model.sync_bn=true"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

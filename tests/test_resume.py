@@ -18,12 +18,12 @@ from slimgan_pl.data.resumable import resumable_loader
 from slimgan_pl.resume import resume_checkpoint
 from slimgan_pl.train import ConfigError, build
 
-WORKER = Path(__file__).parent / "_train_worker.py"
+WORKER = Path(__file__).parent / "helpers" / "train_worker.py"
 # 40 images, batch 8: 5 iterations per epoch, so iteration 3's checkpoint is mid-epoch and the
 # 12 iterations cross two epoch boundaries.
 RUN = ["trainer.accelerator=cpu", "trainer.deterministic=true", "callbacks.progress_bar=null", "trainer.enable_model_summary=false",
        "model.generator.ngf=16", "model.discriminator.ndf=16",
-       "data.batch_size=8", "+data.limit=40", "train.g_steps=12", "train.checkpoint_every=3",
+       "data.batch_size=8", "data.limit=40", "train.g_steps=12", "train.checkpoint_every=3",
        "evaluate.after_training=false", "callbacks.fid=null", "callbacks.sample_grid.every_n_iterations=2",
        "callbacks.sample_grid.n_samples=8", "trainer.log_every_n_steps=1", "seed=7",
        # the EMA generator must come back too (decaying from iteration 2; grids use standing statistics)

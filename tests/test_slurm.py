@@ -85,7 +85,7 @@ def test_two_run_sweep_through_slurm(slurm, tmp_path):
 def test_requeued_job_resumes_from_its_checkpoint(slurm, tmp_path, interrupt, message):
     sweep = tmp_path / "sweep"
     proc = multirun(sweep, "train.g_steps=30", "train.checkpoint_every=5", "callbacks.sample_grid=null",
-                    "+callbacks.slow._target_=_slow_iterations.SlowIterations", "+callbacks.slow.seconds=0.3",
+                    "+callbacks.slow._target_=helpers.slow_iterations.SlowIterations", "+callbacks.slow.seconds=0.3",
                     "seed=1,2", wait=False)
     try:
         first_ckpt = sweep / "0" / "checkpoints" / "iter_000005.ckpt"

@@ -26,7 +26,7 @@ SWEEPS = {  # name -> (swept keys, number of runs)
     "ortho_reg": ({"model", "optim.ortho_reg"}, 3),
     "distillation": ({"slim.alpha", "slim.stepwise"}, 8),
     "n_share": ({"slim.n_share"}, 8),
-    "cond_norm": ({"experiment", "model", "model.generator.cond_norm"}, 2),
+    "cond_norm": ({"experiment", "model.generator.cond_norm"}, 2),
     "baseline": ({"model.baseline.g_width"}, 4),
 }
 

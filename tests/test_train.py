@@ -160,7 +160,7 @@ def test_training_logs_per_width_fid_to_the_csv_logger(make_cfg, tmp_path, fmnis
                                                        monkeypatch):
     monkeypatch.setenv("SLIMGAN_METRICS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    cfg = make_cfg("train.g_steps=4", "data.batch_size=8", "+data.limit=64", "trainer.log_every_n_steps=1",
+    cfg = make_cfg("train.g_steps=4", "data.batch_size=8", "data.limit=64", "trainer.log_every_n_steps=1",
                    "callbacks.sample_grid=null", "callbacks.fid.every_n_iterations=2", "callbacks.fid.n_fake=40",
                    "callbacks.fid.n_real=50", f"callbacks.fid.classifier={tiny_classifier}")
     train(cfg)

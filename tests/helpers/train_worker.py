@@ -1,6 +1,6 @@
 """Run slimgan-train's ``train()`` in a subprocess for the resume/preemption tests.
 
-Usage: python tests/_train_worker.py OUTPUT_DIR PAUSE_AT [override ...]
+Usage: python tests/helpers/train_worker.py OUTPUT_DIR PAUSE_AT [override ...]
 
 PAUSE_AT > 0: before the iteration after PAUSE_AT completed iterations (its checkpoint is on disk),
 write OUTPUT_DIR/paused and sleep in short steps for up to a minute, so the test can kill or signal
