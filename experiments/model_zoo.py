@@ -40,8 +40,14 @@ def model_presets(num_classes: int, img_channels: int = 3) -> dict[str, dict[str
     presets = {}
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):  # a preset may extend another
         for path in sorted(Path(config_dir(), "model").glob("*.yaml")):
-            cfg = compose("config", overrides=[f"model={path.stem}", f"data.img_channels={img_channels}",
-                                               f"data.num_classes={num_classes}"])
+            cfg = compose(
+                "config",
+                overrides=[
+                    f"model={path.stem}",
+                    f"data.img_channels={img_channels}",
+                    f"data.num_classes={num_classes}",
+                ],
+            )
             presets[path.stem] = OmegaConf.to_container(cfg.model.generator, resolve=True)
     for arch in sorted(set(GENERATORS) - {g["arch"] for g in presets.values()}):
         presets[arch] = {"arch": arch, "img_channels": img_channels, "defaults": True}
@@ -58,20 +64,27 @@ def zoo_rows(presets: dict[str, dict[str, Any]], widths: Sequence[float]) -> lis
         generator = build_generator(arch, widths, **kwargs)
         for w in widths:
             params, macs = active_parameters(generator, w), generator_macs(generator, w, generator.nz)
-            rows.append({"model": name, "arch": arch, "img_size": generator.img_size,
-                         "num_classes": generator.num_classes, "ngf": kwargs.get("ngf"),
-                         "constructor_defaults": defaults, "width": w, "params": params, "macs": macs})
+            rows.append(
+                {
+                    "model": name,
+                    "arch": arch,
+                    "img_size": generator.img_size,
+                    "num_classes": generator.num_classes,
+                    "ngf": kwargs.get("ngf"),
+                    "constructor_defaults": defaults,
+                    "width": w,
+                    "params": params,
+                    "macs": macs,
+                }
+            )
         top = rows[-1]
-        for row in rows[-len(widths):]:
+        for row in rows[-len(widths) :]:
             row["macs_vs_widest"] = row["macs"] / top["macs"]
     return rows
 
 
-
-
 def markdown(rows: list[dict[str, Any]], widths: Sequence[float]) -> str:
-    head = (["model", "arch", "image", "ngf"] + [f"params {w}x (M)" for w in widths]
-            + [f"MACs {w}x (M)" for w in widths])
+    head = ["model", "arch", "image", "ngf"] + [f"params {w}x (M)" for w in widths] + [f"MACs {w}x (M)" for w in widths]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in dict.fromkeys(r["model"] for r in rows):
         group = [r for r in rows if r["model"] == name]
@@ -79,9 +92,15 @@ def markdown(rows: list[dict[str, Any]], widths: Sequence[float]) -> str:
         label = name + (" (cond., %d classes)" % first["num_classes"] if first["num_classes"] else "")
         label += " (no preset: constructor defaults)" if first["constructor_defaults"] else ""
         size = f"{first['img_size']}x{first['img_size']}"
-        lines.append("| " + " | ".join([label, first["arch"], size, str(first["ngf"] or "default")]
-                                       + [f"{r['params'] / 1e6:.2f}" for r in group]
-                                       + [f"{r['macs'] / 1e6:.1f}" for r in group]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [label, first["arch"], size, str(first["ngf"] or "default")]
+                + [f"{r['params'] / 1e6:.2f}" for r in group]
+                + [f"{r['macs'] / 1e6:.1f}" for r in group]
+            )
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -100,9 +119,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         presets = {k: v for k, v in presets.items() if k in args.models}
     rows = zoo_rows(presets, args.widths)
     table = markdown(rows, args.widths)
-    intro = ("Generator cost per width: active parameters (the width's weight slices and its own BNs) and "
-             "MACs of one image (torch.utils.flop_counter: conv, transposed conv, matmul), RGB, "
-             "presets of conf/model/. Regenerate: `python experiments/model_zoo.py`.\n\n")
+    intro = (
+        "Generator cost per width: active parameters (the width's weight slices and its own BNs) and "
+        "MACs of one image (torch.utils.flop_counter: conv, transposed conv, matmul), RGB, "
+        "presets of conf/model/. Regenerate: `python experiments/model_zoo.py`.\n\n"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text("# Model zoo\n\n" + intro + table)
     args.out.with_suffix(".json").write_text(json.dumps({"widths": args.widths, "rows": rows}, indent=2) + "\n")

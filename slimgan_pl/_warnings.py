@@ -11,22 +11,29 @@ import warnings
 
 # (message regex, module regex, category, why it is harmless here)
 WARNING_FILTERS: tuple[tuple[str, str, type[Warning], str], ...] = (
-    (r"The `srun` command is available on your system but is not used",
-     r"lightning_fabric\.plugins\.environments\.slurm", Warning,
-     "SLURM jobs are started by hydra/launcher=slurm (submitit), not by prefixing srun"),
-    (r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
-     r"pytorch_lightning\.callbacks\.model_checkpoint", Warning,
-     "checkpoints are taken at iteration boundaries (every_n_train_steps is a multiple of n_dis + 1), "
-     "after the G step: the post-optimization state is the one to save"),
-    (r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-     r"pytorch_lightning\.utilities\._pytree", FutureWarning,
-     "Lightning's own use of a torch API; nothing for a user to change"),
+    (
+        r"The `srun` command is available on your system but is not used",
+        r"lightning_fabric\.plugins\.environments\.slurm",
+        Warning,
+        "SLURM jobs are started by hydra/launcher=slurm (submitit), not by prefixing srun",
+    ),
+    (
+        r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
+        r"pytorch_lightning\.callbacks\.model_checkpoint",
+        Warning,
+        "checkpoints are taken at iteration boundaries (every_n_train_steps is a multiple of n_dis + 1), "
+        "after the G step: the post-optimization state is the one to save",
+    ),
+    (
+        r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        r"pytorch_lightning\.utilities\._pytree",
+        FutureWarning,
+        "Lightning's own use of a torch API; nothing for a user to change",
+    ),
 )
 
 # Lightning's advertisement for its hosted logger (an info record, not a warning).
-LOG_FILTERS: tuple[tuple[str, str], ...] = (
-    ("pytorch_lightning.utilities.rank_zero", "try installing [litlogger]"),
-)
+LOG_FILTERS: tuple[tuple[str, str], ...] = (("pytorch_lightning.utilities.rank_zero", "try installing [litlogger]"),)
 
 
 class _DropMessages(logging.Filter):

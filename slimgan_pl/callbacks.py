@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import TQDMProgressBar
-from pytorch_lightning.utilities import rank_zero_warn
 import torch
 import torch.distributed as dist
+from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.utilities import rank_zero_warn
 from torchmetrics.image import FrechetInceptionDistance
 from torchvision.utils import make_grid, save_image
 
@@ -30,8 +30,9 @@ class SampleGridCallback(pl.Callback):
     (one row per width, same z in every column). Loggers with ``log_image`` (wandb) get them too.
     """
 
-    def __init__(self, output_dir: str, every_n_iterations: int = 500, n_samples: int = 64,
-                 nrow: int = 8, seed: int = 1234) -> None:
+    def __init__(
+        self, output_dir: str, every_n_iterations: int = 500, n_samples: int = 64, nrow: int = 8, seed: int = 1234
+    ) -> None:
         super().__init__()
         if every_n_iterations < 1:
             raise ValueError(f"callbacks.sample_grid.every_n_iterations must be >= 1, got {every_n_iterations}")
@@ -60,8 +61,9 @@ class SampleGridCallback(pl.Callback):
         with pl_module.standing_statistics():
             if not trainer.is_global_zero:
                 return []
-            grids = [pl_module.sample(self.n_samples, width=w, labels=labels, seed=self.seed).cpu()
-                     for w in pl_module.widths]
+            grids = [
+                pl_module.sample(self.n_samples, width=w, labels=labels, seed=self.seed).cpu() for w in pl_module.widths
+            ]
         for w, images in zip(pl_module.widths, grids):
             images = (images + 1) / 2
             path = self.output_dir / width_tag(w) / f"iter_{it:06d}.png"
@@ -71,8 +73,11 @@ class SampleGridCallback(pl.Callback):
             rows.append(images[: self.nrow])
             for logger in trainer.loggers:
                 if hasattr(logger, "log_image"):
-                    logger.log_image(key=f"samples/{width_tag(w)}", images=[make_grid(images, nrow=self.nrow)],
-                                     step=trainer.global_step)
+                    logger.log_image(
+                        key=f"samples/{width_tag(w)}",
+                        images=[make_grid(images, nrow=self.nrow)],
+                        step=trainer.global_step,
+                    )
         overview = self.output_dir / f"widths_iter_{it:06d}.png"
         save_image(torch.cat(rows), overview, nrow=self.nrow, padding=2)
         paths.append(overview)
@@ -116,8 +121,9 @@ class IterationProgressBar(TQDMProgressBar):
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         pass  # one bar for the whole run: Lightning would reset it to the epoch's batches
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: SlimGAN, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: SlimGAN, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         bar, n = self.train_progress_bar, pl_module.iteration
         if bar is not None and self._should_update(n, bar.total):
             bar.n = n
@@ -137,7 +143,9 @@ class DataConfigInCheckpoint(pl.Callback):
     checkpoint as ``data_config``, so that ``slimgan-eval CKPT`` knows the dataset, its root, split
     and image size without the run's Hydra config (``slimgan_pl.train.build`` adds it)."""
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is not None:
             checkpoint["data_config"] = datamodule_config(datamodule)
@@ -164,10 +172,19 @@ class PerWidthFIDCallback(pl.Callback):
     trained. Rank 0 fills the real-feature cache first; the other ranks read it (shared disk).
     """
 
-    def __init__(self, every_n_iterations: int = 500, n_fake: int = 1000, n_real: int = 1000,
-                 classifier: str | os.PathLike | None = None, split: str | None = None, seed: int = 0,
-                 batch_size: int = 500, data_root: str | None = None, backbone: str = "auto",
-                 inception_weights: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        every_n_iterations: int = 500,
+        n_fake: int = 1000,
+        n_real: int = 1000,
+        classifier: str | os.PathLike | None = None,
+        split: str | None = None,
+        seed: int = 0,
+        batch_size: int = 500,
+        data_root: str | None = None,
+        backbone: str = "auto",
+        inception_weights: str | os.PathLike | None = None,
+    ) -> None:
         super().__init__()
         if every_n_iterations < 1:
             raise ValueError(f"callbacks.fid.every_n_iterations must be >= 1, got {every_n_iterations}")
@@ -187,19 +204,22 @@ class PerWidthFIDCallback(pl.Callback):
         self._last_evaluated = -1
 
     # ----------------------------------------------------------------- checks
-    def check_config(self, pl_module: SlimGAN, datamodule: pl.LightningDataModule | None,
-                     trainer: pl.Trainer) -> None:
+    def check_config(self, pl_module: SlimGAN, datamodule: pl.LightningDataModule | None, trainer: pl.Trainer) -> None:
         """Raise ValueError (one line) when the FID cannot be computed; load the backbone (every
         rank, before training). ``slimgan_pl.train.build`` calls it; :meth:`setup` again (no-op)."""
         if self._backbone is not None:
             return
         if datamodule is None:
-            raise ValueError("callbacks.fid needs the training data module (trainer.fit(..., datamodule=...)) to "
-                             "know the real images; or set callbacks.fid=null")
+            raise ValueError(
+                "callbacks.fid needs the training data module (trainer.fit(..., datamodule=...)) to "
+                "know the real images; or set callbacks.fid=null"
+            )
         world = trainer.world_size
         if self.n_fake < world or self.n_real < world:
-            raise ValueError(f"callbacks.fid.n_fake ({self.n_fake}) and n_real ({self.n_real}) must be at least "
-                             f"the number of processes ({world})")
+            raise ValueError(
+                f"callbacks.fid.n_fake ({self.n_fake}) and n_real ({self.n_real}) must be at least "
+                f"the number of processes ({world})"
+            )
         try:
             data = datamodule_config(datamodule)
             dataset = dataset_kind(data)
@@ -212,14 +232,17 @@ class PerWidthFIDCallback(pl.Callback):
         kind = default_backbone(dataset) if self.backbone_kind == "auto" else self.backbone_kind
         log = print if trainer.is_global_zero else None
         try:
-            backbone = load_backbone(kind, (g.img_channels, g.img_size, g.img_size), self.classifier,
-                                     self.inception_weights, log)
+            backbone = load_backbone(
+                kind, (g.img_channels, g.img_size, g.img_size), self.classifier, self.inception_weights, log
+            )
         except (FileNotFoundError, RuntimeError, ValueError) as e:  # missing/corrupt weights, wrong image shape
             raise ValueError(f"callbacks.fid: {e} (or set callbacks.fid=null)") from None
         if kind == "fmnist_classifier" and backbone.description["test_accuracy"] < MIN_CLASSIFIER_ACCURACY:
-            rank_zero_warn(f"the FMNIST classifier {backbone.description['path']} has test accuracy "
-                           f"{backbone.description['test_accuracy']:.3f} < {MIN_CLASSIFIER_ACCURACY}: "
-                           "val/fmnist_fid_* values are not comparable with real runs")
+            rank_zero_warn(
+                f"the FMNIST classifier {backbone.description['path']} has test accuracy "
+                f"{backbone.description['test_accuracy']:.3f} < {MIN_CLASSIFIER_ACCURACY}: "
+                "val/fmnist_fid_* values are not comparable with real runs"
+            )
         self._data, self._backbone = data, backbone
 
     def setup(self, trainer: pl.Trainer, pl_module: SlimGAN, stage: str) -> None:
@@ -287,15 +310,17 @@ class PerWidthFIDCallback(pl.Callback):
         if not trainer.is_global_zero:
             real = self._real_features(log=None)
         shard = rank_shard(self.n_real, trainer.global_rank, trainer.world_size)
-        fid = FrechetInceptionDistance(feature=PrecomputedFeatures(real.features.shape[1]),
-                                       reset_real_features=False, dist_sync_on_step=False).to(device)
+        fid = FrechetInceptionDistance(
+            feature=PrecomputedFeatures(real.features.shape[1]), reset_real_features=False, dist_sync_on_step=False
+        ).to(device)
         fid.update(real.features[shard].to(device, torch.float64), real=True)
         self._fid = fid
 
     def _real_features(self, log) -> FeatureSet:
         assert self._backbone is not None and self._data is not None
-        return real_features(self._backbone, self._data, self.split, self.n_real, batch_size=self.batch_size,
-                             log=log)[0]
+        return real_features(self._backbone, self._data, self.split, self.n_real, batch_size=self.batch_size, log=log)[
+            0
+        ]
 
 
 def _broadcast_generator_buffers(pl_module: SlimGAN) -> None:

@@ -23,7 +23,7 @@ from slimgan_pl.models import GENERATORS
 from slimgan_pl.module import SlimGAN
 
 EMA_PREFIX = "generator_ema."  # state-dict prefix of the EMA generator (SlimGAN.generator_ema, ema=default)
-_ZIP_MAGIC = b"PK\x03\x04"     # torch.save's default format is a zip archive
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive
 
 
 class CheckpointError(Exception):
@@ -49,12 +49,15 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... depending on the damage
         raise CheckpointError(f"checkpoint {path}: {_unreadable_reason(path, e)}") from None
     if not isinstance(payload, Mapping):
-        raise CheckpointError(f"checkpoint {path}: holds a {type(payload).__name__}, not a Lightning checkpoint "
-                              "(a dict with 'state_dict' and 'hyper_parameters')")
+        raise CheckpointError(
+            f"checkpoint {path}: holds a {type(payload).__name__}, not a Lightning checkpoint "
+            "(a dict with 'state_dict' and 'hyper_parameters')"
+        )
     for key in ("state_dict", "hyper_parameters"):
         if key not in payload:
-            raise CheckpointError(f"checkpoint {path}: no '{key}' entry; not a checkpoint saved by a SlimGAN "
-                                  "Lightning run")
+            raise CheckpointError(
+                f"checkpoint {path}: no '{key}' entry; not a checkpoint saved by a SlimGAN Lightning run"
+            )
     return dict(payload)
 
 
@@ -67,8 +70,10 @@ def _unreadable_reason(path: Path, error: Exception) -> str:
     refused = re.search(r"GLOBAL (\S+) was not an allowed global|whose module (\S+) is blocked", message)
     if refused:
         name = refused.group(1) or refused.group(2)
-        return (f"contains a pickled {name} that safe loading (weights_only=True) refuses; "
-                "load it unsafely only if you trust its source")
+        return (
+            f"contains a pickled {name} that safe loading (weights_only=True) refuses; "
+            "load it unsafely only if you trust its source"
+        )
     if head == _ZIP_MAGIC:
         first_line = message.strip().splitlines()[0][:200] if message.strip() else type(error).__name__
         return f"torch archive is truncated or corrupted ({first_line})"
@@ -93,7 +98,7 @@ def _model_kwargs(path: Path, hparams: Mapping[str, Any]) -> dict[str, Any]:
 
 def _split_ema(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     live = {k: v for k, v in state.items() if not k.startswith(EMA_PREFIX)}
-    ema = {k[len(EMA_PREFIX):]: v for k, v in state.items() if k.startswith(EMA_PREFIX)}
+    ema = {k[len(EMA_PREFIX) :]: v for k, v in state.items() if k.startswith(EMA_PREFIX)}
     return live, ema
 
 
@@ -111,8 +116,9 @@ def _load_weights(path: Path, model: SlimGAN, state: Mapping[str, torch.Tensor])
     except RuntimeError as e:
         lines = str(e).strip().splitlines()  # "Error(s) in loading state_dict ...", then one line per problem
         detail = " ".join(line.strip() for line in lines[1:3])[:300]
-        raise CheckpointError(f"checkpoint {path}: weights do not fit the architecture in its hyper-parameters "
-                              f"({detail})") from None
+        raise CheckpointError(
+            f"checkpoint {path}: weights do not fit the architecture in its hyper-parameters ({detail})"
+        ) from None
 
 
 def load_slimgan(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SlimGAN:

@@ -25,8 +25,8 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from slimgan_pl.checkpoint import CheckpointError, read_checkpoint
 
-TEMP_SUFFIX = ".tmp"          # <name>.ckpt.tmp-<pid>: an unfinished write (ignored by resume selection)
-DAMAGED_SUFFIX = ".damaged"   # <name>.ckpt.damaged[-N]: set aside by resume=auto because it does not load
+TEMP_SUFFIX = ".tmp"  # <name>.ckpt.tmp-<pid>: an unfinished write (ignored by resume selection)
+DAMAGED_SUFFIX = ".damaged"  # <name>.ckpt.damaged[-N]: set aside by resume=auto because it does not load
 
 
 class CheckpointSaveError(OSError):
@@ -51,7 +51,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
-        os.replace(tmp, path)     # atomic on POSIX: readers see the old or the new file
+        os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file
         _fsync_folder(path.parent)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -92,9 +92,11 @@ class SafeCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         bad = nonfinite_tensors(checkpoint.get("state_dict", {}))
         if bad:
-            raise NonFiniteStateError(f"refused to save {path}: {len(bad)} weight tensors hold NaN/Inf "
-                                      f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); the previous "
-                                      "checkpoint is kept")
+            raise NonFiniteStateError(
+                f"refused to save {path}: {len(bad)} weight tensors hold NaN/Inf "
+                f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); the previous "
+                "checkpoint is kept"
+            )
         atomic_save(checkpoint, path)
 
 

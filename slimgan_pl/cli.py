@@ -65,8 +65,10 @@ def known_errors() -> tuple[type[BaseException], ...]:
 def _optional_errors() -> list[type[BaseException]]:
     """Errors of modules that may not be imported (heavy optional stacks): known only once loaded."""
     found = []
-    for module, name in (("slimgan_pl.deploy.export", "ExportError"),
-                         ("slimgan_pl.metrics.fmnist_classifier", "ClassifierCacheError")):
+    for module, name in (
+        ("slimgan_pl.deploy.export", "ExportError"),
+        ("slimgan_pl.metrics.fmnist_classifier", "ClassifierCacheError"),
+    ):
         cls = getattr(sys.modules.get(module), name, None)
         if cls is not None:
             found.append(cls)

@@ -27,10 +27,11 @@ def scale_lr(base_lr: float, batch_size: int, base_batch_size: int, rule: str) -
     if rule not in LR_RULES:
         raise ValueError(f"lr_scaling.rule must be one of {LR_RULES}, got {rule!r}")
     if int(batch_size) < 1 or int(base_batch_size) < 1:
-        raise ValueError(f"data.batch_size and lr_scaling.base_batch_size must be >= 1, got {batch_size}, "
-                         f"{base_batch_size}")
+        raise ValueError(
+            f"data.batch_size and lr_scaling.base_batch_size must be >= 1, got {batch_size}, {base_batch_size}"
+        )
     ratio = int(batch_size) / int(base_batch_size)
-    return float(base_lr) * {"none": 1.0, "linear": ratio, "sqrt": ratio ** 0.5}[rule]
+    return float(base_lr) * {"none": 1.0, "linear": ratio, "sqrt": ratio**0.5}[rule]
 
 
 def launch_resource(kind: str, key: str, accelerator: Any, devices: Any, num_nodes: Any = 1) -> Any:
@@ -52,8 +53,12 @@ def run_tags(max_len: int = 64) -> ListConfig:
 
 
 def register_resolvers() -> None:
-    for name, fn in (("optimizer_steps", optimizer_steps), ("scale_lr", scale_lr), ("launch_resource", launch_resource),
-                     ("run_tags", run_tags)):
+    for name, fn in (
+        ("optimizer_steps", optimizer_steps),
+        ("scale_lr", scale_lr),
+        ("launch_resource", launch_resource),
+        ("run_tags", run_tags),
+    ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

@@ -12,8 +12,9 @@ ranks, in flat buckets, then steps. One all-reduce of |D| per D step, one of |G|
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -46,12 +47,16 @@ def check_trainer_config(accelerator: str, precision: str | int, ema: bool, cuda
       The mixed precisions keep float32 weights (and EMA)."""
     cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
     if str(accelerator) in ("gpu", "cuda") and not cuda:
-        raise ValueError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible here: for DDP on CPU "
-                         "processes use trainer=ddp_cpu, for one CPU process trainer=cpu")
+        raise ValueError(
+            f"trainer.accelerator={accelerator} but no CUDA GPU is visible here: for DDP on CPU "
+            "processes use trainer=ddp_cpu, for one CPU process trainer=cpu"
+        )
     if ema and str(precision) in HALF_TRUE_PRECISIONS:
-        raise ValueError(f"trainer.precision={precision} keeps the weights in half precision, which freezes the "
-                         "EMA generator (its updates are below half-precision resolution): use "
-                         "trainer.precision=bf16-mixed or 16-mixed, or ema=none")
+        raise ValueError(
+            f"trainer.precision={precision} keeps the weights in half precision, which freezes the "
+            "EMA generator (its updates are below half-precision resolution): use "
+            "trainer.precision=bf16-mixed or 16-mixed, or ema=none"
+        )
 
 
 def leave_process_group() -> None:
@@ -67,8 +72,9 @@ def leave_process_group() -> None:
         dist.destroy_process_group()
 
 
-def average_gradients(params: list[torch.Tensor], bucket_cap_mb: float = 25.0,
-                      group: dist.ProcessGroup | None = None) -> None:
+def average_gradients(
+    params: list[torch.Tensor], bucket_cap_mb: float = 25.0, group: dist.ProcessGroup | None = None
+) -> None:
     """Replace each parameter's ``.grad`` by its mean over the ranks of ``group``.
 
     Parameters without a gradient are skipped: every rank must have gradients for the same
@@ -120,33 +126,49 @@ class GANDDPStrategy(DDPStrategy):
     ``static_graph``, comm hooks) do not apply and are refused.
     """
 
-    def __init__(self, accelerator: pl.accelerators.Accelerator | None = None,
-                 parallel_devices: list[torch.device] | None = None, cluster_environment: Any = None,
-                 checkpoint_io: Any = None, precision_plugin: Any = None, process_group_backend: str | None = None,
-                 timeout: timedelta | None = default_pg_timeout,
-                 start_method: Literal["popen", "spawn", "fork", "forkserver"] = "popen",
-                 bucket_cap_mb: float = 25.0) -> None:
+    def __init__(
+        self,
+        accelerator: pl.accelerators.Accelerator | None = None,
+        parallel_devices: list[torch.device] | None = None,
+        cluster_environment: Any = None,
+        checkpoint_io: Any = None,
+        precision_plugin: Any = None,
+        process_group_backend: str | None = None,
+        timeout: timedelta | None = default_pg_timeout,
+        start_method: Literal["popen", "spawn", "fork", "forkserver"] = "popen",
+        bucket_cap_mb: float = 25.0,
+    ) -> None:
         if not bucket_cap_mb > 0:
             raise ValueError(f"trainer.strategy.bucket_cap_mb must be > 0, got {bucket_cap_mb}")
-        super().__init__(accelerator=accelerator, parallel_devices=parallel_devices,
-                         cluster_environment=cluster_environment, checkpoint_io=checkpoint_io,
-                         precision_plugin=precision_plugin, process_group_backend=process_group_backend,
-                         timeout=timeout, start_method=start_method)
+        super().__init__(
+            accelerator=accelerator,
+            parallel_devices=parallel_devices,
+            cluster_environment=cluster_environment,
+            checkpoint_io=checkpoint_io,
+            precision_plugin=precision_plugin,
+            process_group_backend=process_group_backend,
+            timeout=timeout,
+            start_method=start_method,
+        )
         self.bucket_cap_mb = bucket_cap_mb
 
     def configure_ddp(self) -> None:
         # Same start for every rank, as DDP's constructor would do; no wrapper, no reducer.
         _sync_module_states(self.model)
 
-    def optimizer_step(self, optimizer: Optimizer, closure: Callable[[], Any],
-                       model: pl.LightningModule | torch.nn.Module | None = None, **kwargs: Any) -> Any:
+    def optimizer_step(
+        self,
+        optimizer: Optimizer,
+        closure: Callable[[], Any],
+        model: pl.LightningModule | torch.nn.Module | None = None,
+        **kwargs: Any,
+    ) -> Any:
         # The closure runs the backward under automatic optimization (a no-op under manual
         # optimization): average after it, before the precision plugin's hooks and the step.
         def closure_then_average() -> Any:
             result = closure()
             if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-                average_gradients([p for group in optimizer.param_groups for p in group["params"]],
-                                  self.bucket_cap_mb)
+                average_gradients([p for group in optimizer.param_groups for p in group["params"]], self.bucket_cap_mb)
             return result
 
         return super().optimizer_step(optimizer, closure_then_average, model, **kwargs)

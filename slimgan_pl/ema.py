@@ -48,8 +48,9 @@ def is_power_iteration_vector(module: nn.Module, buffer_name: str) -> bool:
 
 
 @torch.no_grad()
-def converge_spectral_norms(module: nn.Module, rtol: float = SIGMA_RTOL,
-                            max_iterations: int = MAX_POWER_ITERATIONS) -> int:
+def converge_spectral_norms(
+    module: nn.Module, rtol: float = SIGMA_RTOL, max_iterations: int = MAX_POWER_ITERATIONS
+) -> int:
     """Power iterations (torch's update: ``u = normalize(W v)``, ``v = normalize(W^T u)``) on every
     spectrally normalised weight under ``module``, from its stored ``u``/``v``, until ``u^T W v``
     changes by at most ``rtol`` (relative) or ``max_iterations``; the vectors are stored back, so an
@@ -59,7 +60,7 @@ def converge_spectral_norms(module: nn.Module, rtol: float = SIGMA_RTOL,
         mat = weight_matrix(sn, weight)
         u, v = sn._u, sn._v
         sigma = torch.dot(u, torch.mv(mat, v))
-        for step in range(1, max_iterations + 1):
+        for step in range(1, max_iterations + 1):  # noqa: B007 (the count is read after the loop)
             u = F.normalize(torch.mv(mat, v), dim=0, eps=sn.eps)
             v = F.normalize(torch.mv(mat.H, u), dim=0, eps=sn.eps)
             previous, sigma = sigma, torch.dot(u, torch.mv(mat, v))

@@ -70,8 +70,14 @@ from slimgan_pl.module import SlimGAN
 
 MIN_CLASSIFIER_ACCURACY = 0.9  # below this the file is a smoke-test classifier, not the real one
 SPLIT_SIZES = {"train": 60_000, "test": 10_000}  # Fashion-MNIST (the training callback's check)
-EVAL_ERRORS = (CheckpointError, ClassifierCacheError, InceptionWeightsError, DataNotFoundError, FileNotFoundError,
-               ValueError)
+EVAL_ERRORS = (
+    CheckpointError,
+    ClassifierCacheError,
+    InceptionWeightsError,
+    DataNotFoundError,
+    FileNotFoundError,
+    ValueError,
+)
 
 Log = Callable[[str], None]
 
@@ -88,9 +94,15 @@ def extract(extractor: Backbone | FMNISTFeatureExtractor, images: torch.Tensor, 
     return _as_backbone(extractor).extract(images, batch_size)
 
 
-def real_features(extractor: Backbone | FMNISTFeatureExtractor, split: str, n: int, root: str = DEBIAN_ROOT,
-                  cache_dir: str | os.PathLike | None = None, batch_size: int = 500,
-                  log: Log | None = print) -> FeatureSet:
+def real_features(
+    extractor: Backbone | FMNISTFeatureExtractor,
+    split: str,
+    n: int,
+    root: str = DEBIAN_ROOT,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 500,
+    log: Log | None = print,
+) -> FeatureSet:
     """Fashion-MNIST real features of ``n`` images of ``split`` (cached), as the FMNIST-FID callback uses."""
     data = {**FASHION_MNIST_CONFIG, "root": root}
     return reference_features(_as_backbone(extractor), data, split, n, cache_dir, batch_size, log)[0]
@@ -100,8 +112,12 @@ def real_features(extractor: Backbone | FMNISTFeatureExtractor, split: str, n: i
 class Reference:
     """The real side of FID/KID: real features, or only (mu, sigma) from a ``--ref-stats`` file."""
 
-    def __init__(self, features: FeatureSet | None = None, stats: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 source: str = "") -> None:
+    def __init__(
+        self,
+        features: FeatureSet | None = None,
+        stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+        source: str = "",
+    ) -> None:
         self.features, self.stats, self.source = features, stats, source
 
     def fid(self, fake: torch.Tensor) -> float:
@@ -111,24 +127,35 @@ class Reference:
         return frechet_distance_from_stats(*self.stats, fake)
 
 
-def score(real: Reference, fake: FeatureSet, is_logits: torch.Tensor, protocol: Protocol, seed: int,
-          prefix: str) -> dict[str, float | None]:
+def score(
+    real: Reference, fake: FeatureSet, is_logits: torch.Tensor, protocol: Protocol, seed: int, prefix: str
+) -> dict[str, float | None]:
     """FID and KID of ``fake`` against ``real``, IS of ``is_logits``; keys prefixed (``fmnist_`` or none)."""
     iscore = inception_score(is_logits, protocol.is_splits, seed)
-    row: dict[str, float | None] = {f"{prefix}fid": real.fid(fake.features), f"{prefix}is": iscore.mean,
-                                    f"{prefix}is_std": iscore.std, f"{prefix}kid": None, f"{prefix}kid_std": None}
+    row: dict[str, float | None] = {
+        f"{prefix}fid": real.fid(fake.features),
+        f"{prefix}is": iscore.mean,
+        f"{prefix}is_std": iscore.std,
+        f"{prefix}kid": None,
+        f"{prefix}kid_std": None,
+    }
     if real.features is not None:  # KID needs the real features, a statistics file has none
-        kid = kernel_distance(real.features.features, fake.features, protocol.kid_subsets, protocol.kid_subset_size,
-                              seed)
+        kid = kernel_distance(
+            real.features.features, fake.features, protocol.kid_subsets, protocol.kid_subset_size, seed
+        )
         row[f"{prefix}kid"], row[f"{prefix}kid_std"] = kid.mean, kid.std
     return row
 
 
-def width_cost(model: SlimGAN, width: float, latency_batches: Sequence[int], repeats: int = 20,
-               warmup: int = 3) -> dict[str, Any]:
+def width_cost(
+    model: SlimGAN, width: float, latency_batches: Sequence[int], repeats: int = 20, warmup: int = 3
+) -> dict[str, Any]:
     g, nz = model.generator, model.generator.nz
-    return {"params": active_parameters(g, width), "macs": generator_macs(g, width, nz),
-            "latency_ms": {str(b): latency_ms(g, width, nz, b, repeats, warmup) for b in latency_batches}}
+    return {
+        "params": active_parameters(g, width),
+        "macs": generator_macs(g, width, nz),
+        "latency_ms": {str(b): latency_ms(g, width, nz, b, repeats, warmup) for b in latency_batches},
+    }
 
 
 def prepare_generator(model: SlimGAN, say: Log) -> dict[str, Any]:
@@ -139,39 +166,65 @@ def prepare_generator(model: SlimGAN, say: Log) -> dict[str, Any]:
     statistics), so an exported generator reproduces the evaluated numbers."""
     _, sampling = prepare_sampling_generator(model)
     if sampling["bn_statistics"] == "standing":
-        say(f"standing BN statistics of the EMA generator: {model.hparams.ema_standing_batches} batches of "
-            f"{model.hparams.ema_standing_batch_size} per width")
+        say(
+            f"standing BN statistics of the EMA generator: {model.hparams.ema_standing_batches} batches of "
+            f"{model.hparams.ema_standing_batch_size} per width"
+        )
     return sampling
 
 
-def evaluate_width(model: SlimGAN, width: float, backbone: Backbone, real: Reference, protocol: Protocol,
-                   seed: int, batch_size: int) -> tuple[dict[str, Any], torch.Tensor]:
+def evaluate_width(
+    model: SlimGAN, width: float, backbone: Backbone, real: Reference, protocol: Protocol, seed: int, batch_size: int
+) -> tuple[dict[str, Any], torch.Tensor]:
     """Metrics of one width, plus its FID fakes' features (kept for mIC: same seed, hence same z, at
     every width). One sample of max(n_fake, is_n_fake) images: the first n_fake give FID/KID/mIC,
     the first is_n_fake give IS."""
     start = time.perf_counter()
     images = model.sample(max(protocol.n_fake, protocol.is_n_fake), width, seed=seed, batch_size=batch_size)
     feats = backbone.extract(images, batch_size)
-    fake = FeatureSet(feats.features[:protocol.n_fake], feats.logits[:protocol.n_fake])
-    row = {"width": width, **score(real, fake, feats.logits[:protocol.is_n_fake], protocol, seed, backbone.key_prefix)}
+    fake = FeatureSet(feats.features[: protocol.n_fake], feats.logits[: protocol.n_fake])
+    row = {"width": width, **score(real, fake, feats.logits[: protocol.is_n_fake], protocol, seed, backbone.key_prefix)}
     row["seconds"] = round(time.perf_counter() - start, 2)
     return row, fake.features
 
 
-def truncation_row(model: SlimGAN, width: float, threshold: float, backbone: Backbone, real: Reference,
-                   n_fake: int, batch_size: int, is_splits: int, seed: int) -> dict[str, Any]:
+def truncation_row(
+    model: SlimGAN,
+    width: float,
+    threshold: float,
+    backbone: Backbone,
+    real: Reference,
+    n_fake: int,
+    batch_size: int,
+    is_splits: int,
+    seed: int,
+) -> dict[str, Any]:
     """FID and IS (backbone-prefixed keys) of one width with latents truncated at ``threshold``."""
     images = model.sample(n_fake, width, seed=seed, truncation=threshold, batch_size=batch_size)
     fake = backbone.extract(images, batch_size)
     iscore = inception_score(fake.logits, is_splits, seed)
     p = backbone.key_prefix
-    return {"width": width, "truncation": threshold, f"{p}fid": real.fid(fake.features),
-            f"{p}is": iscore.mean, f"{p}is_std": iscore.std}
+    return {
+        "width": width,
+        "truncation": threshold,
+        f"{p}fid": real.fid(fake.features),
+        f"{p}is": iscore.mean,
+        f"{p}is_std": iscore.std,
+    }
 
 
-def truncation_curves(model: SlimGAN, widths: Sequence[float], thresholds: Sequence[float], backbone: Backbone,
-                      real: Reference, n_fake: int, batch_size: int, is_splits: int, seed: int,
-                      say: Log) -> dict[str, Any]:
+def truncation_curves(
+    model: SlimGAN,
+    widths: Sequence[float],
+    thresholds: Sequence[float],
+    backbone: Backbone,
+    real: Reference,
+    n_fake: int,
+    batch_size: int,
+    is_splits: int,
+    seed: int,
+    say: Log,
+) -> dict[str, Any]:
     """The ``truncation`` entry of metrics.json: a row per (width, threshold); same seed everywhere, so
     every threshold starts from the same z and only redraws its out-of-range entries."""
     rows = []
@@ -179,9 +232,15 @@ def truncation_curves(model: SlimGAN, widths: Sequence[float], thresholds: Seque
     for w in widths:
         for t in thresholds:
             rows.append(truncation_row(model, w, t, backbone, real, n_fake, batch_size, is_splits, seed))
-            say(f"width {w}, truncation {t:g}: {label}FID {rows[-1][f'{p}fid']:.3f}, {label}IS {rows[-1][f'{p}is']:.3f}")
-    return {"method": "entries of z with |z| > threshold resampled (BigGAN)", "thresholds": list(thresholds),
-            "rows": rows, "plot": None}
+            say(
+                f"width {w}, truncation {t:g}: {label}FID {rows[-1][f'{p}fid']:.3f}, {label}IS {rows[-1][f'{p}is']:.3f}"
+            )
+    return {
+        "method": "entries of z with |z| > threshold resampled (BigGAN)",
+        "thresholds": list(thresholds),
+        "rows": rows,
+        "plot": None,
+    }
 
 
 def check_thresholds(thresholds: Sequence[float]) -> list[float]:
@@ -192,7 +251,9 @@ def check_thresholds(thresholds: Sequence[float]) -> list[float]:
     return values
 
 
-def plot_truncation(rows: Sequence[dict[str, Any]], path: Path, prefix: str = "fmnist_", label: str = "FMNIST-") -> Path:
+def plot_truncation(
+    rows: Sequence[dict[str, Any]], path: Path, prefix: str = "fmnist_", label: str = "FMNIST-"
+) -> Path:
     """IS against FID, one line per width through its thresholds (points labelled)."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no display backend needed
 
@@ -225,14 +286,17 @@ def load_model(checkpoint: Path) -> tuple[SlimGAN, dict[str, Any]]:
 def data_config_for(checkpoint: Path, model: SlimGAN, data_root: str | None) -> tuple[dict[str, Any], str]:
     """The checkpoint's data config (``--data-root`` replaces its root) and where it came from."""
     g = model.generator
-    config, source = checkpoint_data_config(checkpoint, read_checkpoint(checkpoint),
-                                            (g.img_channels, g.img_size, g.img_size))
+    config, source = checkpoint_data_config(
+        checkpoint, read_checkpoint(checkpoint), (g.img_channels, g.img_size, g.img_size)
+    )
     if data_root is not None:
         config["root"] = data_root
     size, channels = config.get("image_size", g.img_size), config.get("img_channels", g.img_channels)
     if (int(channels), int(size)) != (g.img_channels, g.img_size):
-        raise ValueError(f"the data config ({source}) gives {channels}x{size}x{size} images but the generator makes "
-                         f"{g.img_channels}x{g.img_size}x{g.img_size}")
+        raise ValueError(
+            f"the data config ({source}) gives {channels}x{size}x{size} images but the generator makes "
+            f"{g.img_channels}x{g.img_size}x{g.img_size}"
+        )
     return config, source
 
 
@@ -244,9 +308,11 @@ def resolve_protocol(name: str | None, dataset: str, **overrides: int | str | No
         changed["is_n_fake"] = changed["n_fake"]  # IS on the FID fakes stays so
     protocol = replace(protocol, **changed)
     if protocol.n_fake < max(2, protocol.is_splits) or protocol.n_real < 2 or protocol.is_n_fake < protocol.is_splits:
-        raise ValueError(f"need n_fake >= max(2, is_splits={protocol.is_splits}), is_n_fake >= is_splits and "
-                         f"n_real >= 2, got n_fake={protocol.n_fake}, is_n_fake={protocol.is_n_fake}, "
-                         f"n_real={protocol.n_real}")
+        raise ValueError(
+            f"need n_fake >= max(2, is_splits={protocol.is_splits}), is_n_fake >= is_splits and "
+            f"n_real >= 2, got n_fake={protocol.n_fake}, is_n_fake={protocol.is_n_fake}, "
+            f"n_real={protocol.n_real}"
+        )
     return protocol
 
 
@@ -262,26 +328,45 @@ def metrics_stem(protocol: Protocol, dataset: str, ref_stats: str | os.PathLike 
     if (protocol.n_fake, protocol.n_real, protocol.is_n_fake) != (preset.n_fake, preset.n_real, preset.is_n_fake):
         parts.append(f"fake{protocol.n_fake}-real{protocol.n_real}-is{protocol.is_n_fake}")
     if (protocol.is_splits, protocol.kid_subsets, protocol.kid_subset_size) != (
-            preset.is_splits, preset.kid_subsets, preset.kid_subset_size):
+        preset.is_splits,
+        preset.kid_subsets,
+        preset.kid_subset_size,
+    ):
         parts.append(f"splits{protocol.is_splits}-kid{protocol.kid_subsets}x{protocol.kid_subset_size}")
     if ref_stats is not None:
         parts.append(f"ref-{Path(ref_stats).stem}")
     return "-".join(parts)
 
 
-def evaluate_checkpoint(checkpoint: str | os.PathLike, widths: Sequence[float] | None = None,
-                        protocol: str | None = None, n_fake: int | None = None, n_real: int | None = None,
-                        is_n_fake: int | None = None, split: str | None = None, seed: int = 0,
-                        data_root: str | None = None, backbone: str = "auto",
-                        classifier_path: str | os.PathLike | None = None,
-                        inception_weights: str | os.PathLike | None = None,
-                        ref_stats: str | os.PathLike | None = None,
-                        cache_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
-                        is_splits: int | None = None, kid_subsets: int | None = None,
-                        kid_subset_size: int | None = None, latency_batches: Sequence[int] = (1, 64),
-                        latency_repeats: int = 20, latency_warmup: int = 3, batch_size: int = 500,
-                        sanity: bool = True, truncation: Sequence[float] | None = None, device: str | None = None,
-                        write: bool = True, log: Log | None = print) -> dict[str, Any]:
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    widths: Sequence[float] | None = None,
+    protocol: str | None = None,
+    n_fake: int | None = None,
+    n_real: int | None = None,
+    is_n_fake: int | None = None,
+    split: str | None = None,
+    seed: int = 0,
+    data_root: str | None = None,
+    backbone: str = "auto",
+    classifier_path: str | os.PathLike | None = None,
+    inception_weights: str | os.PathLike | None = None,
+    ref_stats: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike | None = None,
+    is_splits: int | None = None,
+    kid_subsets: int | None = None,
+    kid_subset_size: int | None = None,
+    latency_batches: Sequence[int] = (1, 64),
+    latency_repeats: int = 20,
+    latency_warmup: int = 3,
+    batch_size: int = 500,
+    sanity: bool = True,
+    truncation: Sequence[float] | None = None,
+    device: str | None = None,
+    write: bool = True,
+    log: Log | None = print,
+) -> dict[str, Any]:
     """Evaluate every width of a checkpoint; returns the metrics content (and writes
     ``<stem>.json`` / ``<stem>.md``, plus ``truncation.png`` with ``truncation``, unless
     ``write=False``; ``result["files"]`` lists them)."""
@@ -294,14 +379,25 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, widths: Sequence[float] |
         model.generator.check_width(w)
     data, data_source = data_config_for(checkpoint, model, data_root)
     dataset = dataset_kind(data)
-    proto = resolve_protocol(protocol, dataset, n_fake=n_fake, n_real=n_real, is_n_fake=is_n_fake, split=split,
-                             is_splits=is_splits, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size)
+    proto = resolve_protocol(
+        protocol,
+        dataset,
+        n_fake=n_fake,
+        n_real=n_real,
+        is_n_fake=is_n_fake,
+        split=split,
+        is_splits=is_splits,
+        kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size,
+    )
     g = model.generator
     kind = default_backbone(dataset) if backbone in (None, "auto") else backbone
     net = load_backbone(kind, (g.img_channels, g.img_size, g.img_size), classifier_path, inception_weights, log)
     if kind == "fmnist_classifier" and net.description["test_accuracy"] < MIN_CLASSIFIER_ACCURACY:
-        say(f"warning: the FMNIST classifier {net.description['path']} has test accuracy "
-            f"{net.description['test_accuracy']:.3f} < {MIN_CLASSIFIER_ACCURACY}: a smoke-test classifier")
+        say(
+            f"warning: the FMNIST classifier {net.description['path']} has test accuracy "
+            f"{net.description['test_accuracy']:.3f} < {MIN_CLASSIFIER_ACCURACY}: a smoke-test classifier"
+        )
     stats = read_stats(ref_stats, net.num_features) if ref_stats is not None else None  # bad file: fail now
     run_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     net.to(run_device)
@@ -324,23 +420,40 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, widths: Sequence[float] |
         rows.append(row)
         fake_feats.append(features)
         kid = "-" if row[f"{p}kid"] is None else f"{row[f'{p}kid']:.5f}"
-        say(f"width {w}: {label}FID {row[f'{p}fid']:.3f}, {label}IS {row[f'{p}is']:.3f}, {label}KID {kid} "
-            f"({row['seconds']:.1f} s)")
+        say(
+            f"width {w}: {label}FID {row[f'{p}fid']:.3f}, {label}IS {row[f'{p}is']:.3f}, {label}KID {kid} "
+            f"({row['seconds']:.1f} s)"
+        )
 
     result: dict[str, Any] = {
-        "checkpoint": str(checkpoint.resolve()), **progress, "note": net.note,
-        "dataset": {"name": dataset, "config_source": data_source, "root": data.get("root"),
-                    "image_size": data.get("image_size")},
-        "backbone": {"kind": kind, "metrics": [f"{label}{m}" for m in ("FID", "IS", "KID", "mIC")],
-                     "key_prefix": p},
+        "checkpoint": str(checkpoint.resolve()),
+        **progress,
+        "note": net.note,
+        "dataset": {
+            "name": dataset,
+            "config_source": data_source,
+            "root": data.get("root"),
+            "image_size": data.get("image_size"),
+        },
+        "backbone": {"kind": kind, "metrics": [f"{label}{m}" for m in ("FID", "IS", "KID", "mIC")], "key_prefix": p},
         "protocol": proto.to_json(),
         "generator": sampling,  # which weights and which BN statistics every number below used
-        "settings": {"n_fake": proto.n_fake, "n_real": proto.n_real, "is_n_fake": proto.is_n_fake,
-                     "split": proto.split, "seed": seed, "batch_size": batch_size, "device": str(run_device),
-                     "latency_batches": list(latency_batches), "latency_repeats": latency_repeats,
-                     "latency_warmup": latency_warmup, "threads": torch.get_num_threads(),
-                     "is_splits": proto.is_splits, "kid_subsets": proto.kid_subsets,
-                     "kid_subset_size": proto.kid_subset_size},
+        "settings": {
+            "n_fake": proto.n_fake,
+            "n_real": proto.n_real,
+            "is_n_fake": proto.is_n_fake,
+            "split": proto.split,
+            "seed": seed,
+            "batch_size": batch_size,
+            "device": str(run_device),
+            "latency_batches": list(latency_batches),
+            "latency_repeats": latency_repeats,
+            "latency_warmup": latency_warmup,
+            "threads": torch.get_num_threads(),
+            "is_splits": proto.is_splits,
+            "kid_subsets": proto.kid_subsets,
+            "kid_subset_size": proto.kid_subset_size,
+        },
         "extractor": net.description,  # path and sha256 of the exact feature network
         "reference": {"source": real.source, "stats_file": stats_file},
         "widths": rows,
@@ -349,8 +462,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, widths: Sequence[float] |
         "truncation": None,
     }
     if thresholds:
-        result["truncation"] = truncation_curves(model, widths, thresholds, net, real, proto.n_fake, batch_size,
-                                                 proto.is_splits, seed, say)
+        result["truncation"] = truncation_curves(
+            model, widths, thresholds, net, real, proto.n_fake, batch_size, proto.is_splits, seed, say
+        )
     if sanity and real.features is not None:
         result["sanity"] = sanity_row(net, data, dataset, proto, real, cache_dir, batch_size, seed, log)
     if write:
@@ -368,8 +482,17 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, widths: Sequence[float] |
     return result
 
 
-def sanity_row(backbone: Backbone, data: Mapping[str, Any], dataset: str, protocol: Protocol, real: Reference,
-               cache_dir: str | os.PathLike | None, batch_size: int, seed: int, log: Log | None) -> dict[str, Any] | None:
+def sanity_row(
+    backbone: Backbone,
+    data: Mapping[str, Any],
+    dataset: str,
+    protocol: Protocol,
+    real: Reference,
+    cache_dir: str | os.PathLike | None,
+    batch_size: int,
+    seed: int,
+    log: Log | None,
+) -> dict[str, Any] | None:
     """Real images of another split scored against the real reference, like a generator (FID of
     real vs real); None when the dataset has no second split."""
     other = {"test": "train", "train": "test"}.get(protocol.split)
@@ -384,8 +507,10 @@ def sanity_row(backbone: Backbone, data: Mapping[str, Any], dataset: str, protoc
     feats, _ = reference_features(backbone, data, other, n, cache_dir, batch_size, log)
     n_is = min(len(feats.logits), protocol.is_n_fake)
     proto = replace(protocol, is_splits=min(protocol.is_splits, n_is))
-    return {"pair": f"real {other} vs real {protocol.split}",
-            **score(real, feats, feats.logits[:n_is], proto, seed, backbone.key_prefix)}
+    return {
+        "pair": f"real {other} vs real {protocol.split}",
+        **score(real, feats, feats.logits[:n_is], proto, seed, backbone.key_prefix),
+    }
 
 
 # ----------------------------------------------------------------------------- after training (slimgan-train)
@@ -403,11 +528,17 @@ def check_after_training(ev: Mapping[str, Any], model: SlimGAN, datamodule: Any)
         dataset = dataset_kind(datamodule_config(datamodule))
         load_protocol(ev.get("protocol"), dataset)
         g = model.generator
-        load_backbone(_after_training_backbone(ev, dataset), (g.img_channels, g.img_size, g.img_size),
-                      ev.get("classifier"), ev.get("inception_weights"), log=None)
+        load_backbone(
+            _after_training_backbone(ev, dataset),
+            (g.img_channels, g.img_size, g.img_size),
+            ev.get("classifier"),
+            ev.get("inception_weights"),
+            log=None,
+        )
     except (FileNotFoundError, RuntimeError, ValueError) as e:
-        raise ValueError(f"evaluate.after_training=true cannot evaluate this run: {e} "
-                         "(or set evaluate.after_training=false)") from None
+        raise ValueError(
+            f"evaluate.after_training=true cannot evaluate this run: {e} (or set evaluate.after_training=false)"
+        ) from None
 
 
 def evaluate_after_training(ev: Mapping[str, Any], checkpoint: str | os.PathLike, trainer: Any) -> dict[str, Any]:
@@ -416,10 +547,17 @@ def evaluate_after_training(ev: Mapping[str, Any], checkpoint: str | os.PathLike
     ``eval/<key>_w<width>`` to the trainer's loggers."""
     from slimgan_pl.module import width_tag
 
-    result = evaluate_checkpoint(checkpoint, protocol=ev.get("protocol"), n_fake=ev.get("n_fake"),
-                                 n_real=ev.get("n_real"), split=ev.get("split"), backbone=ev.get("backbone") or "auto",
-                                 classifier_path=ev.get("classifier"), inception_weights=ev.get("inception_weights"),
-                                 latency_repeats=ev.get("latency_repeats", 20))
+    result = evaluate_checkpoint(
+        checkpoint,
+        protocol=ev.get("protocol"),
+        n_fake=ev.get("n_fake"),
+        n_real=ev.get("n_real"),
+        split=ev.get("split"),
+        backbone=ev.get("backbone") or "auto",
+        classifier_path=ev.get("classifier"),
+        inception_weights=ev.get("inception_weights"),
+        latency_repeats=ev.get("latency_repeats", 20),
+    )
     key = f"{result['backbone']['key_prefix']}fid"
     fids = {width_tag(r["width"]): r[key] for r in result["widths"]}
     for logger in trainer.loggers:  # e.g. wandb's summary gets the final per-width FID
@@ -444,8 +582,15 @@ def markdown_table(result: dict[str, Any]) -> str:
     p = backbone["key_prefix"]
     label = "FMNIST-" if p == "fmnist_" else ""
     batches = result["settings"]["latency_batches"]
-    head = ["width", "params", "MACs", f"{label}FID", f"{label}IS", f"{label}KID",
-            *[f"latency b{b} (ms)" for b in batches]]
+    head = [
+        "width",
+        "params",
+        "MACs",
+        f"{label}FID",
+        f"{label}IS",
+        f"{label}KID",
+        *[f"latency b{b} (ms)" for b in batches],
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def metrics(r: dict[str, Any]) -> list[str]:
@@ -465,19 +610,29 @@ def markdown_table(result: dict[str, Any]) -> str:
     if "test_accuracy" in extractor:
         network = f"Classifier test accuracy {extractor['test_accuracy']:.4f} (sha256 {extractor['sha256'][:12]})."
     else:
-        network = (f"Inception-v3 weights {Path(extractor['path']).name} (sha256 {extractor['sha256'][:12]}"
-                   f"{'' if extractor.get('official_weights') else ', NOT the official file'}).")
+        network = (
+            f"Inception-v3 weights {Path(extractor['path']).name} (sha256 {extractor['sha256'][:12]}"
+            f"{'' if extractor.get('official_weights') else ', NOT the official file'})."
+        )
     protocol = result.get("protocol") or {"name": "fmnist"}
     reference = result.get("reference") or {"source": "computed"}
-    against = (f"{s['n_real']} real {s['split']} images" if reference["source"] == "computed"
-               else f"the statistics file {reference['source']}")
-    text = [f"SlimGAN evaluation of `{result['checkpoint']}` (iteration {result['iteration']})", "",
-            *lines, "",
-            f"Protocol `{protocol['name']}`. Generator: {generator['weights']} weights, BN {generator['bn_statistics']} "
-            f"statistics. {s['n_fake']} fakes per width (seed {s['seed']}, same z at every width) vs {against}; "
-            f"IS on {s.get('is_n_fake', s['n_fake'])} fakes in {s['is_splits']} splits; KID {s['kid_subsets']} "
-            f"subsets of {s['kid_subset_size']}; latency: median of {s['latency_repeats']} CPU runs "
-            f"(torch threads: {s['threads']}). {network}", ""]
+    against = (
+        f"{s['n_real']} real {s['split']} images"
+        if reference["source"] == "computed"
+        else f"the statistics file {reference['source']}"
+    )
+    text = [
+        f"SlimGAN evaluation of `{result['checkpoint']}` (iteration {result['iteration']})",
+        "",
+        *lines,
+        "",
+        f"Protocol `{protocol['name']}`. Generator: {generator['weights']} weights, BN {generator['bn_statistics']} "
+        f"statistics. {s['n_fake']} fakes per width (seed {s['seed']}, same z at every width) vs {against}; "
+        f"IS on {s.get('is_n_fake', s['n_fake'])} fakes in {s['is_splits']} splits; KID {s['kid_subsets']} "
+        f"subsets of {s['kid_subset_size']}; latency: median of {s['latency_repeats']} CPU runs "
+        f"(torch threads: {s['threads']}). {network}",
+        "",
+    ]
     if result["consistency"]:
         c = result["consistency"]
         adjacent = ", ".join(f"{k}: {v:.3f}" for k, v in c["adjacent"].items())
@@ -489,11 +644,17 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def truncation_table(truncation: dict[str, Any], prefix: str = "fmnist_", label: str = "FMNIST-") -> list[str]:
-    lines = [f"Truncation: {truncation['method']}.", "",
-             f"| width | threshold | {label}FID | {label}IS |", "|---|---|---|---|"]
+    lines = [
+        f"Truncation: {truncation['method']}.",
+        "",
+        f"| width | threshold | {label}FID | {label}IS |",
+        "|---|---|---|---|",
+    ]
     for r in truncation["rows"]:
-        lines.append(f"| {r['width']} | {r['truncation']:g} | {r[f'{prefix}fid']:.2f} | "
-                     f"{r[f'{prefix}is']:.2f} ± {r[f'{prefix}is_std']:.2f} |")
+        lines.append(
+            f"| {r['width']} | {r['truncation']:g} | {r[f'{prefix}fid']:.2f} | "
+            f"{r[f'{prefix}is']:.2f} ± {r[f'{prefix}is_std']:.2f} |"
+        )
     return [*lines, ""]
 
 
@@ -508,31 +669,57 @@ def write_results(result: dict[str, Any], out_dir: Path, stem: str = "metrics") 
 
 # ----------------------------------------------------------------------------- CLI
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="slimgan-eval", description="Evaluate every width of a SlimGAN checkpoint "
-                                "(FID/IS/KID/mIC with Inception-v3 for RGB data, FMNIST-FID/IS/KID/mIC with the "
-                                "project's classifier for Fashion-MNIST; params, MACs, CPU latency).")
+    p = argparse.ArgumentParser(
+        prog="slimgan-eval",
+        description="Evaluate every width of a SlimGAN checkpoint "
+        "(FID/IS/KID/mIC with Inception-v3 for RGB data, FMNIST-FID/IS/KID/mIC with the "
+        "project's classifier for Fashion-MNIST; params, MACs, CPU latency).",
+    )
     p.add_argument("checkpoint", help="Lightning checkpoint, e.g. outputs/<run>/checkpoints/last.ckpt")
     p.add_argument("--widths", type=float, nargs="+", default=None, help="subset of the trained widths")
-    p.add_argument("--protocol", default=None, choices=protocol_names(),
-                   help="counts preset (conf/eval/protocols.yaml); default: fmnist for Fashion-MNIST, else slimgan")
+    p.add_argument(
+        "--protocol",
+        default=None,
+        choices=protocol_names(),
+        help="counts preset (conf/eval/protocols.yaml); default: fmnist for Fashion-MNIST, else slimgan",
+    )
     p.add_argument("--n-fake", type=int, default=None, help="fakes per width for FID/KID/mIC (default: protocol)")
     p.add_argument("--n-real", type=int, default=None, help="real images of --split (default: protocol)")
     p.add_argument("--is-n-fake", type=int, default=None, help="fakes per width for IS (default: protocol)")
     p.add_argument("--split", default=None, help="real split (default: protocol; train | test | ...)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None, help="dataset folder (default: the one in the checkpoint's config)")
-    p.add_argument("--backbone", default="auto", choices=("auto", *BACKBONES),
-                   help="feature network (auto: fmnist_classifier for Fashion-MNIST, inception otherwise)")
-    p.add_argument("--inception-weights", default=None, help="Inception-v3 weights file (default "
-                   "$SLIMGAN_INCEPTION_WEIGHTS or torch-fidelity's cache weights-inception-2015-12-05-6726825d.pth)")
-    p.add_argument("--classifier", default=None, help="FMNIST classifier file (default $SLIMGAN_FMNIST_CLASSIFIER "
-                   "or the file shipped with the package)")
-    p.add_argument("--ref-stats", default=None, help="reference statistics .npz (mu, sigma) instead of real images "
-                   "(FID only; torch-fidelity / TTUR format)")
-    p.add_argument("--cache-dir", default=None,
-                   help=f"real-feature cache (default ${CACHE_ENV_VAR} or {DEFAULT_CACHE_DIR})")
-    p.add_argument("--out", default=None, help="output folder, files metrics.json/.md (default: the run directory, "
-                   "metrics.json for the full default protocol, metrics-<protocol>-<counts>.json otherwise)")
+    p.add_argument(
+        "--backbone",
+        default="auto",
+        choices=("auto", *BACKBONES),
+        help="feature network (auto: fmnist_classifier for Fashion-MNIST, inception otherwise)",
+    )
+    p.add_argument(
+        "--inception-weights",
+        default=None,
+        help="Inception-v3 weights file (default "
+        "$SLIMGAN_INCEPTION_WEIGHTS or torch-fidelity's cache weights-inception-2015-12-05-6726825d.pth)",
+    )
+    p.add_argument(
+        "--classifier",
+        default=None,
+        help="FMNIST classifier file (default $SLIMGAN_FMNIST_CLASSIFIER or the file shipped with the package)",
+    )
+    p.add_argument(
+        "--ref-stats",
+        default=None,
+        help="reference statistics .npz (mu, sigma) instead of real images (FID only; torch-fidelity / TTUR format)",
+    )
+    p.add_argument(
+        "--cache-dir", default=None, help=f"real-feature cache (default ${CACHE_ENV_VAR} or {DEFAULT_CACHE_DIR})"
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder, files metrics.json/.md (default: the run directory, "
+        "metrics.json for the full default protocol, metrics-<protocol>-<counts>.json otherwise)",
+    )
     p.add_argument("--is-splits", type=int, default=None)
     p.add_argument("--kid-subsets", type=int, default=None)
     p.add_argument("--kid-subset-size", type=int, default=None)
@@ -543,9 +730,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="device for sampling and features (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-sanity", action="store_true", help="skip the real-vs-real sanity row")
-    p.add_argument("--truncation", type=float, nargs="+", default=None, metavar="T",
-                   help="also score FID/IS per width with |z| > T resampled, for each threshold T, "
-                        "and plot IS against FID (truncation.png)")
+    p.add_argument(
+        "--truncation",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="T",
+        help="also score FID/IS per width with |z| > T resampled, for each threshold T, "
+        "and plot IS against FID (truncation.png)",
+    )
     return p.parse_args(argv)
 
 
@@ -554,13 +747,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     return evaluate_checkpoint(
-        args.checkpoint, widths=args.widths, protocol=args.protocol, n_fake=args.n_fake, n_real=args.n_real,
-        is_n_fake=args.is_n_fake, split=args.split, seed=args.seed, data_root=args.data_root,
-        backbone=args.backbone, classifier_path=args.classifier, inception_weights=args.inception_weights,
-        ref_stats=args.ref_stats, cache_dir=args.cache_dir, out_dir=args.out, is_splits=args.is_splits,
-        kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, latency_batches=args.latency_batches,
-        latency_repeats=args.latency_repeats, latency_warmup=args.latency_warmup, batch_size=args.batch_size,
-        device=args.device, sanity=not args.no_sanity, truncation=args.truncation)
+        args.checkpoint,
+        widths=args.widths,
+        protocol=args.protocol,
+        n_fake=args.n_fake,
+        n_real=args.n_real,
+        is_n_fake=args.is_n_fake,
+        split=args.split,
+        seed=args.seed,
+        data_root=args.data_root,
+        backbone=args.backbone,
+        classifier_path=args.classifier,
+        inception_weights=args.inception_weights,
+        ref_stats=args.ref_stats,
+        cache_dir=args.cache_dir,
+        out_dir=args.out,
+        is_splits=args.is_splits,
+        kid_subsets=args.kid_subsets,
+        kid_subset_size=args.kid_subset_size,
+        latency_batches=args.latency_batches,
+        latency_repeats=args.latency_repeats,
+        latency_warmup=args.latency_warmup,
+        batch_size=args.batch_size,
+        device=args.device,
+        sanity=not args.no_sanity,
+        truncation=args.truncation,
+    )
 
 
 @cli_main("slimgan-eval")  # --debug for the traceback (slimgan_pl/cli.py)

@@ -55,15 +55,16 @@ class NonFiniteGuard(pl.Callback):
         if isinstance(max_skips, bool) or not isinstance(max_skips, int) or max_skips < 1:
             raise ValueError(f"train.max_nonfinite_skips must be an integer >= 1, got {max_skips!r}")
         self.policy, self.max_skips, self.run_dir = policy, max_skips, run_dir
-        self.skipped = 0          # iterations undone in total
+        self.skipped = 0  # iterations undone in total
         self.skipped_in_a_row = 0
         self._model_copy: dict[str, torch.Tensor] = {}
         self._optim_copy: list[dict[int, dict[str, Any]]] = []
 
     # ----------------------------------------------------------------- skip: state before the iteration
     @torch.no_grad()
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.policy != "skip":
             return
         for name, tensor in pl_module.state_dict(keep_vars=True).items():
@@ -72,8 +73,13 @@ class NonFiniteGuard(pl.Callback):
                 self._model_copy[name] = tensor.detach().clone()
             else:
                 saved.copy_(tensor)  # device copy, no host sync
-        self._optim_copy = [{id(p): {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
-                             for p, state in optimizer.state.items()} for optimizer in trainer.optimizers]
+        self._optim_copy = [
+            {
+                id(p): {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+                for p, state in optimizer.state.items()
+            }
+            for optimizer in trainer.optimizers
+        ]
 
     @torch.no_grad()
     def _restore(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -93,17 +99,18 @@ class NonFiniteGuard(pl.Callback):
                         optimizer.state.pop(p, None)
 
     # ----------------------------------------------------------------- the check
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         losses = {k: v for k, v in (outputs or {}).items() if isinstance(v, torch.Tensor) and v.numel() == 1}
         params = {
             "generator parameters": get_total_norm(list(pl_module.generator.parameters()), norm_type=math.inf),
-            "discriminator parameters": get_total_norm(list(pl_module.discriminator.parameters()),
-                                                       norm_type=math.inf),
+            "discriminator parameters": get_total_norm(list(pl_module.discriminator.parameters()), norm_type=math.inf),
         }  # max |w|: NaN/Inf propagate, large finite weights cannot overflow
         names = [*losses, *params]
-        values = torch.stack([v.detach().reshape(()).float().to(pl_module.device)
-                              for v in (*losses.values(), *params.values())])
+        values = torch.stack(
+            [v.detach().reshape(()).float().to(pl_module.device) for v in (*losses.values(), *params.values())]
+        )
         bad = (~torch.isfinite(values)).any().float()
         if trainer.world_size > 1:  # every rank must take the same decision (collective saves follow)
             bad = trainer.strategy.reduce(bad, reduce_op="sum")
@@ -112,24 +119,37 @@ class NonFiniteGuard(pl.Callback):
             return
         finite = torch.isfinite(values).tolist()  # only on the rare bad iteration
         culprits = [f"{_describe(n)} = {values[i].item():g}" for i, n in enumerate(names) if not finite[i]]
-        what = ", ".join(culprits[:3]) + (f" and {len(culprits) - 3} more" if len(culprits) > 3 else "") \
-            if culprits else "on another rank"
+        what = (
+            ", ".join(culprits[:3]) + (f" and {len(culprits) - 3} more" if len(culprits) > 3 else "")
+            if culprits
+            else "on another rank"
+        )
         iteration = int(getattr(pl_module, "iteration", trainer.global_step))
         if self.policy == "skip":
             self._restore(trainer, pl_module)
             self.skipped += 1
             self.skipped_in_a_row += 1
         for logger in trainer.loggers:
-            logger.log_metrics({"train/nonfinite_skips": float(self.skipped),
-                                "train/nonfinite_iteration": float(iteration)}, step=trainer.global_step)
+            logger.log_metrics(
+                {"train/nonfinite_skips": float(self.skipped), "train/nonfinite_iteration": float(iteration)},
+                step=trainer.global_step,
+            )
         if self.policy == "skip" and self.skipped_in_a_row < self.max_skips:
-            print(f"non-finite at iteration {iteration} ({what}): iteration undone, "
-                  f"{self.skipped_in_a_row} in a row (train.max_nonfinite_skips={self.max_skips})", flush=True)
+            print(
+                f"non-finite at iteration {iteration} ({what}): iteration undone, "
+                f"{self.skipped_in_a_row} in a row (train.max_nonfinite_skips={self.max_skips})",
+                flush=True,
+            )
             return
-        why = (f"{self.skipped_in_a_row} non-finite iterations in a row, train.max_nonfinite_skips="
-               f"{self.max_skips}" if self.policy == "skip" else "train.on_nonfinite=stop")
-        raise NonFiniteError(f"non-finite values at iteration {iteration}: {what}; stopped ({why}), nothing of "
-                             f"this iteration was saved{self._how_to_continue()}")
+        why = (
+            f"{self.skipped_in_a_row} non-finite iterations in a row, train.max_nonfinite_skips={self.max_skips}"
+            if self.policy == "skip"
+            else "train.on_nonfinite=stop"
+        )
+        raise NonFiniteError(
+            f"non-finite values at iteration {iteration}: {what}; stopped ({why}), nothing of "
+            f"this iteration was saved{self._how_to_continue()}"
+        )
 
     def _how_to_continue(self) -> str:
         if not self.run_dir:

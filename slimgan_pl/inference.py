@@ -30,8 +30,9 @@ STANDING_SEED = 0  # fixed: the statistics are part of the model, not of a sampl
 
 
 @torch.no_grad()
-def recompute_standing_statistics(generator: SlimmableGenerator, widths: list[float], n_batches: int,
-                                  batch_size: int, seed: int = STANDING_SEED) -> None:
+def recompute_standing_statistics(
+    generator: SlimmableGenerator, widths: list[float], n_batches: int, batch_size: int, seed: int = STANDING_SEED
+) -> None:
     """Standing statistics (BigGAN), in place: reset every BN of ``generator``, then for each width in
     turn run ``n_batches`` batches of ``batch_size`` latents (and uniform labels when conditional),
     all drawn from one stream seeded with ``seed``, with the BNs in train mode and cumulative
@@ -83,9 +84,15 @@ def bn_statistics(model: SlimGAN, used_weights: str) -> dict[str, Any]:
     "standing" | "running"}``, plus ``standing`` (batches per width, batch size, seed) when standing."""
     hp = model.hparams
     if used_weights == "ema" and hp.get("ema_standing_batches", 0) > 0:
-        return {"weights": used_weights, "bn_statistics": "standing",
-                "standing": {"batches_per_width": int(hp.ema_standing_batches),
-                             "batch_size": int(hp.ema_standing_batch_size), "seed": STANDING_SEED}}
+        return {
+            "weights": used_weights,
+            "bn_statistics": "standing",
+            "standing": {
+                "batches_per_width": int(hp.ema_standing_batches),
+                "batch_size": int(hp.ema_standing_batch_size),
+                "seed": STANDING_SEED,
+            },
+        }
     return {"weights": used_weights, "bn_statistics": "running"}
 
 
@@ -105,6 +112,7 @@ def prepare_sampling_generator(model: SlimGAN, weights: str = "auto") -> tuple[S
         converge_spectral_norms(generator)
     if record["bn_statistics"] == "standing":
         standing = record["standing"]
-        recompute_standing_statistics(generator, list(generator.widths), standing["batches_per_width"],
-                                      standing["batch_size"], standing["seed"])
+        recompute_standing_statistics(
+            generator, list(generator.widths), standing["batches_per_width"], standing["batch_size"], standing["seed"]
+        )
     return generator.eval(), record

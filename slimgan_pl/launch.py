@@ -54,8 +54,10 @@ def device_count(devices: Any, cuda_count: int | None = None) -> int | None:
         ids = None
     if ids is not None:
         if sorted(ids) != list(range(len(ids))):
-            raise LaunchConfigError(f"trainer.devices={list(ids)} names GPU ids, but a launched job sees only the "
-                                    f"GPUs it is given, numbered from 0: set trainer.devices={len(ids)}")
+            raise LaunchConfigError(
+                f"trainer.devices={list(ids)} names GPU ids, but a launched job sees only the "
+                f"GPUs it is given, numbered from 0: set trainer.devices={len(ids)}"
+            )
         return len(ids)
     if str(devices) in ("-1", "auto"):
         return cuda_count
@@ -68,8 +70,14 @@ def device_count(devices: Any, cuda_count: int | None = None) -> int | None:
     return count
 
 
-def launch_resources(kind: str, accelerator: str, devices: Any, num_nodes: Any = 1,
-                     partition_has_gpus: bool | None = None, cuda_count: int | None = None) -> LaunchResources:
+def launch_resources(
+    kind: str,
+    accelerator: str,
+    devices: Any,
+    num_nodes: Any = 1,
+    partition_has_gpus: bool | None = None,
+    cuda_count: int | None = None,
+) -> LaunchResources:
     """Nodes, tasks per node and GPUs per node of one job (see the module docstring).
     ``partition_has_gpus`` decides ``accelerator=auto`` on SLURM (None: not known, no GPU request);
     ``cuda_count``: this machine's GPUs (local launcher, ``devices=-1``)."""
@@ -83,8 +91,9 @@ def launch_resources(kind: str, accelerator: str, devices: Any, num_nodes: Any =
     elif accelerator == "cpu":
         gpu = False
     else:
-        raise LaunchConfigError(f"trainer.accelerator must be one of cpu, gpu, auto for a launched job, "
-                                f"got {accelerator!r}")
+        raise LaunchConfigError(
+            f"trainer.accelerator must be one of cpu, gpu, auto for a launched job, got {accelerator!r}"
+        )
     try:
         nodes = int(num_nodes)
     except (TypeError, ValueError):
@@ -93,18 +102,23 @@ def launch_resources(kind: str, accelerator: str, devices: Any, num_nodes: Any =
         raise LaunchConfigError(f"trainer.num_nodes must be an integer >= 1, got {num_nodes!r}")
     if kind == "local":
         if nodes > 1:
-            raise LaunchConfigError(f"hydra/launcher=local runs on this machine only: trainer.num_nodes={nodes} "
-                                    "needs hydra/launcher=slurm")
+            raise LaunchConfigError(
+                f"hydra/launcher=local runs on this machine only: trainer.num_nodes={nodes} needs hydra/launcher=slurm"
+            )
         count = device_count(devices, cuda_count if gpu else None)
         if gpu and (not count or (cuda_count is not None and count > cuda_count)):
-            raise LaunchConfigError(f"trainer.devices asks for {count or 'all'} GPU(s) but this machine has "
-                                    f"{cuda_count or 'none'}: lower trainer.devices, or run on CPU processes with "
-                                    "trainer=ddp_cpu (one process: trainer.accelerator=cpu)")
+            raise LaunchConfigError(
+                f"trainer.devices asks for {count or 'all'} GPU(s) but this machine has "
+                f"{cuda_count or 'none'}: lower trainer.devices, or run on CPU processes with "
+                "trainer=ddp_cpu (one process: trainer.accelerator=cpu)"
+            )
         return LaunchResources(nodes=1, tasks_per_node=1, gpus_per_node=count if gpu else 0)
     count = device_count(devices)
     if count is None:
-        raise LaunchConfigError(f"trainer.devices={devices} (all visible) cannot size a SLURM request: set "
-                                "trainer.devices=<devices per node>, e.g. trainer.devices=4")
+        raise LaunchConfigError(
+            f"trainer.devices={devices} (all visible) cannot size a SLURM request: set "
+            "trainer.devices=<devices per node>, e.g. trainer.devices=4"
+        )
     return LaunchResources(nodes=nodes, tasks_per_node=count, gpus_per_node=count if gpu else None)
 
 
@@ -152,8 +166,9 @@ def partition_nodes(partition: str | None) -> tuple[str, list[NodeInfo]]:
         if not defaults:
             raise LaunchConfigError("this cluster has no default SLURM partition: set hydra.launcher.partition=<name>")
         partition = defaults[0]
-    out = subprocess.run(["sinfo", "-h", "-N", "-p", partition, "-o", "%N|%c|%m|%G"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["sinfo", "-h", "-N", "-p", partition, "-o", "%N|%c|%m|%G"], capture_output=True, text=True, check=True
+    ).stdout
     nodes = {}
     for line in out.splitlines():
         name, cpus, memory, gres = line.split("|")
@@ -173,45 +188,69 @@ def check_request(params: Mapping[str, Any], partition: str, nodes: Sequence[Nod
     wanted = int(params.get("nodes") or 1)
     where = f"partition {partition!r} ({len(nodes)} node{'s' if len(nodes) != 1 else ''})"
     if len(nodes) < wanted:
-        raise LaunchConfigError(f"trainer.num_nodes={wanted} but {where}: lower trainer.num_nodes or pick another "
-                                "hydra.launcher.partition")
+        raise LaunchConfigError(
+            f"trainer.num_nodes={wanted} but {where}: lower trainer.num_nodes or pick another hydra.launcher.partition"
+        )
     if gpus and not any(n.gpus for n in nodes):
-        raise LaunchConfigError(f"the job asks {gpus} GPU(s) per node but {where} has no GPUs: use trainer=ddp_cpu "
-                                "or trainer.accelerator=cpu, or pick a GPU hydra.launcher.partition")
+        raise LaunchConfigError(
+            f"the job asks {gpus} GPU(s) per node but {where} has no GPUs: use trainer=ddp_cpu "
+            "or trainer.accelerator=cpu, or pick a GPU hydra.launcher.partition"
+        )
     if max(n.gpus for n in nodes) < gpus:
-        raise LaunchConfigError(f"trainer.devices={gpus} GPUs per node but {where} has at most "
-                                f"{max(n.gpus for n in nodes)}: lower trainer.devices")
+        raise LaunchConfigError(
+            f"trainer.devices={gpus} GPUs per node but {where} has at most "
+            f"{max(n.gpus for n in nodes)}: lower trainer.devices"
+        )
     if max(n.cpus for n in nodes) < cpus:
         best = max(n.cpus for n in nodes)
-        raise LaunchConfigError(f"hydra.launcher.cpus_per_task={params.get('cpus_per_task')} x {tasks} task(s) per node "
-                                f"= {cpus} CPUs but {where} has at most {best} per node: set "
-                                f"hydra.launcher.cpus_per_task={max(1, best // tasks)}")
+        raise LaunchConfigError(
+            f"hydra.launcher.cpus_per_task={params.get('cpus_per_task')} x {tasks} task(s) per node "
+            f"= {cpus} CPUs but {where} has at most {best} per node: set "
+            f"hydra.launcher.cpus_per_task={max(1, best // tasks)}"
+        )
     if max(n.memory_mb for n in nodes) < mem_mb:
         best = max(n.memory_mb for n in nodes) // 1024
-        raise LaunchConfigError(f"hydra.launcher.mem_gb={params.get('mem_gb')} but {where} has at most "
-                                f"{max(n.memory_mb for n in nodes)} MB per node: set hydra.launcher.mem_gb={best}")
+        raise LaunchConfigError(
+            f"hydra.launcher.mem_gb={params.get('mem_gb')} but {where} has at most "
+            f"{max(n.memory_mb for n in nodes)} MB per node: set hydra.launcher.mem_gb={best}"
+        )
     fitting = [n for n in nodes if n.cpus >= cpus and n.memory_mb >= mem_mb and n.gpus >= gpus]
     if len(fitting) < wanted:
-        raise LaunchConfigError(f"{len(fitting)} node(s) of {where} hold {cpus} CPUs, {mem_mb} MB and {gpus} GPU(s) "
-                                f"together, the job needs {wanted}: lower hydra.launcher.cpus_per_task / mem_gb "
-                                "or trainer.devices / num_nodes")
+        raise LaunchConfigError(
+            f"{len(fitting)} node(s) of {where} hold {cpus} CPUs, {mem_mb} MB and {gpus} GPU(s) "
+            f"together, the job needs {wanted}: lower hydra.launcher.cpus_per_task / mem_gb "
+            "or trainer.devices / num_nodes"
+        )
 
 
 # ----------------------------------------------------------------------------- pending jobs that can never start
 # squeue reasons of a pending job that waiting cannot change (the request exceeds what the partition,
 # QOS or account allows); a job pending for Resources / Priority / Dependency will start eventually.
-UNSCHEDULABLE_REASONS = ("PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints",
-                         "InvalidAccount", "InvalidQOS", "QOSMaxCpuPerJobLimit", "QOSMaxGRESPerJob",
-                         "QOSMaxMemoryPerJob", "QOSMaxNodePerJobLimit", "QOSMaxWallDurationPerJobLimit",
-                         "AssocMaxCpuPerJobLimit", "AssocMaxNodePerJobLimit", "AssocMaxWallDurationPerJobLimit")
+UNSCHEDULABLE_REASONS = (
+    "PartitionConfig",
+    "PartitionNodeLimit",
+    "PartitionTimeLimit",
+    "BadConstraints",
+    "InvalidAccount",
+    "InvalidQOS",
+    "QOSMaxCpuPerJobLimit",
+    "QOSMaxGRESPerJob",
+    "QOSMaxMemoryPerJob",
+    "QOSMaxNodePerJobLimit",
+    "QOSMaxWallDurationPerJobLimit",
+    "AssocMaxCpuPerJobLimit",
+    "AssocMaxNodePerJobLimit",
+    "AssocMaxWallDurationPerJobLimit",
+)
 
 
 def unschedulable_jobs(job_ids: Sequence[str]) -> dict[str, str]:
     """Of ``job_ids`` (SLURM job or array ids), the pending ones that can never start: {job: reason}."""
     if not job_ids:
         return {}
-    out = subprocess.run(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i|%T|%r"], capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        ["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i|%T|%r"], capture_output=True, text=True
+    ).stdout
     found = {}
     for line in out.splitlines():
         job, state, reason = (line.split("|") + ["", ""])[:3]
@@ -254,9 +293,11 @@ class PendingWatch:
             stuck = unschedulable_jobs(ids)
             if stuck:
                 job, reason = next(iter(stuck.items()))
-                self.reason = (f"job {job} can never start (squeue: Reason={reason}): its request exceeds what "
-                               "the partition/QOS/account allows; lower hydra.launcher.cpus_per_task, mem_gb, "
-                               "timeout_min or trainer.devices / num_nodes, or pick another hydra.launcher.partition")
+                self.reason = (
+                    f"job {job} can never start (squeue: Reason={reason}): its request exceeds what "
+                    "the partition/QOS/account allows; lower hydra.launcher.cpus_per_task, mem_gb, "
+                    "timeout_min or trainer.devices / num_nodes, or pick another hydra.launcher.partition"
+                )
                 subprocess.run(["scancel", *ids], capture_output=True)
                 return
 
@@ -271,5 +312,10 @@ def refuse(launcher: str, error: LaunchConfigError) -> None:
 def trainer_request(config: DictConfig) -> tuple[Any, Any, Any]:
     """``trainer.accelerator``, ``trainer.devices`` (plain) and ``trainer.num_nodes`` of a run config."""
     trainer = config.get("trainer", {})
-    return (trainer.get("accelerator", "auto"), OmegaConf.to_object(trainer.devices)
-            if OmegaConf.is_config(trainer.get("devices")) else trainer.get("devices", 1), trainer.get("num_nodes", 1))
+    return (
+        trainer.get("accelerator", "auto"),
+        OmegaConf.to_object(trainer.devices)
+        if OmegaConf.is_config(trainer.get("devices"))
+        else trainer.get("devices", 1),
+        trainer.get("num_nodes", 1),
+    )

@@ -49,8 +49,9 @@ def saturating_g_loss(fake_scores: torch.Tensor) -> torch.Tensor:
 
 
 # optim.loss -> (D loss(real_scores, fake_scores), G loss(fake_scores)), applied to every width.
-GAN_LOSSES: dict[str, tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                            Callable[[torch.Tensor], torch.Tensor]]] = {
+GAN_LOSSES: dict[
+    str, tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
+] = {
     "hinge": (hinge_d_loss, hinge_g_loss),
     "gan": (bce_d_loss, bce_g_loss),
     "ns": (bce_d_loss, ns_g_loss),
@@ -58,8 +59,9 @@ GAN_LOSSES: dict[str, tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 }
 
 
-def gan_losses(name: str) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                                   Callable[[torch.Tensor], torch.Tensor]]:
+def gan_losses(
+    name: str,
+) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
     """(D loss, G loss) of ``optim.loss``; a one-line ValueError naming the allowed values otherwise."""
     if name not in GAN_LOSSES:
         raise ValueError(f"optim.loss must be one of {list(GAN_LOSSES)}, got {name!r}")

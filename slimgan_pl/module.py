@@ -47,8 +47,9 @@ def linear_lr_factor(iteration: int, total_iterations: int) -> float:
     return max(0.0, 1.0 - iteration / total_iterations)
 
 
-def compile_training_forwards(generator: nn.Module, discriminator: MultiWidthDiscriminator,
-                              n_widths: int) -> dict[str, Any]:
+def compile_training_forwards(
+    generator: nn.Module, discriminator: MultiWidthDiscriminator, n_widths: int
+) -> dict[str, Any]:
     """``torch.compile`` of G's forward and of D's ``score_all``, separately (never the
     LightningModule: Lightning's loop and hooks stay eager). Dynamo specialises on the width (a
     Python float) and on the grad mode, so G gets up to two graphs per width (D steps run it under
@@ -173,8 +174,11 @@ class SlimGAN(pl.LightningModule):
         for key, lr in (("optim.g_lr", g_lr), ("optim.d_lr", d_lr)):
             if not float(lr) > 0.0:
                 raise ValueError(f"{key} must be > 0, got {lr}")
-        for key, flag in (("model.sync_bn", sync_bn), ("model.channels_last", channels_last),
-                          ("model.compile", compile_networks)):
+        for key, flag in (
+            ("model.sync_bn", sync_bn),
+            ("model.channels_last", channels_last),
+            ("model.compile", compile_networks),
+        ):
             if not isinstance(flag, bool):
                 raise ValueError(f"{key} must be true or false, got {flag!r}")
         for key, cfg in (("model.generator", generator), ("model.discriminator", discriminator)):
@@ -187,8 +191,11 @@ class SlimGAN(pl.LightningModule):
             raise ValueError(f"optim.ortho_reg must be >= 0 (0 = off), got {ortho_reg}")
         if ema_decay is not None and not 0.0 <= float(ema_decay) < 1.0:
             raise ValueError(f"ema.decay must be in [0, 1) or null (no EMA generator), got {ema_decay}")
-        for key, value, low in (("ema.start", ema_start, 0), ("ema.standing_batches", ema_standing_batches, 0),
-                                ("ema.standing_batch_size", ema_standing_batch_size, 2)):
+        for key, value, low in (
+            ("ema.start", ema_start, 0),
+            ("ema.standing_batches", ema_standing_batches, 0),
+            ("ema.standing_batch_size", ema_standing_batch_size, 2),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
         self.save_hyperparameters()
@@ -206,9 +213,11 @@ class SlimGAN(pl.LightningModule):
         if ema_decay is not None:
             self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
         if self.generator.num_classes != self.discriminator.num_classes:
-            raise ValueError(f"model.generator.num_classes={self.generator.num_classes} and "
-                             f"model.discriminator.num_classes={self.discriminator.num_classes} must be equal "
-                             "(both the data's class count for a conditional model, 0 or null otherwise)")
+            raise ValueError(
+                f"model.generator.num_classes={self.generator.num_classes} and "
+                f"model.discriminator.num_classes={self.discriminator.num_classes} must be equal "
+                "(both the data's class count for a conditional model, 0 or null otherwise)"
+            )
         if sync_bn:  # after every submodule exists: covers any architecture's nn.BatchNorm2d layers
             convert_cross_replica_batchnorm(self)
         use_float32_spectral_norm(self)  # power iterations in float32 under mixed precision
@@ -285,13 +294,22 @@ class SlimGAN(pl.LightningModule):
         if y.shape != (n,) or y.dtype.is_floating_point or y.dtype == torch.bool:
             raise ValueError(f"labels must be {n} integer class ids, shape ({n},), got {tuple(y.shape)} {y.dtype}")
         if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
-            raise ValueError(f"labels must be class ids in [0, {self.num_classes - 1}], got values in "
-                             f"[{int(y.min())}, {int(y.max())}]")
+            raise ValueError(
+                f"labels must be class ids in [0, {self.num_classes - 1}], got values in "
+                f"[{int(y.min())}, {int(y.max())}]"
+            )
         return y.long()
 
     @torch.no_grad()
-    def sample(self, n: int, width: float, labels: torch.Tensor | Sequence[int] | None = None,
-               seed: int | None = None, truncation: float | None = None, batch_size: int = 500) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        width: float,
+        labels: torch.Tensor | Sequence[int] | None = None,
+        seed: int | None = None,
+        truncation: float | None = None,
+        batch_size: int = 500,
+    ) -> torch.Tensor:
         """``n`` images in [-1, 1], shape (n, C, H, W), from :attr:`sampling_generator` (the EMA
         generator when there is one) at ``width`` in eval mode (that width's BN statistics; nothing in
         the model changes: wrap in :meth:`standing_statistics` for standing ones). Same seed, same z.
@@ -316,15 +334,18 @@ class SlimGAN(pl.LightningModule):
         generator.eval()
         try:  # fp32 even when called inside a mixed-precision region (e.g. from a training step)
             with torch.autocast(self.device.type, enabled=False):
-                out = [generator(z[i:i + batch_size], width=width, y=None if y is None else y[i:i + batch_size])
-                       for i in range(0, n, batch_size)]
+                out = [
+                    generator(z[i : i + batch_size], width=width, y=None if y is None else y[i : i + batch_size])
+                    for i in range(0, n, batch_size)
+                ]
         finally:
             generator.train(was_training)
         return torch.cat(out)
 
     # ----------------------------------------------------------------- BigGAN toolbox
-    def recompute_standing_statistics(self, n_batches: int | None = None, batch_size: int | None = None,
-                                      seed: int = STANDING_SEED) -> None:
+    def recompute_standing_statistics(
+        self, n_batches: int | None = None, batch_size: int | None = None, seed: int = STANDING_SEED
+    ) -> None:
         """Standing statistics (BigGAN) of the sampling generator, every trained width, in place
         (:func:`slimgan_pl.inference.recompute_standing_statistics`); left in eval mode. Defaults:
         ``ema.standing_batches`` / ``ema.standing_batch_size`` and the fixed seed that
@@ -422,8 +443,10 @@ class SlimGAN(pl.LightningModule):
         # ${data.num_classes}; this catches a Python-API mismatch before an index error deep in G).
         data_classes = getattr(getattr(self.trainer, "datamodule", None), "num_classes", None)
         if self.num_classes and data_classes is not None and data_classes != self.num_classes:
-            raise ValueError(f"model.generator.num_classes={self.num_classes} but the data has "
-                             f"data.num_classes={data_classes} classes")
+            raise ValueError(
+                f"model.generator.num_classes={self.num_classes} but the data has "
+                f"data.num_classes={data_classes} classes"
+            )
         if self.hparams.lr_decay != "none":
             self.total_iterations()  # refuses a run without a fixed length before any step
 
@@ -450,8 +473,9 @@ class SlimGAN(pl.LightningModule):
         """SlimGAN iterations of the whole run (the trainer's ``max_steps`` / (n_dis + 1))."""
         max_steps = self.trainer.max_steps if self._trainer is not None else -1
         if max_steps is None or max_steps < 1:
-            raise ValueError("optim.lr_decay=linear needs a fixed run length: set train.g_steps "
-                             "(the trainer's max_steps)")
+            raise ValueError(
+                "optim.lr_decay=linear needs a fixed run length: set train.g_steps (the trainer's max_steps)"
+            )
         return max(1, max_steps // (self.hparams.n_dis + 1))
 
     def learning_rates(self, iteration: int) -> tuple[float, float]:
@@ -487,8 +511,9 @@ class SlimGAN(pl.LightningModule):
         if self.hparams.ortho_reg > 0:
             logs["train/ortho_reg"] = self._last_ortho
         if self.hparams.lr_decay != "none":
-            logs["train/lr_g"], logs["train/lr_d"] = (float(g["lr"]) for g in
-                                                      (opt_g.param_groups[0], opt_d.param_groups[0]))
+            logs["train/lr_g"], logs["train/lr_d"] = (
+                float(g["lr"]) for g in (opt_g.param_groups[0], opt_d.param_groups[0])
+            )
         self.log_dict(logs, on_step=True, on_epoch=False)
         # Not prog_bar=True: Lightning converts progress-bar values to Python numbers after every
         # batch (a host sync per value); the bar reads these when it prints (PROGRESS_BAR_KEYS).
@@ -497,8 +522,7 @@ class SlimGAN(pl.LightningModule):
         # G steps so far; checkpoint names use it (Lightning's global_step counts optimizer steps).
         # A device tensor filled by a kernel: a Python float would be copied host-to-device every step
         # (a host sync on GPU); logs are read (synced) only when a logger or the progress bar prints.
-        self.log("iteration", torch.full((), float(self.iteration), device=self.device), on_step=True,
-                 on_epoch=False)
+        self.log("iteration", torch.full((), float(self.iteration), device=self.device), on_step=True, on_epoch=False)
         return logs  # detached losses for callbacks (NonFiniteGuard checks them; no host sync here)
 
     def _discriminator_step(self, real: torch.Tensor, real_labels: torch.Tensor | None, opt_d) -> list[torch.Tensor]:
@@ -511,8 +535,11 @@ class SlimGAN(pl.LightningModule):
                 fakes.append(self._as_d_input(generate(z, width=w, y=y)))
                 fake_labels.append(y)
         fake_scores, real_scores = score_all(
-            fakes, self._as_d_input(real), fake_labels=fake_labels if self.num_classes else None,
-            real_labels=real_labels)
+            fakes,
+            self._as_d_input(real),
+            fake_labels=fake_labels if self.num_classes else None,
+            real_labels=real_labels,
+        )
         d_loss, _ = GAN_LOSSES[self.hparams.loss]
         # losses in fp32 whatever the autocast dtype of the scores
         losses = [d_loss(r.float(), f.float()) for r, f in zip(real_scores, fake_scores)]
@@ -548,7 +575,11 @@ class SlimGAN(pl.LightningModule):
             fake_scores, _ = score_all(fakes, fake_labels=fake_labels if self.num_classes else None)
             _, g_loss = GAN_LOSSES[self.hparams.loss]
             g_losses = [g_loss(s.float()) for s in fake_scores]  # each width's own loss, summed (as the reference)
-            kd = distillation_loss(students, hp.stepwise) if distil else fake_scores[0].new_zeros((), dtype=torch.float32)
+            kd = (
+                distillation_loss(students, hp.stepwise)
+                if distil
+                else fake_scores[0].new_zeros((), dtype=torch.float32)
+            )
             loss = torch.stack(g_losses).sum() + hp.alpha * kd
             if hp.ortho_reg > 0:  # once per G step, on the full weights (not once per width)
                 ortho = self.ortho_penalty()

@@ -82,9 +82,12 @@ def set_rng_state(state: dict[str, Any], noise: torch.Generator | None = None) -
     if noise is not None and "noise" in state:
         saved, device = state["noise"], state.get("noise_device")
         if (device is not None and device != noise.device.type) or saved.numel() != noise.get_state().numel():
-            log.warning("the checkpoint's training-noise RNG state is for %s, this run draws noise on %s: "
-                        "the noise stream is reseeded from (seed, rank, step) instead of continued",
-                        device or "another device type", noise.device.type)
+            log.warning(
+                "the checkpoint's training-noise RNG state is for %s, this run draws noise on %s: "
+                "the noise stream is reseeded from (seed, rank, step) instead of continued",
+                device or "another device type",
+                noise.device.type,
+            )
         else:
             noise.set_state(saved)
 
@@ -99,8 +102,11 @@ def _set_cuda_rng_state(saved: torch.Tensor | list[torch.Tensor] | tuple[torch.T
     if isinstance(saved, (list, tuple)):
         index = torch.cuda.current_device()
         if index >= len(saved):
-            log.warning("the checkpoint holds CUDA RNG states of %d GPUs, this rank uses GPU %d: not restored",
-                        len(saved), index)
+            log.warning(
+                "the checkpoint holds CUDA RNG states of %d GPUs, this rank uses GPU %d: not restored",
+                len(saved),
+                index,
+            )
             return
         saved = saved[index]
     torch.cuda.set_rng_state(saved)
@@ -160,8 +166,9 @@ def resume_checkpoint(resume: str, ckpt_path: str | None, output_dir: str | os.P
     if resume != "auto":
         return None
     # Only rank 0 renames damaged files (other DDP ranks start later and follow its choice).
-    chosen = newest_loadable_checkpoint(Path(output_dir) / LAST_CHECKPOINT.parent,
-                                        rename=getattr(rank_zero_only, "rank", 0) == 0)
+    chosen = newest_loadable_checkpoint(
+        Path(output_dir) / LAST_CHECKPOINT.parent, rename=getattr(rank_zero_only, "rank", 0) == 0
+    )
     return str(chosen) if chosen is not None else None
 
 
@@ -204,8 +211,9 @@ class PreemptionCheckpoint(pl.Callback):
         super().__init__()
         sig = getattr(signal, signal_name, None) if signal_name.startswith("SIG") else None
         if not isinstance(sig, signal.Signals):
-            raise ValueError(f"callbacks.preemption.signal_name must be a signal name such as SIGUSR1, "
-                             f"got {signal_name!r}")
+            raise ValueError(
+                f"callbacks.preemption.signal_name must be a signal name such as SIGUSR1, got {signal_name!r}"
+            )
         self.dirpath, self.signal, self.requeue = Path(dirpath), sig, requeue
         self.received: int | None = None
         self.preempted = self.requeued = False
@@ -234,8 +242,9 @@ class PreemptionCheckpoint(pl.Callback):
         if threading.current_thread() is threading.main_thread() and signal.SIGTERM in self._previous:
             signal.signal(signal.SIGTERM, self._handler)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         stop = self.received is not None or trainer.received_sigterm
         if trainer.world_size > 1:  # every rank must agree (the save below is collective)
             stop = bool(trainer.strategy.reduce_boolean_decision(stop, all=False))
@@ -247,8 +256,11 @@ class PreemptionCheckpoint(pl.Callback):
         # Requeue only on the warning signal: a SIGTERM comes from scancel (the job must end) or from
         # SLURM's own preemption / `scontrol requeue` (SLURM requeues the job itself).
         requeue = self.requeue and in_slurm_job() and self.received == self.signal
-        print(f"preemption signal: saved {path} at iteration {getattr(pl_module, 'iteration', '?')}; "
-              f"{'requeueing SLURM job ' + os.environ['SLURM_JOB_ID'] if requeue else 'stopping'}", flush=True)
+        print(
+            f"preemption signal: saved {path} at iteration {getattr(pl_module, 'iteration', '?')}; "
+            f"{'requeueing SLURM job ' + os.environ['SLURM_JOB_ID'] if requeue else 'stopping'}",
+            flush=True,
+        )
         if requeue and trainer.is_global_zero:
             job = os.environ["SLURM_JOB_ID"]
             if os.environ.get("SLURM_ARRAY_JOB_ID"):

@@ -95,8 +95,14 @@ def collect_runs(root: str | Path) -> list[dict[str, Any]]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"slimgan-collect: {root} is not a directory")
-    runs = [root] if _is_run_dir(root) and not (root / "multirun.yaml").exists() else sorted(
-        (p for p in root.iterdir() if _is_run_dir(p)), key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    runs = (
+        [root]
+        if _is_run_dir(root) and not (root / "multirun.yaml").exists()
+        else sorted(
+            (p for p in root.iterdir() if _is_run_dir(p)),
+            key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name),
+        )
+    )
     rows = [read_run(run) for run in runs]
     for key in swept_keys(rows):
         for row in rows:
@@ -127,7 +133,7 @@ def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     columns = [*swept_keys(rows), "run", "status", "iterations"]
     shown = [k for k in ("fid", "fid_train") if k in kinds] or [k for k in ("d_loss", "g_loss") if k in kinds]
     for kind in shown:
-            columns += [f"{kind}_w{w}" for w in sorted(widths)]
+        columns += [f"{kind}_w{w}" for w in sorted(widths)]
     return columns
 
 

@@ -51,8 +51,10 @@ def _check_data_fits_model(datamodule: pl.LightningDataModule, model: SlimGAN) -
     arch = model.hparams.generator["arch"]
     size, channels = getattr(datamodule, "image_size", None), getattr(datamodule, "img_channels", None)
     if size is not None and size != g.img_size:
-        raise ValueError(f"data.image_size={size} but model.generator.arch={arch} generates {g.img_size}x{g.img_size} "
-                         f"images: pick a model of that size or set data.image_size={g.img_size}")
+        raise ValueError(
+            f"data.image_size={size} but model.generator.arch={arch} generates {g.img_size}x{g.img_size} "
+            f"images: pick a model of that size or set data.image_size={g.img_size}"
+        )
     if channels is not None and channels != g.img_channels:
         raise ValueError(f"data.img_channels={channels} but model.generator.img_channels={g.img_channels}")
 
@@ -62,12 +64,22 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
     try:
         OmegaConf.resolve(cfg)
         ema = {f"ema_{key}": value for key, value in cfg.get("ema", {}).items()}  # ema.decay -> ema_decay
-        model = SlimGAN(generator=cfg.model.generator, discriminator=cfg.model.discriminator,
-                        sync_bn=cfg.model.sync_bn, baseline=cfg.model.get("baseline"),
-                        channels_last=cfg.model.get("channels_last", False),
-                        compile_networks=cfg.model.get("compile", False), **cfg.slim, **cfg.optim, **ema)
-        check_trainer_config(cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("precision", "32-true"),
-                             ema=cfg.get("ema", {}).get("decay") is not None)
+        model = SlimGAN(
+            generator=cfg.model.generator,
+            discriminator=cfg.model.discriminator,
+            sync_bn=cfg.model.sync_bn,
+            baseline=cfg.model.get("baseline"),
+            channels_last=cfg.model.get("channels_last", False),
+            compile_networks=cfg.model.get("compile", False),
+            **cfg.slim,
+            **cfg.optim,
+            **ema,
+        )
+        check_trainer_config(
+            cfg.trainer.get("accelerator", "auto"),
+            cfg.trainer.get("precision", "32-true"),
+            ema=cfg.get("ema", {}).get("decay") is not None,
+        )
         datamodule = instantiate(cfg.data)
         _check_data_fits_model(datamodule, model)
         if hasattr(datamodule, "check"):
@@ -75,8 +87,14 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
         callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
         callbacks.append(DataConfigInCheckpoint())  # slimgan-eval CKPT reads the dataset from the checkpoint
         # First, so a non-finite iteration is caught before any callback saves it.
-        callbacks.insert(0, NonFiniteGuard(cfg.train.get("on_nonfinite", "stop"),
-                                           cfg.train.get("max_nonfinite_skips", 10), run_dir=cfg.paths.output_dir))
+        callbacks.insert(
+            0,
+            NonFiniteGuard(
+                cfg.train.get("on_nonfinite", "stop"),
+                cfg.train.get("max_nonfinite_skips", 10),
+                run_dir=cfg.paths.output_dir,
+            ),
+        )
         loggers = [instantiate(lg) for lg in cfg.get("logger", {}).values() if lg is not None]
         # Every save is atomic (temp file, fsync, rename) and refuses a non-finite model.
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[SafeCheckpointIO()])
@@ -120,8 +138,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         corrupt = getattr(datamodule, "corrupt_files", None)
         if corrupt:  # data.on_corrupt=skip: the files left out, for the user to fix
             (out / CORRUPT_LIST).write_text("".join(f"{name}\t{why}\n" for name, why in corrupt))
-            log.warning("%d unreadable images left out (data.on_corrupt=skip), listed in %s", len(corrupt),
-                        out / CORRUPT_LIST)
+            log.warning(
+                "%d unreadable images left out (data.on_corrupt=skip), listed in %s", len(corrupt), out / CORRUPT_LIST
+            )
     for logger in trainer.loggers:  # the whole resolved config (wandb config, CSV hparams.yaml)
         logger.log_hyperparams(OmegaConf.to_container(cfg))
     if ckpt_path is not None:
@@ -141,8 +160,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             # and finishes this run; a cancelled job just ends.
             raise SystemExit(0)
         print(f"\nStopped by a signal after {model.iteration} iterations; continue with: {resume_command(out)}")
-        return {"output_dir": str(out), "iterations": model.iteration, "preempted": True,
-                "last_checkpoint": str(out / "checkpoints" / "last.ckpt")}
+        return {
+            "output_dir": str(out),
+            "iterations": model.iteration,
+            "preempted": True,
+            "last_checkpoint": str(out / "checkpoints" / "last.ckpt"),
+        }
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary = {
@@ -153,8 +176,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "widths": model.widths,
         "last_checkpoint": str(out / "checkpoints" / "last.ckpt"),
         "final_losses": {
-            width_tag(w): {"d": metrics.get(f"train/d_loss_{width_tag(w)}"),
-                           "g": metrics.get(f"train/g_loss_{width_tag(w)}")}
+            width_tag(w): {
+                "d": metrics.get(f"train/d_loss_{width_tag(w)}"),
+                "g": metrics.get(f"train/g_loss_{width_tag(w)}"),
+            }
             for w in model.widths
         },
         "distill_loss": metrics.get("train/distill_loss"),
@@ -207,8 +232,10 @@ def resume_overrides(run_dir: str, overrides: list[str]) -> list[str]:
     if not saved_file.is_file():
         raise ValueError(f"--resume {run_dir}: not a slimgan-train run folder (no .hydra/overrides.yaml)")
     if any(_override_key(o) in ("ckpt_path", "resume", "hydra.run.dir", "paths.output_dir") for o in overrides):
-        raise ValueError("--resume continues the run folder's own checkpoints: do not combine it with ckpt_path=, "
-                         "resume=, hydra.run.dir= or paths.output_dir=")
+        raise ValueError(
+            "--resume continues the run folder's own checkpoints: do not combine it with ckpt_path=, "
+            "resume=, hydra.run.dir= or paths.output_dir="
+        )
     given = {_override_key(o) for o in overrides}
     dropped = given | {"ckpt_path", "resume", "hydra.run.dir", "paths.output_dir"}
     saved = [str(o) for o in OmegaConf.load(saved_file) if _override_key(str(o)) not in dropped]
@@ -222,9 +249,9 @@ def _resume_argv(argv: list[str]) -> list[str]:
             if arg == "--resume":
                 if i + 1 >= len(argv):
                     raise ValueError("--resume needs a run folder: slimgan-train --resume outputs/<run>")
-                run_dir, rest = argv[i + 1], argv[:i] + argv[i + 2:]
+                run_dir, rest = argv[i + 1], argv[:i] + argv[i + 2 :]
             else:
-                run_dir, rest = arg.split("=", 1)[1], argv[:i] + argv[i + 1:]
+                run_dir, rest = arg.split("=", 1)[1], argv[:i] + argv[i + 1 :]
             if any(a in ("-m", "--multirun") for a in rest):
                 raise ValueError("--resume continues one run folder: it cannot be combined with -m/--multirun")
             return resume_overrides(run_dir, rest)

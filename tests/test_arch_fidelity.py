@@ -16,9 +16,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from slimgan_pl.models import MultiWidthDiscriminator, build_generator
+from slimgan_pl.models.biggan import BigGANDeepDBlock
 from slimgan_pl.models.discriminators import ResDBlock
 from slimgan_pl.models.generators import SlimmableGBlock
-from slimgan_pl.models.biggan import BigGANDeepDBlock
 from slimgan_pl.nn import SlimmableSelfAttention
 from slimgan_pl.train import ConfigError, build
 
@@ -63,7 +63,7 @@ def conv(x: torch.Tensor, layer: nn.Module, out_w: int | None = None, padding: i
     w, b = layer.weight, layer.bias
     out_w = out_w or w.shape[0]
     pad = layer.padding if padding is None else padding
-    return F.conv2d(x, w[:out_w, :x.shape[1]], None if b is None else b[:out_w], padding=pad)
+    return F.conv2d(x, w[:out_w, : x.shape[1]], None if b is None else b[:out_w], padding=pad)
 
 
 def _randomise_bn(module: nn.Module) -> None:
@@ -95,16 +95,27 @@ def test_gblock_bilinear_upsample_matches_hand_written_reference():
         assert (nearest(x, 0.5) - expected).abs().max() > 1e-2  # the mode matters: nearest is not the reference
 
 
-@pytest.mark.parametrize("model, mode", [("snresgan32", "bilinear"), ("snresgan48", "bilinear"),
-                                         ("snresgan64", "bilinear"), ("cgan_pd32", "bilinear"),
-                                         ("biggan32", "nearest"), ("biggan_deep32", "nearest")])
+@pytest.mark.parametrize(
+    "model, mode",
+    [
+        ("snresgan32", "bilinear"),
+        ("snresgan48", "bilinear"),
+        ("snresgan64", "bilinear"),
+        ("cgan_pd32", "bilinear"),
+        ("biggan32", "nearest"),
+        ("biggan_deep32", "nearest"),
+    ],
+)
 def test_presets_upsample_modes(make_cfg, model, mode):
     size = {"snresgan48": 48, "snresgan64": 64}.get(model, 32)
     cfg = make_cfg(f"model={model}", f"data.image_size={size}", "callbacks.fid=null")
     assert cfg.model.generator.upsample == mode
     slimgan, _, _ = build(cfg)
-    modes = {getattr(m, "upsample_mode", getattr(m, "upsample", None)) for m in slimgan.generator.modules()
-             if type(m).__name__.endswith("GBlock")}
+    modes = {
+        getattr(m, "upsample_mode", getattr(m, "upsample", None))
+        for m in slimgan.generator.modules()
+        if type(m).__name__.endswith("GBlock")
+    }
     assert modes == {mode}
 
 
@@ -112,8 +123,11 @@ def test_upsample_mode_reaches_every_block_and_bad_values_are_refused(make_cfg):
     g = build_generator("snresgan32", WIDTHS, ngf=16, img_channels=1, upsample="nearest")
     assert {b.upsample for b in g.blocks} == {"nearest"}
     assert {b.upsample for b in build_generator("snresgan32", WIDTHS, ngf=16, img_channels=1).blocks} == {"bilinear"}
-    with pytest.raises(ValueError, match=r"^model\.generator\.upsample must be one of \['bilinear', 'nearest'\], "
-                                         r"got 'bicubic'$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^model\.generator\.upsample must be one of \['bilinear', 'nearest'\], "
+        r"got 'bicubic'$",
+    ):
         build_generator("snresgan32", WIDTHS, ngf=16, img_channels=1, upsample="bicubic")
     with pytest.raises(ConfigError, match=r"model\.generator\.upsample must be one of"):
         build(make_cfg("model=snresgan32", "model.generator.upsample=area"))
@@ -179,8 +193,7 @@ def official_resnet_d(d: MultiWidthDiscriminator, width: float, x: torch.Tensor,
 @pytest.mark.parametrize("num_classes", [0, 10])
 def test_whole_resnet_d_matches_hand_written_official_forward(num_classes):
     torch.manual_seed(0)
-    d = MultiWidthDiscriminator("snresgan32", WIDTHS, n_share=2, ndf=16, img_channels=3,
-                                num_classes=num_classes).eval()
+    d = MultiWidthDiscriminator("snresgan32", WIDTHS, n_share=2, ndf=16, img_channels=3, num_classes=num_classes).eval()
     x = torch.randn(3, 3, 32, 32)
     y = torch.tensor([0, 4, 9]) if num_classes else None
     with torch.no_grad():
@@ -189,14 +202,19 @@ def test_whole_resnet_d_matches_hand_written_official_forward(num_classes):
 
 
 def test_shortcut_input_option_in_config(make_cfg):
-    for model, mode in (("snresgan32", "relu"), ("cgan_pd32", "relu"), ("snresgan64", "relu"),
-                        ("biggan32", "identity")):
+    for model, mode in (
+        ("snresgan32", "relu"),
+        ("cgan_pd32", "relu"),
+        ("snresgan64", "relu"),
+        ("biggan32", "identity"),
+    ):
         assert make_cfg(f"model={model}").model.discriminator.shortcut_input == mode
     model, _, _ = build(make_cfg("model=snresgan32", "model.discriminator.shortcut_input=identity"))
     blocks = [m for m in model.discriminator.modules() if isinstance(m, ResDBlock)]
     assert blocks and {b.shortcut_input for b in blocks} == {"identity"}
-    with pytest.raises(ConfigError,
-                       match=r"model\.discriminator\.shortcut_input must be one of \['relu', 'identity'\]"):
+    with pytest.raises(
+        ConfigError, match=r"model\.discriminator\.shortcut_input must be one of \['relu', 'identity'\]"
+    ):
         build(make_cfg("model=snresgan32", "model.discriminator.shortcut_input=leaky"))
 
 
@@ -240,7 +258,8 @@ def test_biggan_deep_d_channel_plan_and_attention_position(attn):
     assert attention_at == [ref["attention_after"]]
     seen = []
     next(m for m in d.modules() if isinstance(m, SlimmableSelfAttention)).register_forward_hook(
-        lambda m, args, out: seen.append(args[0].shape[-1]))
+        lambda m, args, out: seen.append(args[0].shape[-1])
+    )
     d(torch.randn(2, 3, 32, 32), WIDTHS[0])  # the hook sits in the first width's private D
     assert seen == [attn]
 
@@ -275,23 +294,26 @@ def test_bias_init_default_is_pytorch_default_per_preset(make_cfg, model):
                 assert abs(b.std().item() - bound / math.sqrt(3)) < 0.25 * bound / math.sqrt(3), name
                 checked += 1
     assert checked >= 3
-    zeros, _, _ = build(make_cfg(f"model={model}", "model.generator.bias_init=zeros",
-                                 "model.discriminator.bias_init=zeros"))
+    zeros, _, _ = build(
+        make_cfg(f"model={model}", "model.generator.bias_init=zeros", "model.discriminator.bias_init=zeros")
+    )
     for net in (zeros.generator, zeros.discriminator):
         assert all(m.bias.abs().max() == 0 for _, m in _biased_layers(net))
 
 
 def test_bias_init_errors_name_the_key(make_cfg):
-    with pytest.raises(ConfigError,
-                       match=r"model\.generator\.bias_init must be one of \['default', 'zeros'\], got 'ones'"):
+    with pytest.raises(
+        ConfigError, match=r"model\.generator\.bias_init must be one of \['default', 'zeros'\], got 'ones'"
+    ):
         build(make_cfg("model.generator.bias_init=ones"))
     with pytest.raises(ConfigError, match=r"model\.discriminator\.bias_init must be one of \['default', 'zeros'\]"):
         build(make_cfg("model=biggan32", "model.discriminator.bias_init=normal"))
 
 
 # ----------------------------------------------------------------------------- slim.n_share = -1
-@pytest.mark.parametrize("arch, num_classes", [("snresgan32", 0), ("snresgan32", 10), ("sndcgan32", 0),
-                                               ("sndcgan32", 10)])
+@pytest.mark.parametrize(
+    "arch, num_classes", [("snresgan32", 0), ("snresgan32", 10), ("sndcgan32", 0), ("sndcgan32", 10)]
+)
 def test_n_share_minus_one_shares_only_the_final_linear(arch, num_classes):
     """The reference: ``n_share == -1`` -> every block of every width private, the final linear layer
     (l5s[-1]) used by all widths; cGAN-PD's class embedding (l_ys[idx]) stays private."""
@@ -301,7 +323,7 @@ def test_n_share_minus_one_shares_only_the_final_linear(arch, num_classes):
     linears = [p.head.linear for p in d.private]
     assert all(lin is linears[0] for lin in linears)
     block_params = [{q.data_ptr() for q in p.blocks.parameters()} for p in d.private]
-    assert all(a.isdisjoint(b) for i, a in enumerate(block_params) for b in block_params[i + 1:])
+    assert all(a.isdisjoint(b) for i, a in enumerate(block_params) for b in block_params[i + 1 :])
     if num_classes:
         embeds = [p.head.embed for p in d.private]
         assert len({id(e) for e in embeds}) == len(WIDTHS)
@@ -337,9 +359,12 @@ def test_n_share_minus_one_scores_equal_hand_written_forward():
 
 
 def test_n_share_error_lists_minus_one(make_cfg):
-    with pytest.raises(ValueError, match=r"slim\.n_share must be an integer in \[0, 4\] for discriminator snresgan32 "
-                                         r"\(4 blocks; .*\) or -1 \(every block private, only the head's final "
-                                         r"linear layer shared\), got -2"):
+    with pytest.raises(
+        ValueError,
+        match=r"slim\.n_share must be an integer in \[0, 4\] for discriminator snresgan32 "
+        r"\(4 blocks; .*\) or -1 \(every block private, only the head's final "
+        r"linear layer shared\), got -2",
+    ):
         MultiWidthDiscriminator("snresgan32", WIDTHS, n_share=-2, ndf=16)
     with pytest.raises(ConfigError, match=r"or -1"):
         build(make_cfg("slim.n_share=8"))

@@ -29,9 +29,14 @@ ARCHS = {  # arch -> extra generator/discriminator kwargs
 def baseline_model(arch: str = "sndcgan32", g_width: float = 0.25, d_width: float | None = 1.0, **kw) -> SlimGAN:
     extra = ARCHS[arch]
     name = arch.removesuffix("_cond")
-    return SlimGAN(generator=dict(arch=name, ngf=NGF, img_channels=1, **extra),
-                   discriminator=dict(arch=name, ndf=NDF, **extra), n_share=2, n_dis=1,
-                   baseline=dict(g_width=g_width, d_width=d_width), **kw)
+    return SlimGAN(
+        generator=dict(arch=name, ngf=NGF, img_channels=1, **extra),
+        discriminator=dict(arch=name, ndf=NDF, **extra),
+        n_share=2,
+        n_dis=1,
+        baseline=dict(g_width=g_width, d_width=d_width),
+        **kw,
+    )
 
 
 def shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
@@ -51,8 +56,9 @@ def test_baseline_networks_are_the_native_ones(arch, g_width, d_width):
     native_d = MultiWidthDiscriminator(name, [g_width], n_share=2, ndf=int(NDF * d_width), img_channels=1, **extra)
     assert isinstance(model.generator, NativeGenerator)
     assert shapes(model.generator.net) == shapes(native_g)
-    assert all(torch.equal(a, b) for a, b in zip(model.generator.net.state_dict().values(),
-                                                  native_g.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.generator.net.state_dict().values(), native_g.state_dict().values())
+    )
     assert shapes(model.discriminator) == shapes(native_d)
     assert model.widths == [g_width] and model.hparams.widths == [g_width]
     # one network: every parameter of G is used at its width
@@ -72,10 +78,16 @@ def test_baseline_init_std_is_the_native_networks_not_the_full_tensors():
     torch.manual_seed(0)
     g = baseline_model(g_width=0.25).generator.net
     torch.manual_seed(0)
-    sliced = SlimGAN(generator=dict(arch="sndcgan32", ngf=NGF, img_channels=1),
-                     discriminator=dict(arch="sndcgan32", ndf=NDF), widths=[0.25], n_dis=1).generator
-    layers = {"fc": (g.fc.weight, sliced.fc.weight[:g.fc.out_features]),
-              "ups.0": (g.ups[0].weight, sliced.ups[0].weight[:g.ups[0].in_channels, :g.ups[0].out_channels])}
+    sliced = SlimGAN(
+        generator=dict(arch="sndcgan32", ngf=NGF, img_channels=1),
+        discriminator=dict(arch="sndcgan32", ndf=NDF),
+        widths=[0.25],
+        n_dis=1,
+    ).generator
+    layers = {
+        "fc": (g.fc.weight, sliced.fc.weight[: g.fc.out_features]),
+        "ups.0": (g.ups[0].weight, sliced.ups[0].weight[: g.ups[0].in_channels, : g.ups[0].out_channels]),
+    }
     for name, (native, cut) in layers.items():
         expected = xavier_std(native)
         assert native.std().item() == pytest.approx(expected, rel=0.08), name
@@ -85,8 +97,14 @@ def test_baseline_init_std_is_the_native_networks_not_the_full_tensors():
 
 def fit(model: SlimGAN, iterations: int = 2, batch: int = 8) -> pl.Trainer:
     data = TensorDataset(torch.rand(batch * iterations, 1, 32, 32) * 2 - 1, torch.zeros(batch * iterations).long())
-    trainer = pl.Trainer(max_steps=iterations * 2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_steps=iterations * 2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, DataLoader(data, batch_size=batch, drop_last=True))
     return trainer
 
@@ -121,19 +139,28 @@ def test_baseline_trains_and_the_pipeline_sees_its_width(tmp_path):
     assert torch.allclose(again(z), dense(z), atol=1e-6)
 
 
-@pytest.mark.parametrize("baseline,message", [
-    ({"g_width": 0}, r"model.baseline.g_width must be a number in \(0, 1\] or null \(off\), got 0"),
-    ({"g_width": 1.5}, r"model.baseline.g_width must be a number in \(0, 1\] or null \(off\), got 1.5"),
-    ({"g_width": "half"}, r"model.baseline.g_width must be a number in \(0, 1\]"),
-    ({"g_width": True}, r"model.baseline.g_width must be a number in \(0, 1\]"),
-    ({"g_width": 0.5, "d_width": -1}, r"model.baseline.d_width must be a number in \(0, 1\] or null"),
-    ({"g_width": None, "d_width": 0.5}, r"model.baseline.d_width=0.5 needs model.baseline.g_width"),
-    ({"g_width": 0.5, "width": 1}, r"model.baseline has unknown keys \['width'\]; allowed: \['g_width', 'd_width'\]"),
-])
+@pytest.mark.parametrize(
+    "baseline,message",
+    [
+        ({"g_width": 0}, r"model.baseline.g_width must be a number in \(0, 1\] or null \(off\), got 0"),
+        ({"g_width": 1.5}, r"model.baseline.g_width must be a number in \(0, 1\] or null \(off\), got 1.5"),
+        ({"g_width": "half"}, r"model.baseline.g_width must be a number in \(0, 1\]"),
+        ({"g_width": True}, r"model.baseline.g_width must be a number in \(0, 1\]"),
+        ({"g_width": 0.5, "d_width": -1}, r"model.baseline.d_width must be a number in \(0, 1\] or null"),
+        ({"g_width": None, "d_width": 0.5}, r"model.baseline.d_width=0.5 needs model.baseline.g_width"),
+        (
+            {"g_width": 0.5, "width": 1},
+            r"model.baseline has unknown keys \['width'\]; allowed: \['g_width', 'd_width'\]",
+        ),
+    ],
+)
 def test_bad_baseline_values_are_one_line_errors(baseline, message):
     with pytest.raises(ValueError, match=message) as info:
-        SlimGAN(generator=dict(arch="sndcgan32", ngf=16, img_channels=1), discriminator=dict(arch="sndcgan32", ndf=16),
-                baseline=baseline)
+        SlimGAN(
+            generator=dict(arch="sndcgan32", ngf=16, img_channels=1),
+            discriminator=dict(arch="sndcgan32", ndf=16),
+            baseline=baseline,
+        )
     assert "\n" not in str(info.value)
 
 

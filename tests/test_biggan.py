@@ -58,9 +58,15 @@ def fit(model: SlimGAN, iterations: int, callbacks=(), batch: int = 8) -> pl.Tra
     n_dis = model.hparams.n_dis
     n = batch * n_dis * iterations
     data = TensorDataset(torch.rand(n, 1, 32, 32) * 2 - 1, torch.arange(n) % 10)
-    trainer = pl.Trainer(max_steps=iterations * (n_dis + 1), accelerator="cpu", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=list(callbacks))
+    trainer = pl.Trainer(
+        max_steps=iterations * (n_dis + 1),
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+    )
     trainer.fit(model, DataLoader(data, batch_size=batch * n_dis, drop_last=True))
     return trainer
 
@@ -126,10 +132,10 @@ def test_skip_z_gives_each_block_its_own_chunk(num_classes):
     base = _block_conditions(g, z, y)
     e = g.shared(y) if num_classes else torch.zeros(2, 0)
     for i, c in enumerate(base):  # cat(embedding, chunk i+1); the chunk alone when unconditional
-        torch.testing.assert_close(c, torch.cat([e, z[:, 32 * (i + 1):32 * (i + 2)]], 1), rtol=0, atol=0)
+        torch.testing.assert_close(c, torch.cat([e, z[:, 32 * (i + 1) : 32 * (i + 2)]], 1), rtol=0, atol=0)
     for k in range(4):  # perturb chunk k: only block k-1's BN input changes (chunk 0 only feeds the linear)
         z2 = z.clone()
-        z2[:, 32 * k:32 * (k + 1)] += 1.0
+        z2[:, 32 * k : 32 * (k + 1)] += 1.0
         changed = [not torch.equal(a, b) for a, b in zip(base, _block_conditions(g, z2, y))]
         assert changed == [i == k - 1 for i in range(3)], (k, changed)
     out_a, out_b = g(z, 0.5, y), g(torch.cat([z[:, :32] + 1, z[:, 32:]], 1), 0.5, y)
@@ -272,8 +278,9 @@ class GradsAtGStep(pl.Callback):
         names = {id(p): n for n, p in pl_module.generator.named_parameters()}
 
         def hook(optimizer, args, kwargs):
-            self.grads = {names[id(p)]: p.grad.clone() for g in optimizer.param_groups for p in g["params"]
-                          if p.grad is not None}
+            self.grads = {
+                names[id(p)]: p.grad.clone() for g in optimizer.param_groups for p in g["params"] if p.grad is not None
+            }
 
         trainer.optimizers[0].register_step_pre_hook(hook)
 
@@ -306,8 +313,11 @@ def test_ortho_reg_adds_exactly_the_analytic_gradient_once_per_g_step():
 
 def test_ortho_penalty_value():
     model = tiny_model(ortho_reg=0.5)
-    r = sum(((p.reshape(p.shape[0], -1) @ p.reshape(p.shape[0], -1).T) * (1 - torch.eye(p.shape[0]))).square().sum()
-            for n, p in model.generator.named_parameters() if p.ndim >= 2 and n != "shared.weight")
+    r = sum(
+        ((p.reshape(p.shape[0], -1) @ p.reshape(p.shape[0], -1).T) * (1 - torch.eye(p.shape[0]))).square().sum()
+        for n, p in model.generator.named_parameters()
+        if p.ndim >= 2 and n != "shared.weight"
+    )
     torch.testing.assert_close(model.ortho_penalty(), 0.5 * r)
     with pytest.raises(ValueError, match=r"optim\.ortho_reg"):
         tiny_model(ortho_reg=-1.0)
@@ -360,8 +370,10 @@ def test_ema_follows_the_decay_formula_for_parameters_and_buffers():
         if it < start:  # plain copy before start
             expected = {k: v.clone() for k, v in live.items()}
         else:
-            expected = {k: decay * expected[k] + (1 - decay) * v if v.is_floating_point() else v.clone()
-                        for k, v in live.items()}
+            expected = {
+                k: decay * expected[k] + (1 - decay) * v if v.is_floating_point() else v.clone()
+                for k, v in live.items()
+            }
         for k, v in ema.items():
             if k.endswith(("._u", "._v")):  # spectral norm's vectors: recomputed for the EMA weights instead
                 continue
@@ -379,7 +391,7 @@ def test_ema_spectral_norm_divides_by_the_spectral_norm_of_the_ema_weights():
     torch.manual_seed(0)
     model = tiny_model(ema_decay=0.5, ema_start=0)
     g = model.generator.train()
-    for step in range(6):  # the live weights keep changing (as under training) and G's u/v follow them
+    for _ in range(6):  # the live weights keep changing (as under training) and G's u/v follow them
         for p in g.parameters():
             p.add_(0.5 * p.std() * torch.randn_like(p))
         for w in WIDTHS:
@@ -440,8 +452,11 @@ def _bn_batch_stats(model: SlimGAN, width: float, n_batches: int, batch: int, se
     g = model.generator_ema
     bn = g.bn.for_width(width)
     stats = []
-    hook = bn.register_forward_hook(lambda m, args, out: stats.append(
-        (args[0].mean((0, 2, 3)), args[0].transpose(0, 1).flatten(1).var(1, unbiased=True))))
+    hook = bn.register_forward_hook(
+        lambda m, args, out: stats.append(
+            (args[0].mean((0, 2, 3)), args[0].transpose(0, 1).flatten(1).var(1, unbiased=True))
+        )
+    )
     rng = torch.Generator().manual_seed(seed)
     g.eval()
     for m in g.modules():
@@ -496,8 +511,14 @@ def test_sample_does_not_mutate_the_model():
     assert model.generator.training and model.generator_ema.training
 
 
-@pytest.mark.parametrize("kw, key", [(dict(ema_decay=1.0), "ema.decay"), (dict(ema_start=-1), "ema.start"),
-                                     (dict(ema_standing_batch_size=0), "ema.standing_batch_size")])
+@pytest.mark.parametrize(
+    "kw, key",
+    [
+        (dict(ema_decay=1.0), "ema.decay"),
+        (dict(ema_start=-1), "ema.start"),
+        (dict(ema_standing_batch_size=0), "ema.standing_batch_size"),
+    ],
+)
 def test_ema_settings_are_checked(kw, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         tiny_model(**kw)
@@ -545,14 +566,17 @@ def test_experiments_compose_and_biggan_optimizer_settings(make_cfg):
     assert make_cfg("model=biggan_deep32").model.generator.arch == "biggan_deep32"
 
 
-@pytest.mark.parametrize("override, key", [
-    ("model.generator.attn_resolution=12", "model.generator.attn_resolution"),
-    ("model.discriminator.attn_resolution=32", "model.discriminator.attn_resolution"),
-    ("model.generator.nz=130", "model.generator.nz"),
-    ("model.generator.init=kaiming", "init"),
-    ("ema.decay=1.5", "ema.decay"),
-    ("optim.ortho_reg=-1", "optim.ortho_reg"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("model.generator.attn_resolution=12", "model.generator.attn_resolution"),
+        ("model.discriminator.attn_resolution=32", "model.discriminator.attn_resolution"),
+        ("model.generator.nz=130", "model.generator.nz"),
+        ("model.generator.init=kaiming", "init"),
+        ("ema.decay=1.5", "ema.decay"),
+        ("optim.ortho_reg=-1", "optim.ortho_reg"),
+    ],
+)
 def test_biggan_config_errors(make_cfg, override, key):
     cfg = make_cfg("model=biggan32", "ema=default", override)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -567,20 +591,38 @@ def test_biggan32_trains_with_ema_evaluates_and_reloads(make_cfg, tmp_path, fmni
     classifier = fc.save_classifier(model, tmp_path / "clf.pt", acc, info)
     monkeypatch.setenv("SLIMGAN_METRICS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    cfg = make_cfg("model=biggan32", "ema=default", "ema.start=1", "ema.decay=0.9", "ema.standing_batches=2",
-                   "ema.standing_batch_size=8", "optim=biggan", "optim.n_dis=1", "train.g_steps=3",
-                   "data.batch_size=8", "data.limit=64", "callbacks.fid=null",
-                   "callbacks.sample_grid.every_n_iterations=3", "callbacks.sample_grid.n_samples=20",
-                   "evaluate.after_training=true", "evaluate.n_fake=20", "evaluate.n_real=20",
-                   "evaluate.latency_repeats=1", f"evaluate.classifier={classifier}")
+    cfg = make_cfg(
+        "model=biggan32",
+        "ema=default",
+        "ema.start=1",
+        "ema.decay=0.9",
+        "ema.standing_batches=2",
+        "ema.standing_batch_size=8",
+        "optim=biggan",
+        "optim.n_dis=1",
+        "train.g_steps=3",
+        "data.batch_size=8",
+        "data.limit=64",
+        "callbacks.fid=null",
+        "callbacks.sample_grid.every_n_iterations=3",
+        "callbacks.sample_grid.n_samples=20",
+        "evaluate.after_training=true",
+        "evaluate.n_fake=20",
+        "evaluate.n_real=20",
+        "evaluate.latency_repeats=1",
+        f"evaluate.classifier={classifier}",
+    )
     summary = train(cfg)
     assert summary["iterations"] == 3
     assert all(math.isfinite(v["g"]) for v in summary["final_losses"].values())
     assert (out / "samples" / "w0.25" / "iter_000003.png").is_file()
     metrics_path = Path(summary["metrics"])  # 20 fakes: metrics-fmnist-<counts>.json, not the full metrics.json
     metrics = json.loads(metrics_path.read_text())
-    assert metrics["generator"] == {"weights": "ema", "bn_statistics": "standing",
-                                    "standing": {"batches_per_width": 2, "batch_size": 8, "seed": 0}}
+    assert metrics["generator"] == {
+        "weights": "ema",
+        "bn_statistics": "standing",
+        "standing": {"batches_per_width": 2, "batch_size": 8, "seed": 0},
+    }
     assert "BN standing statistics" in metrics_path.with_suffix(".md").read_text()
     loaded = SlimGAN.load_from_checkpoint(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert loaded.generator_ema is not None and loaded.num_classes == 10

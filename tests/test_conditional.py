@@ -25,9 +25,14 @@ K = 10
 
 def cond_model(**kw) -> SlimGAN:
     cond_norm, arch = kw.pop("cond_norm", "scbn"), kw.pop("arch", "snresgan32")
-    args = dict(generator=dict(arch=arch, ngf=16, img_channels=1, num_classes=K, cond_norm=cond_norm),
-                discriminator=dict(arch=arch, ndf=16, num_classes=K), widths=WIDTHS, n_share=2,
-                alpha=10.0, n_dis=1)
+    args = dict(
+        generator=dict(arch=arch, ngf=16, img_channels=1, num_classes=K, cond_norm=cond_norm),
+        discriminator=dict(arch=arch, ndf=16, num_classes=K),
+        widths=WIDTHS,
+        n_share=2,
+        alpha=10.0,
+        n_dis=1,
+    )
     args.update(kw)
     return SlimGAN(**args)
 
@@ -37,8 +42,14 @@ def fit(model: SlimGAN, iterations: int, batch: int = 8, labels: torch.Tensor | 
     n = batch * n_dis * iterations
     labels = torch.randint(K, (n,), generator=torch.Generator().manual_seed(0)) if labels is None else labels
     data = TensorDataset(torch.rand(n, 1, 32, 32) * 2 - 1, labels)
-    trainer = pl.Trainer(max_steps=iterations * (n_dis + 1), accelerator="cpu", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_steps=iterations * (n_dis + 1),
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, DataLoader(data, batch_size=batch * n_dis, shuffle=False, drop_last=True))
     return trainer
 
@@ -68,10 +79,10 @@ def test_scbn_width_reads_only_its_slice_of_the_shared_embedding(width):
     before, wide_before = bn(x, width, y), bn(torch.randn(4, c_max, 3, 3), 1.0, y)
     gamma, beta = bn.class_affine(y, width)
     torch.testing.assert_close(gamma, bn.embed.weight[y, :c])
-    torch.testing.assert_close(beta, bn.embed.weight[y, c_max:c_max + c])
+    torch.testing.assert_close(beta, bn.embed.weight[y, c_max : c_max + c])
     with torch.no_grad():  # change every embedding entry outside this width's gamma/beta slices
         bn.embed.weight[:, c:c_max] += 5.0
-        bn.embed.weight[:, c_max + c:] += 5.0
+        bn.embed.weight[:, c_max + c :] += 5.0
     torch.testing.assert_close(bn(x, width, y), before, rtol=0, atol=0)
     assert (bn(torch.randn(4, c_max, 3, 3), 1.0, y) - wide_before).abs().max() > 1e-3
 
@@ -115,7 +126,7 @@ def test_switchable_cbn_has_one_embedding_per_width():
     out = bn(torch.randn(8, 8, 4, 4), 0.5, torch.randint(K, (8,)))
     (out * torch.randn_like(out)).sum().backward()
     assert [c.embed.weight.grad is not None for c in bn.cbns] == [False, True, False, False]
-    assert all(torch.all(c.embed.weight[:, c.num_features:] == 0) for c in bn.cbns)  # beta starts at 0
+    assert all(torch.all(c.embed.weight[:, c.num_features :] == 0) for c in bn.cbns)  # beta starts at 0
 
 
 # ----------------------------------------------------------------------------- generator
@@ -136,7 +147,7 @@ def _perturb_beyond(module: torch.nn.Module, width: float) -> None:
             if isinstance(m, SliceableConditionalBatchNorm2d):
                 c, c_max = slim_channels(m.num_features, width), m.num_features
                 m.embed.weight[:, c:c_max] += 1.0
-                m.embed.weight[:, c_max + c:] += 1.0
+                m.embed.weight[:, c_max + c :] += 1.0
             if isinstance(m, SwitchableConditionalBatchNorm2d):
                 for w, cbn in zip(m.widths, m.cbns):
                     if w != width:
@@ -200,14 +211,21 @@ def test_generator_label_errors():
             uncond(z, width=0.5, y=torch.zeros(2, dtype=torch.long))
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(arch="snresgan32", num_classes=K, cond_norm="cbn"),
-     r"model.generator.cond_norm must be one of \['scbn', 'switchable'\], got 'cbn'"),
-    (dict(arch="sndcgan32", num_classes=K, cond_norm="cbn"),
-     r"model.generator.cond_norm must be one of \['scbn', 'switchable'\], got 'cbn'"),
-    (dict(arch="snresgan32", num_classes=-1), "model.generator.num_classes must be an integer >= 0"),
-    (dict(arch="sndcgan32", num_classes=-1), "model.generator.num_classes must be an integer >= 0"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (
+            dict(arch="snresgan32", num_classes=K, cond_norm="cbn"),
+            r"model.generator.cond_norm must be one of \['scbn', 'switchable'\], got 'cbn'",
+        ),
+        (
+            dict(arch="sndcgan32", num_classes=K, cond_norm="cbn"),
+            r"model.generator.cond_norm must be one of \['scbn', 'switchable'\], got 'cbn'",
+        ),
+        (dict(arch="snresgan32", num_classes=-1), "model.generator.num_classes must be an integer >= 0"),
+        (dict(arch="sndcgan32", num_classes=-1), "model.generator.num_classes must be an integer >= 0"),
+    ],
+)
 def test_generator_config_errors_name_the_key(kw, match):
     arch = kw.pop("arch")
     with pytest.raises(ValueError, match=match):
@@ -286,8 +304,10 @@ def test_discriminator_label_errors():
 
 
 # ----------------------------------------------------------------------------- SlimGAN with labels
-@pytest.mark.parametrize("arch, cond_norm, distill_forward", [
-    ("snresgan32", "scbn", "separate"), ("snresgan32", "switchable", "concat"), ("sndcgan32", "scbn", "separate")])
+@pytest.mark.parametrize(
+    "arch, cond_norm, distill_forward",
+    [("snresgan32", "scbn", "separate"), ("snresgan32", "switchable", "concat"), ("sndcgan32", "scbn", "separate")],
+)
 def test_conditional_training_runs_and_updates_g_embeddings_and_d_projections(arch, cond_norm, distill_forward):
     torch.manual_seed(0)
     model = cond_model(arch=arch, cond_norm=cond_norm, distill_forward=distill_forward, n_dis=2)
@@ -334,7 +354,7 @@ def test_label_flow_real_from_batch_fakes_fresh_per_width_distillation_shared():
     d_step = rec.calls[:n_w]
     assert all(y is not None and y.shape == (8,) for _, _, y in d_step)
     assert len({tuple(y.tolist()) for _, _, y in d_step}) == n_w  # fresh labels per width
-    g_step = rec.calls[2 * n_w:]
+    g_step = rec.calls[2 * n_w :]
     adversarial, distil = g_step[0::2], g_step[1::2]
     assert [w for _, w, _ in distil] == WIDTHS
     assert all(torch.equal(z, distil[0][0]) and torch.equal(y, distil[0][2]) for z, _, y in distil)  # one (z, y)
@@ -377,8 +397,9 @@ def test_grid_labels_rows_are_classes():
     assert labels.view(6, 4).tolist() == [[r] * 4 for r in range(6)]
     assert model.grid_labels(100, nrow=10).view(10, 10)[:, 0].tolist() == list(range(10))
     assert model.grid_labels(48, nrow=4).view(12, 4)[10:, 0].tolist() == [0, 1]  # wraps after K rows
-    unconditional = SlimGAN(generator=dict(arch="sndcgan32", ngf=16, img_channels=1),
-                            discriminator=dict(arch="sndcgan32", ndf=16))
+    unconditional = SlimGAN(
+        generator=dict(arch="sndcgan32", ngf=16, img_channels=1), discriminator=dict(arch="sndcgan32", ndf=16)
+    )
     assert unconditional.grid_labels(16, 4) is None and unconditional.num_classes == 0
 
 
@@ -388,8 +409,9 @@ def test_sample_label_errors():
         model.sample(2, 0.5, labels=torch.tensor([0, 10]))
     with pytest.raises(ValueError, match=r"labels must be 2 integer class ids"):
         model.sample(2, 0.5, labels=torch.tensor([0, 1, 2]))
-    unconditional = SlimGAN(generator=dict(arch="sndcgan32", ngf=16, img_channels=1),
-                            discriminator=dict(arch="sndcgan32", ndf=16))
+    unconditional = SlimGAN(
+        generator=dict(arch="sndcgan32", ngf=16, img_channels=1), discriminator=dict(arch="sndcgan32", ndf=16)
+    )
     with pytest.raises(ValueError, match="labels given, but this model is unconditional"):
         unconditional.sample(2, 0.5, labels=torch.tensor([0, 1]))
 
@@ -408,16 +430,27 @@ def test_data_with_other_class_count_is_refused_at_fit_start():
         def train_dataloader(self):
             return DataLoader(TensorDataset(torch.zeros(8, 1, 32, 32), torch.zeros(8, dtype=torch.long)), batch_size=8)
 
-    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     with pytest.raises(ValueError, match=r"num_classes=10 but the data has data.num_classes=100"):
         trainer.fit(model, datamodule=Data())
 
 
 # ----------------------------------------------------------------------------- configs
-@pytest.mark.parametrize("experiment, classes, channels", [
-    ("fmnist_cond", 10, 1), ("cifar10_cgan_pd", 10, 3), ("cifar100_cgan_pd", 100, 3),
-])
+@pytest.mark.parametrize(
+    "experiment, classes, channels",
+    [
+        ("fmnist_cond", 10, 1),
+        ("cifar10_cgan_pd", 10, 3),
+        ("cifar100_cgan_pd", 100, 3),
+    ],
+)
 def test_conditional_experiments_compose_and_build(make_cfg, experiment, classes, channels):
     cfg = make_cfg(f"experiment={experiment}", "model.generator.ngf=16", "model.discriminator.ndf=16")
     model = SlimGAN(generator=cfg.model.generator, discriminator=cfg.model.discriminator, **cfg.slim, **cfg.optim)

@@ -43,11 +43,18 @@ def _leaves(node, prefix=""):
 def test_experiment_states_only_what_differs(experiment):
     """Every value an experiment sets differs from what its preset choices (data, model, optim, ema) give."""
     spec = yaml.safe_load((CONF / "experiment" / f"{experiment}.yaml").read_text())
-    choices = [f"{group.split('/')[-1].strip()}={option}" for entry in spec.pop("defaults", [])
-               for group, option in entry.items()]  # {"override /data": "cifar10"} -> data=cifar10
+    choices = [
+        f"{group.split('/')[-1].strip()}={option}"
+        for entry in spec.pop("defaults", [])
+        for group, option in entry.items()
+    ]  # {"override /data": "cifar10"} -> data=cifar10
     base = composed(*choices)
-    same = [key for key, value in _leaves(spec) if key != "task_name"
-            and OmegaConf.to_container(OmegaConf.create({"v": OmegaConf.select(base, key)}))["v"] == value]
+    same = [
+        key
+        for key, value in _leaves(spec)
+        if key != "task_name"
+        and OmegaConf.to_container(OmegaConf.create({"v": OmegaConf.select(base, key)}))["v"] == value
+    ]
     assert not same, f"{experiment} repeats base values: {same}"
     assert composed(f"experiment={experiment}").task_name == experiment
 

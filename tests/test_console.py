@@ -13,8 +13,13 @@ from slimgan_pl.callbacks import IterationProgressBar
 from slimgan_pl.train import build
 
 REPO = Path(__file__).parents[1]
-NOISE = ("The `srun` command is available", "litlogger", "LeafSpec", "Using ModelCheckpoint with manual optimization",
-         "saved_models")
+NOISE = (
+    "The `srun` command is available",
+    "litlogger",
+    "LeafSpec",
+    "Using ModelCheckpoint with manual optimization",
+    "saved_models",
+)
 
 
 def test_smoke_run_prints_no_third_party_noise_and_counts_iterations(tmp_path):
@@ -23,12 +28,30 @@ def test_smoke_run_prints_no_third_party_noise_and_counts_iterations(tmp_path):
     bin_dir.mkdir()
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
     (bin_dir / "srun").chmod(0o755)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
     env.pop("SLURM_JOB_ID", None)
-    proc = subprocess.run([sys.executable, "-m", "slimgan_pl.train", "debug=smoke", "trainer.accelerator=cpu",
-                           "train.g_steps=3", "train.checkpoint_every=1", f"hydra.run.dir={tmp_path / 'run'}"],
-                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slimgan_pl.train",
+            "debug=smoke",
+            "trainer.accelerator=cpu",
+            "train.g_steps=3",
+            "train.checkpoint_every=1",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     output = proc.stdout + proc.stderr
     assert [n for n in NOISE if n in output] == []
@@ -52,8 +75,14 @@ def test_filters_are_narrow():
 def test_progress_bar_total_is_the_runs_iterations_across_epochs(make_cfg, fmnist_root):
     # 16 images, batch 8: 2 iterations per epoch, so 5 iterations cross two epoch boundaries; n_dis 2:
     # Lightning's max_steps is 15 optimizer steps.
-    cfg = make_cfg("debug=smoke", "train.g_steps=5", "optim.n_dis=2", "data.limit=48", "callbacks.sample_grid=null",
-                   f"data.root={fmnist_root}")
+    cfg = make_cfg(
+        "debug=smoke",
+        "train.g_steps=5",
+        "optim.n_dis=2",
+        "data.limit=48",
+        "callbacks.sample_grid=null",
+        f"data.root={fmnist_root}",
+    )
     model, datamodule, trainer = build(cfg)
     bar = next(c for c in trainer.callbacks if isinstance(c, IterationProgressBar))
     trainer.fit(model, datamodule=datamodule)

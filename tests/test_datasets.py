@@ -113,8 +113,13 @@ def test_stl10_unlabeled_binary(tmp_path, no_md5):
 
 
 # ----------------------------------------------------------------------------- CelebA (JPEG folder)
-CELEBA_TEXT = ("list_eval_partition.txt", "identity_CelebA.txt", "list_bbox_celeba.txt",
-               "list_landmarks_align_celeba.txt", "list_attr_celeba.txt")
+CELEBA_TEXT = (
+    "list_eval_partition.txt",
+    "identity_CelebA.txt",
+    "list_bbox_celeba.txt",
+    "list_landmarks_align_celeba.txt",
+    "list_attr_celeba.txt",
+)
 
 
 def write_celeba(root: Path, partitions=(0, 0, 0, 1, 2)) -> list[str]:
@@ -132,12 +137,15 @@ def write_celeba(root: Path, partitions=(0, 0, 0, 1, 2)) -> list[str]:
     (folder / "list_eval_partition.txt").write_text("".join(f"{m} {p}\n" for m, p in zip(names, partitions)))
     (folder / "identity_CelebA.txt").write_text("".join(f"{m} {i + 1}\n" for i, m in enumerate(names)))
     (folder / "list_bbox_celeba.txt").write_text(
-        f"{n}\nimage_id x_1 y_1 width height\n" + "".join(f"{m} 95 71 226 313\n" for m in names))
+        f"{n}\nimage_id x_1 y_1 width height\n" + "".join(f"{m} 95 71 226 313\n" for m in names)
+    )
     (folder / "list_landmarks_align_celeba.txt").write_text(
         f"{n}\nlefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x "
-        "rightmouth_y\n" + "".join(f"{m}  69 109 106 113 77 142 73 152 108 154\n" for m in names))
+        "rightmouth_y\n" + "".join(f"{m}  69 109 106 113 77 142 73 152 108 154\n" for m in names)
+    )
     (folder / "list_attr_celeba.txt").write_text(
-        f"{n}\n{' '.join(attrs)}\n" + "".join(f"{m} " + " ".join(["-1", "1"] * 20) + "\n" for m in names))
+        f"{n}\n{' '.join(attrs)}\n" + "".join(f"{m} " + " ".join(["-1", "1"] * 20) + "\n" for m in names)
+    )
     return names
 
 
@@ -195,8 +203,11 @@ def test_corrupt_image_names_the_file(tmp_path):
     write_images(tmp_path / "imgs", ["a.png", "b.png"])
     (tmp_path / "imgs" / "bad.jpg").write_bytes(b"this is not an image")
     dm = ImageFolderDataModule(str(tmp_path / "imgs"), image_size=16, batch_size=3)
-    with pytest.raises(CorruptImageError, match=r"1 of 3 images cannot be decoded: .*imgs/bad\.jpg "
-                                                r"\(UnidentifiedImageError\)"):
+    with pytest.raises(
+        CorruptImageError,
+        match=r"1 of 3 images cannot be decoded: .*imgs/bad\.jpg "
+        r"\(UnidentifiedImageError\)",
+    ):
         dm.setup()  # the pre-flight check, before any training
     # a file that breaks after the check is still named when the loader reaches it
     good_dm = ImageFolderDataModule(str(tmp_path / "imgs"), image_size=16, batch_size=2, on_corrupt="skip")
@@ -214,11 +225,14 @@ def test_corrupt_image_names_the_file(tmp_path):
 
 
 # ----------------------------------------------------------------------------- missing data
-@pytest.mark.parametrize("make, missing", [
-    (lambda root: STL10DataModule(root), "stl10_binary/train_X.bin"),
-    (lambda root: CelebADataModule(root), "celeba/img_align_celeba"),
-    (lambda root: CIFARDataModule(root), "cifar-10-batches-py"),
-])
+@pytest.mark.parametrize(
+    "make, missing",
+    [
+        (lambda root: STL10DataModule(root), "stl10_binary/train_X.bin"),
+        (lambda root: CelebADataModule(root), "celeba/img_align_celeba"),
+        (lambda root: CIFARDataModule(root), "cifar-10-batches-py"),
+    ],
+)
 def test_missing_data_says_what_to_do(tmp_path, make, missing):
     with pytest.raises(DataNotFoundError, match=r"data\.download=true.*data\.root") as err:
         make(str(tmp_path)).check()
@@ -241,8 +255,9 @@ def test_corrupt_torchvision_files_are_reported(tmp_path):
 
 
 # ----------------------------------------------------------------------------- end to end
-@pytest.mark.parametrize("experiment, write, size", [("stl10_snresgan", write_stl10, 48),
-                                                     ("celeba_sndcgan", write_celeba, 64)])
+@pytest.mark.parametrize(
+    "experiment, write, size", [("stl10_snresgan", write_stl10, 48), ("celeba_sndcgan", write_celeba, 64)]
+)
 def test_recipe_trains_on_its_data_format(make_cfg, tmp_path, no_md5, experiment, write, size):
     """One iteration of the 48/64px recipes (tiny channels, one D step) through slimgan-train's path."""
     from slimgan_pl import SlimGAN
@@ -250,9 +265,17 @@ def test_recipe_trains_on_its_data_format(make_cfg, tmp_path, no_md5, experiment
 
     data = tmp_path / "data"
     write(data, *([(0,) * 6] if write is write_celeba else [10]))
-    cfg = make_cfg(f"experiment={experiment}", f"data.root={data}", "data.batch_size=2", "data.num_workers=0",
-                   "optim.n_dis=1", "train.g_steps=1", "callbacks.sample_grid.every_n_iterations=1",
-                   "callbacks.sample_grid.n_samples=4", "callbacks.sample_grid.nrow=2")
+    cfg = make_cfg(
+        f"experiment={experiment}",
+        f"data.root={data}",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "optim.n_dis=1",
+        "train.g_steps=1",
+        "callbacks.sample_grid.every_n_iterations=1",
+        "callbacks.sample_grid.n_samples=4",
+        "callbacks.sample_grid.nrow=2",
+    )
     summary = train(cfg)
     assert summary["iterations"] == 1
     assert (tmp_path / "run" / "samples" / "w0.25" / "iter_000001.png").is_file()

@@ -37,7 +37,6 @@ WIDTHS = [0.5, 1.0]
 NUM_CLASSES = 3
 
 
-
 # ----------------------------------------------------------------------------- cross-replica BN
 def _bn_module(kind: str) -> torch.nn.Module:
     torch.manual_seed(0)
@@ -140,8 +139,11 @@ def test_cross_replica_bn_alone_is_batchnorm_and_conversion_keeps_the_state():
 def _average_rank(rank: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
-        params = [torch.zeros(5, requires_grad=True), torch.zeros(3, 2, requires_grad=True),
-                  torch.zeros(2, requires_grad=True)]
+        params = [
+            torch.zeros(5, requires_grad=True),
+            torch.zeros(3, 2, requires_grad=True),
+            torch.zeros(2, requires_grad=True),
+        ]
         params[0].grad = torch.full((5,), float(rank + 1))
         params[1].grad = torch.arange(6.0).view(3, 2) * (rank + 1)
         # params[2] has no gradient: skipped, stays None
@@ -186,20 +188,40 @@ class RecordRank(pl.Callback):
         self.drawn = drawn
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: SlimGAN) -> None:
-        torch.save({"z": self.drawn[0], "n_draws": len(self.drawn),
-                    "params": {k: v.detach().clone() for k, v in pl_module.named_parameters()},
-                    "buffers": {k: v.clone() for k, v in pl_module.named_buffers()}},
-                   self.out_dir / f"rank{trainer.global_rank}.pt")
+        torch.save(
+            {
+                "z": self.drawn[0],
+                "n_draws": len(self.drawn),
+                "params": {k: v.detach().clone() for k, v in pl_module.named_parameters()},
+                "buffers": {k: v.clone() for k, v in pl_module.named_buffers()},
+            },
+            self.out_dir / f"rank{trainer.global_rank}.pt",
+        )
 
 
 @pytest.mark.parametrize("sync_bn", [False, True])
-def test_ddp_cpu_training_keeps_ranks_identical_with_different_noise(make_cfg, tmp_path, fmnist_root, sync_bn,
-                                                                    one_thread_for_fork):
-    cfg = make_cfg("trainer=ddp_cpu", "trainer.strategy.start_method=fork", f"model.sync_bn={sync_bn}",
-                   "optim.n_dis=2", "train.g_steps=3", "data.batch_size=4", "data.limit=96",
-                   f"data.root={fmnist_root}", "callbacks.fid=null", "callbacks.sample_grid=null",
-                   "callbacks.progress_bar=null", "logger=none", "+trainer.enable_checkpointing=false",
-                   "callbacks.model_checkpoint=null", "ema=default", "ema.start=1", "ema.decay=0.5")
+def test_ddp_cpu_training_keeps_ranks_identical_with_different_noise(
+    make_cfg, tmp_path, fmnist_root, sync_bn, one_thread_for_fork
+):
+    cfg = make_cfg(
+        "trainer=ddp_cpu",
+        "trainer.strategy.start_method=fork",
+        f"model.sync_bn={sync_bn}",
+        "optim.n_dis=2",
+        "train.g_steps=3",
+        "data.batch_size=4",
+        "data.limit=96",
+        f"data.root={fmnist_root}",
+        "callbacks.fid=null",
+        "callbacks.sample_grid=null",
+        "callbacks.progress_bar=null",
+        "logger=none",
+        "+trainer.enable_checkpointing=false",
+        "callbacks.model_checkpoint=null",
+        "ema=default",
+        "ema.start=1",
+        "ema.decay=0.5",
+    )
     pl.seed_everything(cfg.seed)
     model, datamodule, trainer = build(cfg)
     assert type(trainer.strategy).__name__ == "GANDDPStrategy" and trainer.world_size == 2
@@ -233,8 +255,7 @@ def test_sync_bn_config_converts_every_batchnorm(make_cfg):
     model, _, _ = build(make_cfg())
     assert not any(type(m) is CrossReplicaBatchNorm2d for m in model.modules())
     with pytest.raises(ValueError, match=r"model\.sync_bn must be true or false"):
-        SlimGAN(generator=dict(arch="sndcgan32", ngf=16), discriminator=dict(arch="sndcgan32", ndf=16),
-                sync_bn="yes")
+        SlimGAN(generator=dict(arch="sndcgan32", ngf=16), discriminator=dict(arch="sndcgan32", ndf=16), sync_bn="yes")
 
 
 # ----------------------------------------------------------------------------- Hydra + subprocess launcher
@@ -244,19 +265,40 @@ def test_ddp_cli_writes_one_output_dir_once(tmp_path, fmnist_root):
     and leave checkpoints, config and summary to rank 0."""
     env = {**os.environ, "PYTHONPATH": str(Path(slimgan_pl.__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "slimgan_pl.train", "trainer=ddp_cpu", "model.generator.ngf=16",
-         "model.discriminator.ndf=16", "evaluate.after_training=false", "train.g_steps=2", "train.checkpoint_every=1",
-         "data.batch_size=4", "data.limit=32", f"data.root={fmnist_root}", "callbacks.fid=null",
-         "callbacks.sample_grid.every_n_iterations=1", "model.sync_bn=true"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "slimgan_pl.train",
+            "trainer=ddp_cpu",
+            "model.generator.ngf=16",
+            "model.discriminator.ndf=16",
+            "evaluate.after_training=false",
+            "train.g_steps=2",
+            "train.checkpoint_every=1",
+            "data.batch_size=4",
+            "data.limit=32",
+            f"data.root={fmnist_root}",
+            "callbacks.fid=null",
+            "callbacks.sample_grid.every_n_iterations=1",
+            "model.sync_bn=true",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dirs = [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()]
     assert len(run_dirs) == 1, run_dirs
     assert not (tmp_path / "multirun").exists()
     run = run_dirs[0]
     assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran in the same dir
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iter_000001.ckpt", "iter_000002.ckpt",
-                                                                       "last.ckpt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "iter_000001.ckpt",
+        "iter_000002.ckpt",
+        "last.ckpt",
+    ]
     assert (run / "summary.json").is_file() and (run / "config_resolved.yaml").is_file()
     assert proc.stdout.count("Trained 2 iterations") == 1  # the summary is written (and printed) once
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2 * (1 + 1)
@@ -265,10 +307,16 @@ def test_ddp_cli_writes_one_output_dir_once(tmp_path, fmnist_root):
 
 
 # ----------------------------------------------------------------------------- deploy
-@pytest.mark.parametrize("generator", [dict(arch="sndcgan32"), dict(arch="snresgan32"),
-                                       dict(arch="snresgan32", num_classes=10, cond_norm="scbn"),
-                                       dict(arch="snresgan32", num_classes=10, cond_norm="switchable")],
-                         ids=lambda g: "-".join(str(v) for v in g.values()))
+@pytest.mark.parametrize(
+    "generator",
+    [
+        dict(arch="sndcgan32"),
+        dict(arch="snresgan32"),
+        dict(arch="snresgan32", num_classes=10, cond_norm="scbn"),
+        dict(arch="snresgan32", num_classes=10, cond_norm="switchable"),
+    ],
+    ids=lambda g: "-".join(str(v) for v in g.values()),
+)
 def test_export_of_a_sync_bn_model_is_the_plain_export(generator, tmp_path):
     """The exporter cuts a converted model (its per-width BNs are CrossReplicaBatchNorm2d, still
     nn.BatchNorm2d) into plain dense layers with the same outputs as the unconverted model's."""
@@ -301,8 +349,13 @@ def test_export_of_a_sync_bn_model_is_the_plain_export(generator, tmp_path):
 def _rank0_alone(rank: int, init_file: str, out_dir: str) -> None:
     """Rank 0 runs train-mode cross-replica BN alone inside local_batch_statistics (as standing
     statistics and evaluation do) while rank 1 has left: must equal nn.BatchNorm2d, not hang."""
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
-                            timeout=__import__("datetime").timedelta(seconds=30))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=__import__("datetime").timedelta(seconds=30),
+    )
     try:
         if rank == 0:
             from slimgan_pl.nn import local_batch_statistics
@@ -313,8 +366,15 @@ def _rank0_alone(rank: int, init_file: str, out_dir: str) -> None:
             plain = torch.nn.BatchNorm2d(4).train()
             with local_batch_statistics():
                 out = bn(x)
-            torch.save({"out": out.detach(), "expected": plain(x).detach(), "var": bn.running_var,
-                        "expected_var": plain.running_var}, Path(out_dir) / "rank0.pt")
+            torch.save(
+                {
+                    "out": out.detach(),
+                    "expected": plain(x).detach(),
+                    "var": bn.running_var,
+                    "expected_var": plain.running_var,
+                },
+                Path(out_dir) / "rank0.pt",
+            )
     finally:
         if rank == 0:
             dist.destroy_process_group()
@@ -334,11 +394,31 @@ def test_ddp_sync_bn_ema_run_evaluates_after_training(tmp_path, fmnist_root):
         pytest.skip("the FMNIST classifier is not cached (training it here would take minutes)")
     env = {**os.environ, "PYTHONPATH": str(Path(slimgan_pl.__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "slimgan_pl.train", "experiment=fmnist_biggan", "trainer=ddp_cpu", "model.sync_bn=true",
-         "debug=smoke", "evaluate.after_training=true", "evaluate.n_fake=200", "evaluate.n_real=200",
-         "train.g_steps=2", "ema.standing_batches=2", "ema.standing_batch_size=8", f"data.root={fmnist_root}",
-         "callbacks.sample_grid=null", "evaluate.latency_repeats=1", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "slimgan_pl.train",
+            "experiment=fmnist_biggan",
+            "trainer=ddp_cpu",
+            "model.sync_bn=true",
+            "debug=smoke",
+            "evaluate.after_training=true",
+            "evaluate.n_fake=200",
+            "evaluate.n_real=200",
+            "train.g_steps=2",
+            "ema.standing_batches=2",
+            "ema.standing_batch_size=8",
+            f"data.root={fmnist_root}",
+            "callbacks.sample_grid=null",
+            "evaluate.latency_repeats=1",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["iterations"] == 2 and set(summary["fmnist_fid"]) == {"w0.25", "w0.5", "w0.75", "w1.0"}

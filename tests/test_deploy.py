@@ -35,13 +35,23 @@ from slimgan_pl.nn import (
 
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 DENSE_TYPES = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Embedding)
-SLIM_TYPES = (SlimmableLinear, SlimmableConv2d, SlimmableConvTranspose2d, SwitchableBatchNorm2d,
-              SliceableConditionalBatchNorm2d, SwitchableConditionalBatchNorm2d)
+SLIM_TYPES = (
+    SlimmableLinear,
+    SlimmableConv2d,
+    SlimmableConvTranspose2d,
+    SwitchableBatchNorm2d,
+    SliceableConditionalBatchNorm2d,
+    SwitchableConditionalBatchNorm2d,
+)
 # every architecture, unconditional, plus the class-conditional variants (cGAN-PD's generator)
-GENERATOR_CONFIGS = [(arch, {}) for arch in sorted(GENERATORS)] + [
-    ("snresgan32", dict(num_classes=10, cond_norm=norm)) for norm in sorted(COND_NORMS)] + [
-    ("sndcgan32", dict(num_classes=10, cond_norm="scbn")),  # fmnist_cond's generator
-    ("biggan32", dict(num_classes=10))]  # + shared class embedding (CBN, SA, SN: in the unconditional ones too)
+GENERATOR_CONFIGS = (
+    [(arch, {}) for arch in sorted(GENERATORS)]
+    + [("snresgan32", dict(num_classes=10, cond_norm=norm)) for norm in sorted(COND_NORMS)]
+    + [
+        ("sndcgan32", dict(num_classes=10, cond_norm="scbn")),  # fmnist_cond's generator
+        ("biggan32", dict(num_classes=10)),
+    ]
+)  # + shared class embedding (CBN, SA, SN: in the unconditional ones too)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,8 +74,14 @@ def tiny_model(num_classes: int = 0) -> SlimGAN:
 
 def save_trained(path: Path, model: SlimGAN, iterations: int = 1) -> Path:
     data = TensorDataset(torch.rand(8 * iterations, 1, 32, 32) * 2 - 1, torch.arange(8 * iterations) % 10)
-    trainer = pl.Trainer(max_steps=2 * iterations, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_steps=2 * iterations,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, DataLoader(data, batch_size=8, drop_last=True))
     path.parent.mkdir(parents=True, exist_ok=True)
     trainer.save_checkpoint(path)
@@ -98,7 +114,7 @@ def ema_checkpoint(trained, tmp_path_factory) -> Path:
     for key, value in list(payload["state_dict"].items()):
         if key.startswith("generator."):
             ema = value * 0.5 if value.is_floating_point() else value
-            payload["state_dict"]["generator_ema." + key[len("generator."):]] = ema
+            payload["state_dict"]["generator_ema." + key[len("generator.") :]] = ema
     path = tmp_path_factory.mktemp("ema") / "ema.ckpt"
     torch.save(payload, path)
     return path
@@ -177,18 +193,21 @@ def _damage(kind: str, good: Path, path: Path) -> Path:
     return target
 
 
-@pytest.mark.parametrize("kind, reason", [
-    ("missing", "does not exist"),
-    ("truncated", "truncated or corrupted"),
-    ("empty", "empty"),
-    ("text", "not a torch checkpoint file"),
-    ("tensor", "holds a Tensor, not a Lightning checkpoint"),
-    ("unsafe_pickle", "pickled test_deploy.PickledObject that safe loading"),
-    ("no_hparams", "no 'hyper_parameters'"),
-    ("other_arch", "'biggan128' is not one of"),
-    ("lacks_keys", r"lack \['widths'\]"),
-    ("wrong_size", "weights do not fit the architecture"),
-])
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("missing", "does not exist"),
+        ("truncated", "truncated or corrupted"),
+        ("empty", "empty"),
+        ("text", "not a torch checkpoint file"),
+        ("tensor", "holds a Tensor, not a Lightning checkpoint"),
+        ("unsafe_pickle", "pickled test_deploy.PickledObject that safe loading"),
+        ("no_hparams", "no 'hyper_parameters'"),
+        ("other_arch", "'biggan128' is not one of"),
+        ("lacks_keys", r"lack \['widths'\]"),
+        ("wrong_size", "weights do not fit the architecture"),
+    ],
+)
 def test_bad_checkpoints_give_one_clear_error(trained, tmp_path, kind, reason):
     path = _damage(kind, trained[0], tmp_path)
     with pytest.raises(CheckpointError, match=reason) as info:
@@ -200,8 +219,9 @@ def test_bad_checkpoints_give_one_clear_error(trained, tmp_path, kind, reason):
 # ----------------------------------------------------------------------------- slimgan-sample
 def test_sample_writes_grid_folder_npz_and_is_reproducible(trained, tmp_path):
     ckpt, model = trained
-    a = sm.sample_checkpoint(ckpt, n=6, width=0.5, seed=4, grid=tmp_path / "g.png", folder=tmp_path / "png",
-                             npz=tmp_path / "a.npz", nrow=3)
+    a = sm.sample_checkpoint(
+        ckpt, n=6, width=0.5, seed=4, grid=tmp_path / "g.png", folder=tmp_path / "png", npz=tmp_path / "a.npz", nrow=3
+    )
     sm.sample_checkpoint(ckpt, n=6, width=0.5, seed=4, npz=tmp_path / "b.npz")
     sm.sample_checkpoint(ckpt, n=6, width=0.75, seed=4, npz=tmp_path / "c.npz")
     assert a["weights"] == "live" and a["shape"] == [6, 1, 32, 32]
@@ -217,8 +237,9 @@ def test_sample_writes_grid_folder_npz_and_is_reproducible(trained, tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(pngs[2])), first["images"][2, ..., 0])
     assert Image.open(tmp_path / "g.png").size == (3 * 34 + 2, 2 * 34 + 2)
     # same z as SlimGAN.sample, to the pixel
-    np.testing.assert_array_equal(sm.to_uint8(model.sample(6, 0.5, seed=4)).permute(0, 2, 3, 1).numpy(),
-                                  first["images"])
+    np.testing.assert_array_equal(
+        sm.to_uint8(model.sample(6, 0.5, seed=4)).permute(0, 2, 3, 1).numpy(), first["images"]
+    )
 
 
 def test_sample_truncation_and_default_width(trained, tmp_path):
@@ -262,8 +283,21 @@ def test_sample_labels():
 
 def test_sample_conditional(conditional, tmp_path):
     ckpt, model = conditional
-    sm.main([str(ckpt), "-n", "5", "--width", "0.5", "--labels", "3,7", "--npz", str(tmp_path / "l.npz"),
-             "--folder", str(tmp_path / "png")])
+    sm.main(
+        [
+            str(ckpt),
+            "-n",
+            "5",
+            "--width",
+            "0.5",
+            "--labels",
+            "3,7",
+            "--npz",
+            str(tmp_path / "l.npz"),
+            "--folder",
+            str(tmp_path / "png"),
+        ]
+    )
     sm.main([str(ckpt), "-n", "5", "--width", "0.5", "--class-id", "3", "--npz", str(tmp_path / "c.npz")])
     sm.main([str(ckpt), "-n", "5", "--width", "0.5", "--npz", str(tmp_path / "r.npz")])
     given, same_class, drawn = (np.load(tmp_path / f"{s}.npz") for s in "lcr")
@@ -276,13 +310,16 @@ def test_sample_conditional(conditional, tmp_path):
     assert not np.array_equal(given["images"][1], same_class["images"][1])  # class 7 vs class 3, same z
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--width", "0.6", "--npz", "x.npz"], r"trained widths are \[0.25, 0.5, 0.75, 1.0\]"),
-    (["--labels", "0,1", "--npz", "x.npz"], "unconditional"),
-    (["--weights", "ema", "--npz", "x.npz"], "no EMA generator"),
-    ([], "at least one output"),
-    (["-n", "0", "--npz", "x.npz"], "-n must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--width", "0.6", "--npz", "x.npz"], r"trained widths are \[0.25, 0.5, 0.75, 1.0\]"),
+        (["--labels", "0,1", "--npz", "x.npz"], "unconditional"),
+        (["--weights", "ema", "--npz", "x.npz"], "no EMA generator"),
+        ([], "at least one output"),
+        (["-n", "0", "--npz", "x.npz"], "-n must be >= 1"),
+    ],
+)
 def test_sample_cli_errors_are_one_line(trained, capsys, argv, match):
     with pytest.raises(SystemExit) as info:
         sm.main([str(trained[0]), *argv])
@@ -302,8 +339,11 @@ def test_export_configs_cover_every_architecture():
     assert {arch for arch, _ in GENERATOR_CONFIGS} == set(GENERATORS)
 
 
-@pytest.mark.parametrize("arch, extra", GENERATOR_CONFIGS, ids=lambda v: v if isinstance(v, str) else
-                         "-".join(f"{k}={x}" for k, x in v.items()) or "unconditional")
+@pytest.mark.parametrize(
+    "arch, extra",
+    GENERATOR_CONFIGS,
+    ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={x}" for k, x in v.items()) or "unconditional",
+)
 def test_export_matches_slimmable_at_every_width(arch, extra, tmp_path):
     """Dense module, state-dict file, TorchScript file and ONNX (onnxruntime) equal the slimmable
     generator at each width within 1e-5, on a batch size other than the traced one."""
@@ -325,8 +365,11 @@ def test_export_matches_slimmable_at_every_width(arch, extra, tmp_path):
         assert sum(p.numel() for p in dense.parameters()) == active_parameters(slim, w)
         written = ex.export_files(dense, tmp_path, f"{arch}_w{w}")
         with torch.no_grad():
-            outputs = {"dense": dense(*inputs), "state_dict": ex.load_dense(written["state_dict"][0])(*inputs),
-                       "torchscript": torch.jit.load(str(written["torchscript"][0]))(*inputs)}
+            outputs = {
+                "dense": dense(*inputs),
+                "state_dict": ex.load_dense(written["state_dict"][0])(*inputs),
+                "torchscript": torch.jit.load(str(written["torchscript"][0]))(*inputs),
+            }
         for name, out in outputs.items():
             assert (out - ref).abs().max().item() <= 1e-5, (arch, w, name)
         onnx_diff = ex.onnx_max_diff(written["onnx"][0], inputs, ref)
@@ -365,10 +408,13 @@ class SubclassedConv(SlimmableConv2d):
     """Same as its parent today, but a subclass may change forward: it needs its own converter."""
 
 
-@pytest.mark.parametrize("patch, name", [
-    (lambda g: setattr(g, "gain", SlimmableGain(8)), "SlimmableGain"),
-    (lambda g: setattr(g, "to_image", SubclassedConv(16, 1, 3, padding=1, slice_out=False)), "SubclassedConv"),
-])
+@pytest.mark.parametrize(
+    "patch, name",
+    [
+        (lambda g: setattr(g, "gain", SlimmableGain(8)), "SlimmableGain"),
+        (lambda g: setattr(g, "to_image", SubclassedConv(16, 1, 3, padding=1, slice_out=False)), "SubclassedConv"),
+    ],
+)
 def test_export_refuses_unknown_slimmable_modules(patch, name):
     g = build_generator("sndcgan32", WIDTHS, ngf=16, img_channels=1)
     patch(g)
@@ -398,17 +444,23 @@ def test_export_cli(trained, ema_checkpoint, tmp_path, capsys):
     out = capsys.readouterr().out
     folder = ckpt.parent.parent / "export"
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["sndcgan32_w0.75.json", "sndcgan32_w0.75.onnx", "sndcgan32_w0.75.pt",
-                     "sndcgan32_w0.75.torchscript.pt"]
+    assert names == [
+        "sndcgan32_w0.75.json",
+        "sndcgan32_w0.75.onnx",
+        "sndcgan32_w0.75.pt",
+        "sndcgan32_w0.75.torchscript.pt",
+    ]
     assert out.count("max abs diff") == 3
     meta = json.loads((folder / "sndcgan32_w0.75.json").read_text())
     assert {k: meta[k] for k in ("arch", "width", "nz", "img_channels", "weights")} == dict(
-        arch="sndcgan32", width=0.75, nz=128, img_channels=1, weights="live")
+        arch="sndcgan32", width=0.75, nz=128, img_channels=1, weights="live"
+    )
     assert meta["source_checkpoint"] == str(ckpt.resolve())
     z = torch.randn(4, 128)
     with torch.no_grad():
-        torch.testing.assert_close(ex.load_dense(folder / "sndcgan32_w0.75.pt")(z),
-                                   model.generator(z, width=0.75), rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            ex.load_dense(folder / "sndcgan32_w0.75.pt")(z), model.generator(z, width=0.75), rtol=0, atol=1e-5
+        )
     extra = {"meta.json": ""}
     torch.jit.load(str(folder / "sndcgan32_w0.75.torchscript.pt"), _extra_files=extra)
     assert json.loads(extra["meta.json"])["width"] == 0.75
@@ -431,11 +483,14 @@ def test_export_cli_conditional(conditional, tmp_path, capsys):
     assert ex.onnx_max_diff(tmp_path / "snresgan32_w0.25.onnx", [z, y], ref) <= 1e-5
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--width", "0.3"], "trained widths are"),
-    (["--width", "0.5", "--formats", "tflite"], "--formats must be among"),
-    (["--width", "0.5", "--weights", "ema"], "no EMA generator"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--width", "0.3"], "trained widths are"),
+        (["--width", "0.5", "--formats", "tflite"], "--formats must be among"),
+        (["--width", "0.5", "--weights", "ema"], "no EMA generator"),
+    ],
+)
 def test_export_cli_errors(trained, tmp_path, capsys, argv, match):
     with pytest.raises(SystemExit) as info:
         ex.main([str(trained[0]), "--out", str(tmp_path), *argv])
@@ -492,14 +547,19 @@ def test_console_scripts_are_installed(tmp_path):
     bin_dir = Path(sys.executable).parent
     for name in ("slimgan-sample", "slimgan-export", "slimgan-pick"):
         assert (bin_dir / name).is_file(), f"run pip install -e . to create the {name} script"
-    proc = subprocess.run([str(bin_dir / "slimgan-sample"), str(tmp_path / "nope.ckpt"), "--npz", "x.npz"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(bin_dir / "slimgan-sample"), str(tmp_path / "nope.ckpt"), "--npz", "x.npz"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stderr.strip().endswith("file does not exist")
 
 
 # ----------------------------------------------------------------------------- one set of BN statistics
-def test_export_sample_eval_and_grids_give_the_same_images_with_ema_standing_statistics(tmp_path, fmnist_root,
-                                                                                       monkeypatch):
+def test_export_sample_eval_and_grids_give_the_same_images_with_ema_standing_statistics(
+    tmp_path, fmnist_root, monkeypatch
+):
     """Issue 12, defect 4: with ema=default and standing statistics, slimgan-eval (and the grids / FID
     callback) used standing statistics while slimgan-sample and slimgan-export used the EMA's running
     ones. Now all of them produce the same images for the same z."""
@@ -508,8 +568,18 @@ def test_export_sample_eval_and_grids_give_the_same_images_with_ema_standing_sta
 
     torch.manual_seed(0)
     g, d = dict(arch="sndcgan32", ngf=16, img_channels=1), dict(arch="sndcgan32", ndf=16)
-    model = SlimGAN(generator=g, discriminator=d, widths=WIDTHS, n_share=2, alpha=20.0, n_dis=1, ema_decay=0.5,
-                    ema_start=0, ema_standing_batches=2, ema_standing_batch_size=8)
+    model = SlimGAN(
+        generator=g,
+        discriminator=d,
+        widths=WIDTHS,
+        n_share=2,
+        alpha=20.0,
+        n_dis=1,
+        ema_decay=0.5,
+        ema_start=0,
+        ema_standing_batches=2,
+        ema_standing_batch_size=8,
+    )
     ckpt = save_trained(tmp_path / "run" / "checkpoints" / "last.ckpt", model, iterations=2)
     n, width, seed = 10, 0.5, 0
     z = torch.randn(n, 128, generator=torch.Generator().manual_seed(seed))  # SlimGAN.noise for this seed
@@ -540,13 +610,30 @@ def test_export_sample_eval_and_grids_give_the_same_images_with_ema_standing_sta
     monkeypatch.setattr(SlimGAN, "sample", recording_sample)
     clf, acc, info = fc.train_classifier(root=fmnist_root, epochs=1, limit=300, test_limit=100, log=None)
     classifier = fc.save_classifier(clf, tmp_path / "clf.pt", acc, info)
-    result = ev.evaluate_checkpoint(ckpt, widths=[width], n_fake=n, n_real=20, seed=seed, data_root=fmnist_root,
-                                    classifier_path=classifier, cache_dir=tmp_path / "cache", kid_subsets=2,
-                                    kid_subset_size=5, latency_batches=(1,), latency_repeats=1, latency_warmup=0,
-                                    sanity=False, write=False, log=None)
+    result = ev.evaluate_checkpoint(
+        ckpt,
+        widths=[width],
+        n_fake=n,
+        n_real=20,
+        seed=seed,
+        data_root=fmnist_root,
+        classifier_path=classifier,
+        cache_dir=tmp_path / "cache",
+        kid_subsets=2,
+        kid_subset_size=5,
+        latency_batches=(1,),
+        latency_repeats=1,
+        latency_warmup=0,
+        sanity=False,
+        write=False,
+        log=None,
+    )
     monkeypatch.setattr(SlimGAN, "sample", original_sample)
-    assert result["generator"] == {"weights": "ema", "bn_statistics": "standing",
-                                   "standing": {"batches_per_width": 2, "batch_size": 8, "seed": 0}}
+    assert result["generator"] == {
+        "weights": "ema",
+        "bn_statistics": "standing",
+        "standing": {"batches_per_width": 2, "batch_size": 8, "seed": 0},
+    }
     from_eval = sampled[width]
 
     # the sample grids and the FID callback: the training model inside standing_statistics()

@@ -19,7 +19,7 @@ def test_sharing_and_no_dead_parameters(arch, n_share):
     assert all(len(p.blocks) == d.n_blocks - n_share for p in d.private)
     # private parts are distinct modules with distinct storage
     ptrs = [{q.data_ptr() for q in p.parameters()} for p in d.private]
-    assert all(a.isdisjoint(b) for i, a in enumerate(ptrs) for b in ptrs[i + 1:])
+    assert all(a.isdisjoint(b) for i, a in enumerate(ptrs) for b in ptrs[i + 1 :])
     assert _n(d) == _n(d.shared) + len(WIDTHS) * _n(d.private[0])
     # every parameter receives a gradient from the multi-width loss: nothing is dead
     real = torch.randn(3, 1, 32, 32)
@@ -41,14 +41,17 @@ def test_score_all_matches_per_width_forward():
         torch.testing.assert_close(rs, d(r, w))
 
 
-@pytest.mark.parametrize("arch, size, n_blocks", [("sndcgan48", 48, 7), ("sndcgan64", 64, 9),
-                                                  ("snresgan48", 48, 5), ("snresgan64", 64, 5)])
+@pytest.mark.parametrize(
+    "arch, size, n_blocks", [("sndcgan48", 48, 7), ("sndcgan64", 64, 9), ("snresgan48", 48, 5), ("snresgan64", 64, 5)]
+)
 def test_48_and_64px_plans(arch, size, n_blocks):
     """Block counts (the n_share range) and channel plans of the reference's 48/64px D's."""
     d = MultiWidthDiscriminator(arch, WIDTHS, n_share=n_blocks, ndf=64, img_channels=3)
     assert d.n_blocks == n_blocks and len(d.shared) == n_blocks
     assert d(torch.randn(2, 3, size, size), 0.5).shape == (2,)
-    with pytest.raises(ValueError, match=rf"slim.n_share must be an integer in \[0, {n_blocks}\] for discriminator {arch}"):
+    with pytest.raises(
+        ValueError, match=rf"slim.n_share must be an integer in \[0, {n_blocks}\] for discriminator {arch}"
+    ):
         MultiWidthDiscriminator(arch, WIDTHS, n_share=n_blocks + 1, ndf=64)
     convs = [m for m in d.shared.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)]
     outs = [c.out_channels for c in convs]

@@ -107,15 +107,18 @@ def test_noise_state_of_a_cuda_checkpoint_on_a_cpu_run_reseeds_with_one_warning(
 
 
 # ----------------------------------------------------------------------------- item 4: launcher request
-@pytest.mark.parametrize("kind, accelerator, devices, nodes, expected", [
-    ("slurm", "gpu", 4, 1, (1, 4, 4)),
-    ("slurm", "gpu", [0, 1], 2, (2, 2, 2)),          # a list: its length (used to fail int())
-    ("slurm", "gpu", "0,1,2", 1, (1, 3, 3)),
-    ("slurm", "cpu", 2, 1, (1, 2, None)),             # trainer=ddp_cpu: two CPU tasks, no GPU request
-    ("slurm", "auto", 2, 1, (1, 2, None)),            # partition without GPUs (partition_has_gpus=None)
-    ("local", "gpu", 2, 1, (1, 1, 2)),                # Lightning starts the ranks itself
-    ("local", "cpu", 2, 1, (1, 1, 0)),
-])
+@pytest.mark.parametrize(
+    "kind, accelerator, devices, nodes, expected",
+    [
+        ("slurm", "gpu", 4, 1, (1, 4, 4)),
+        ("slurm", "gpu", [0, 1], 2, (2, 2, 2)),  # a list: its length (used to fail int())
+        ("slurm", "gpu", "0,1,2", 1, (1, 3, 3)),
+        ("slurm", "cpu", 2, 1, (1, 2, None)),  # trainer=ddp_cpu: two CPU tasks, no GPU request
+        ("slurm", "auto", 2, 1, (1, 2, None)),  # partition without GPUs (partition_has_gpus=None)
+        ("local", "gpu", 2, 1, (1, 1, 2)),  # Lightning starts the ranks itself
+        ("local", "cpu", 2, 1, (1, 1, 0)),
+    ],
+)
 def test_launch_resources_follow_the_trainer(kind, accelerator, devices, nodes, expected):
     r = launch_resources(kind, accelerator, devices, nodes)
     assert (r.nodes, r.tasks_per_node, r.gpus_per_node) == expected
@@ -134,11 +137,14 @@ def test_launch_resources_auto_and_all_visible():
         launch_resources("local", "gpu", 2, cuda_count=0)
 
 
-@pytest.mark.parametrize("launcher, overrides, expected", [
-    ("slurm", ["trainer=ddp", "trainer.devices=[0,1]", "trainer.num_nodes=2"], (2, 2, 2)),
-    ("slurm", ["trainer=ddp_cpu"], (1, 2, None)),
-    ("local", ["trainer=ddp_cpu"], (1, 1, 0)),
-])
+@pytest.mark.parametrize(
+    "launcher, overrides, expected",
+    [
+        ("slurm", ["trainer=ddp", "trainer.devices=[0,1]", "trainer.num_nodes=2"], (2, 2, 2)),
+        ("slurm", ["trainer=ddp_cpu"], (1, 2, None)),
+        ("local", ["trainer=ddp_cpu"], (1, 1, 0)),
+    ],
+)
 def test_launcher_config_derives_nodes_tasks_and_gpus(launcher, overrides, expected):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -159,10 +165,12 @@ NODE = [NodeInfo("vm", cpus=2, memory_mb=24152, gpus=0)]
 def test_check_request_refuses_what_no_node_holds_in_one_line():
     ok = dict(nodes=1, tasks_per_node=1, cpus_per_task=1, mem_gb=1, gpus_per_node=None)
     check_request(ok, "local", NODE)
-    cases = [(dict(cpus_per_task=4), r"cpus_per_task=4 x 1 task\(s\) per node = 4 CPUs .* at most 2 .*cpus_per_task=2"),
-             (dict(mem_gb=32), r"mem_gb=32 .* at most 24152 MB per node: set hydra.launcher.mem_gb=23"),
-             (dict(gpus_per_node=2), r"no GPUs: use trainer=ddp_cpu"),
-             (dict(nodes=2), r"trainer.num_nodes=2 but partition 'local' \(1 node\)")]
+    cases = [
+        (dict(cpus_per_task=4), r"cpus_per_task=4 x 1 task\(s\) per node = 4 CPUs .* at most 2 .*cpus_per_task=2"),
+        (dict(mem_gb=32), r"mem_gb=32 .* at most 24152 MB per node: set hydra.launcher.mem_gb=23"),
+        (dict(gpus_per_node=2), r"no GPUs: use trainer=ddp_cpu"),
+        (dict(nodes=2), r"trainer.num_nodes=2 but partition 'local' \(1 node\)"),
+    ]
     for change, message in cases:
         with pytest.raises(LaunchConfigError, match=message) as e:
             check_request({**ok, **change}, "local", NODE)
@@ -199,16 +207,23 @@ def test_half_true_precision_with_ema_is_refused_mixed_is_not():
 # ----------------------------------------------------------------------------- numerics under bf16 autocast
 def _biggan(**kwargs) -> SlimGAN:
     torch.manual_seed(0)
-    return SlimGAN(generator=dict(arch="biggan32", ngf=16, img_channels=1),
-                   discriminator=dict(arch="biggan32", ndf=16), widths=[0.5, 1.0], **kwargs)
+    return SlimGAN(
+        generator=dict(arch="biggan32", ngf=16, img_channels=1),
+        discriminator=dict(arch="biggan32", ndf=16),
+        widths=[0.5, 1.0],
+        **kwargs,
+    )
 
 
 def test_spectral_norm_power_iteration_runs_in_float32_under_bf16_autocast():
     model = _biggan()
     sns = [m for m in model.modules() if isinstance(m, torch.nn.utils.parametrizations._SpectralNorm)]
     assert sns and all(type(m) is Float32SpectralNorm for m in sns)
-    conv = next(m for m in model.discriminator.modules() if isinstance(m, torch.nn.Conv2d)
-                and torch.nn.utils.parametrize.is_parametrized(m))
+    conv = next(
+        m
+        for m in model.discriminator.modules()
+        if isinstance(m, torch.nn.Conv2d) and torch.nn.utils.parametrize.is_parametrized(m)
+    )
     sn = conv.parametrizations.weight[0]
     original = conv.parametrizations.weight.original.detach()
     u0 = sn._u.clone()
@@ -291,12 +306,24 @@ class CountSteps(pl.Callback):
 
 @pytest.mark.parametrize("every, expect_reads", [(1000, False), (1, True)])
 def test_training_steps_read_no_scalar_until_a_logger_or_the_bar_prints(make_cfg, fmnist_root, every, expect_reads):
-    cfg = make_cfg("debug=smoke", f"data.root={fmnist_root}", "train.g_steps=3", "optim.n_dis=1",
-                   "model.generator.ngf=8", "model.discriminator.ndf=8", "data.batch_size=4",
-                   "callbacks.sample_grid=null", "callbacks.model_checkpoint=null", "+trainer.enable_checkpointing=false",
-                   f"callbacks.progress_bar={{_target_:slimgan_pl.callbacks.IterationProgressBar,refresh_rate:{every}}}",
-                   f"trainer.log_every_n_steps={every}",
-                   "model.sync_bn=true", "ema=default", "ema.start=0", "optim.ortho_reg=1e-4")
+    cfg = make_cfg(
+        "debug=smoke",
+        f"data.root={fmnist_root}",
+        "train.g_steps=3",
+        "optim.n_dis=1",
+        "model.generator.ngf=8",
+        "model.discriminator.ndf=8",
+        "data.batch_size=4",
+        "callbacks.sample_grid=null",
+        "callbacks.model_checkpoint=null",
+        "+trainer.enable_checkpointing=false",
+        f"callbacks.progress_bar={{_target_:slimgan_pl.callbacks.IterationProgressBar,refresh_rate:{every}}}",
+        f"trainer.log_every_n_steps={every}",
+        "model.sync_bn=true",
+        "ema=default",
+        "ema.start=0",
+        "optim.ortho_reg=1e-4",
+    )
     model, datamodule, trainer = build(cfg)
     counter = CountSteps()
     trainer.callbacks.append(counter)
@@ -309,11 +336,19 @@ def test_training_steps_read_no_scalar_until_a_logger_or_the_bar_prints(make_cfg
 
 @requires_cuda
 def test_training_steps_do_not_sync_on_cuda(make_cfg, fmnist_root):
-    cfg = make_cfg("debug=smoke", f"data.root={fmnist_root}", "train.g_steps=3", "optim.n_dis=1",
-                   "callbacks.sample_grid=null", "callbacks.model_checkpoint=null", "+trainer.enable_checkpointing=false",
-                   "callbacks.progress_bar={_target_:slimgan_pl.callbacks.IterationProgressBar,refresh_rate:1000}",
-                   "trainer.log_every_n_steps=1000",
-                   "trainer.accelerator=gpu", "logger=none")
+    cfg = make_cfg(
+        "debug=smoke",
+        f"data.root={fmnist_root}",
+        "train.g_steps=3",
+        "optim.n_dis=1",
+        "callbacks.sample_grid=null",
+        "callbacks.model_checkpoint=null",
+        "+trainer.enable_checkpointing=false",
+        "callbacks.progress_bar={_target_:slimgan_pl.callbacks.IterationProgressBar,refresh_rate:1000}",
+        "trainer.log_every_n_steps=1000",
+        "trainer.accelerator=gpu",
+        "logger=none",
+    )
     model, datamodule, trainer = build(cfg)
 
     class Strict(pl.Callback):

@@ -16,13 +16,31 @@ REPO = Path(__file__).parents[1]
 def test_gpu_check_cpu_mode_writes_one_table(tmp_path):
     out = tmp_path / "cpu_check.md"
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--cpu", "--out", str(out), "--",
-                           "--only", "environment", "sampling", "ddp"],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(REPO / "scripts" / "gpu_check.sh"),
+            "--cpu",
+            "--out",
+            str(out),
+            "--",
+            "--only",
+            "environment",
+            "sampling",
+            "ddp",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = json.loads(out.with_suffix(".json").read_text())
-    assert [r["check"] for r in rows] == ["environment", "CPU vs device sampling, same seed",
-                                          "2-process DDP (gloo) + cross-replica BN on one device"]
+    assert [r["check"] for r in rows] == [
+        "environment",
+        "CPU vs device sampling, same seed",
+        "2-process DDP (gloo) + cross-replica BN on one device",
+    ]
     assert all(r["result"] == "ok" for r in rows), rows
     assert "| check | result | s | details |" in out.read_text()
 
@@ -32,6 +50,10 @@ def test_gpu_check_refuses_cuda_mode_without_a_gpu(tmp_path):
 
     if torch.cuda.is_available():
         return
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_check.py"), "--device", "cuda",
-                           "--out", str(tmp_path / "x.md")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "gpu_check.py"), "--device", "cuda", "--out", str(tmp_path / "x.md")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "--device cpu" in proc.stderr

@@ -111,14 +111,26 @@ def trained(tmp_path_factory, image_folder, weights, cache):
     """Two SlimGAN iterations on the folder with the FID callback (Inception, at iteration 2) and the
     data config written into the checkpoint; (checkpoint, callback metrics, model, callback)."""
     torch.manual_seed(0)
-    model = SlimGAN(generator=dict(arch="sndcgan32", ngf=8, img_channels=3),
-                    discriminator=dict(arch="sndcgan32", ndf=8), widths=WIDTHS, n_share=1, n_dis=1)
-    callback = PerWidthFIDCallback(every_n_iterations=2, n_fake=N_FAKE, n_real=N_REAL,
-                                   inception_weights=str(weights), batch_size=8)
+    model = SlimGAN(
+        generator=dict(arch="sndcgan32", ngf=8, img_channels=3),
+        discriminator=dict(arch="sndcgan32", ndf=8),
+        widths=WIDTHS,
+        n_share=1,
+        n_dis=1,
+    )
+    callback = PerWidthFIDCallback(
+        every_n_iterations=2, n_fake=N_FAKE, n_real=N_REAL, inception_weights=str(weights), batch_size=8
+    )
     datamodule = ImageFolderDataModule(str(image_folder), image_size=32, batch_size=4, n_dis=1)
-    trainer = pl.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[callback, DataConfigInCheckpoint()])
+    trainer = pl.Trainer(
+        max_steps=4,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback, DataConfigInCheckpoint()],
+    )
     trainer.fit(model, datamodule=datamodule)
     ckpt = tmp_path_factory.mktemp("run") / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
@@ -130,10 +142,22 @@ def trained(tmp_path_factory, image_folder, weights, cache):
 def plain_checkpoint(tmp_path_factory, image_folder) -> Path:
     """One iteration, no FID callback (seconds): a checkpoint with its data config, for the error paths."""
     torch.manual_seed(0)
-    model = SlimGAN(generator=dict(arch="sndcgan32", ngf=8, img_channels=3),
-                    discriminator=dict(arch="sndcgan32", ndf=8), widths=WIDTHS, n_share=1, n_dis=1)
-    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[DataConfigInCheckpoint()])
+    model = SlimGAN(
+        generator=dict(arch="sndcgan32", ngf=8, img_channels=3),
+        discriminator=dict(arch="sndcgan32", ndf=8),
+        widths=WIDTHS,
+        n_share=1,
+        n_dis=1,
+    )
+    trainer = pl.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[DataConfigInCheckpoint()],
+    )
     trainer.fit(model, datamodule=ImageFolderDataModule(str(image_folder), image_size=32, batch_size=4, n_dis=1))
     ckpt = tmp_path_factory.mktemp("plain") / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
@@ -146,8 +170,9 @@ def test_random_weights_file_has_torch_fidelity_format(weights):
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     state = torch.load(weights, weights_only=True)  # plain tensors: loadable safely
-    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
-                                      feature_extractor_weights_path=str(weights))  # torch-fidelity's own loader
+    net = FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(weights)
+    )  # torch-fidelity's own loader
     assert list(state) == list(net.state_dict())  # exact key names and order
     assert all(state[k].shape == v.shape for k, v in net.state_dict().items())
     ours = inception.InceptionV3(weights)
@@ -174,18 +199,36 @@ def test_fid_is_kid_equal_torch_fidelity(weights):
 
     real, fake = smooth_images(10, 1, (0.8, 0.3, 0.2)), smooth_images(10, 2, (0.2, 0.5, 0.8))
     reference = torch_fidelity.calculate_metrics(
-        input1=_UInt8(fake), input2=_UInt8(real), fid=True, isc=True, kid=True,
-        feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(weights),
-        kid_subsets=3, kid_subset_size=10, isc_splits=1, cuda=False, cache=False, verbose=False,
-        batch_size=10, save_cpu_ram=True)
+        input1=_UInt8(fake),
+        input2=_UInt8(real),
+        fid=True,
+        isc=True,
+        kid=True,
+        feature_extractor="inception-v3-compat",
+        feature_extractor_weights_path=str(weights),
+        kid_subsets=3,
+        kid_subset_size=10,
+        isc_splits=1,
+        cuda=False,
+        cache=False,
+        verbose=False,
+        batch_size=10,
+        save_cpu_ram=True,
+    )
     backbone = load_backbone("inception", (3, 32, 32), inception_weights=weights, log=None)
     r, f = backbone.extract(real, 10), backbone.extract(fake, 10)
-    ours = {"frechet_inception_distance": frechet_distance(r.features, f.features),
-            "kernel_inception_distance_mean": kernel_distance(r.features, f.features, 3, 10).mean,
-            "inception_score_mean": inception_score(f.logits, 1).mean}
+    ours = {
+        "frechet_inception_distance": frechet_distance(r.features, f.features),
+        "kernel_inception_distance_mean": kernel_distance(r.features, f.features, 3, 10).mean,
+        "inception_score_mean": inception_score(f.logits, 1).mean,
+    }
     errors = {k: abs(v - reference[k]) / abs(reference[k]) for k, v in ours.items()}
-    print("relative error vs torch-fidelity:", {k: f"{e:.2e}" for k, e in errors.items()},
-          "values:", {k: f"{v:.6g}" for k, v in ours.items()})
+    print(
+        "relative error vs torch-fidelity:",
+        {k: f"{e:.2e}" for k, e in errors.items()},
+        "values:",
+        {k: f"{v:.6g}" for k, v in ours.items()},
+    )
     assert reference["frechet_inception_distance"] > 1e-3 and reference["inception_score_mean"] > 1.0
     assert all(e < 1e-3 for e in errors.values()), errors
 
@@ -207,10 +250,33 @@ def test_callback_logs_inception_fid_per_width_for_rgb_data(trained, weights, im
 def test_slimgan_eval_rgb_end_to_end_and_ref_stats(trained, weights, tmp_path, capsys, cache):
     ckpt, _, _, _ = trained
     run = ckpt.parent.parent
-    common = [str(ckpt), "--inception-weights", str(weights), "--n-fake", str(N_FAKE), "--is-n-fake", str(N_FAKE),
-              "--n-real", str(N_REAL), "--is-splits", "2", "--kid-subsets", "3", "--kid-subset-size", str(N_FAKE),
-              "--latency-batches", "1", "--latency-repeats", "1", "--latency-warmup", "0", "--batch-size", "8",
-              "--device", "cpu"]
+    common = [
+        str(ckpt),
+        "--inception-weights",
+        str(weights),
+        "--n-fake",
+        str(N_FAKE),
+        "--is-n-fake",
+        str(N_FAKE),
+        "--n-real",
+        str(N_REAL),
+        "--is-splits",
+        "2",
+        "--kid-subsets",
+        "3",
+        "--kid-subset-size",
+        str(N_FAKE),
+        "--latency-batches",
+        "1",
+        "--latency-repeats",
+        "1",
+        "--latency-warmup",
+        "0",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+    ]
     eval_main([*common, "--truncation", "1.0"])
     assert not (run / "metrics.json").exists()  # reduced counts never take the full evaluation's name
     [path] = run.glob("metrics-slimgan-*.json")
@@ -300,7 +366,9 @@ def test_fid_callback_fails_fast_on_every_rank_and_never_trains(monkeypatch, tmp
 
     rgb = SlimGAN(generator=dict(arch="sndcgan32", ngf=8, img_channels=3), discriminator=dict(arch="sndcgan32", ndf=8))
     folder = ImageFolderDataModule(str(image_folder), batch_size=4)
-    with pytest.raises(ValueError, match=rf"callbacks\.fid: Inception-v3 weights not found.*{inception.WEIGHTS_FILENAME}"):
+    with pytest.raises(
+        ValueError, match=rf"callbacks\.fid: Inception-v3 weights not found.*{inception.WEIGHTS_FILENAME}"
+    ):
         PerWidthFIDCallback().check_config(rgb, folder, trainer)
 
 

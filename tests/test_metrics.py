@@ -17,7 +17,8 @@ from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelI
 from slimgan_pl import SlimGAN
 from slimgan_pl.data.base import to_model_range
 from slimgan_pl.data.fashion_mnist import load_fashion_mnist
-from slimgan_pl.evaluate import extract, main as eval_main
+from slimgan_pl.evaluate import extract
+from slimgan_pl.evaluate import main as eval_main
 from slimgan_pl.metrics import fmnist_classifier as fc
 from slimgan_pl.metrics import inception
 from slimgan_pl.metrics.consistency import generator_consistency, mean_inconsistency
@@ -60,8 +61,14 @@ def real_uint8(fmnist_root) -> dict[str, torch.Tensor]:
 
 
 def tiny_slimgan(**kw) -> SlimGAN:
-    args = dict(generator=dict(arch="sndcgan32", ngf=16, img_channels=1),
-                discriminator=dict(arch="sndcgan32", ndf=16), widths=WIDTHS, n_share=2, alpha=20.0, n_dis=1)
+    args = dict(
+        generator=dict(arch="sndcgan32", ngf=16, img_channels=1),
+        discriminator=dict(arch="sndcgan32", ndf=16),
+        widths=WIDTHS,
+        n_share=2,
+        alpha=20.0,
+        n_dis=1,
+    )
     return SlimGAN(**{**args, **kw})
 
 
@@ -69,8 +76,14 @@ def tiny_checkpoint(path: Path, iterations: int = 2) -> Path:
     torch.manual_seed(0)
     model = tiny_slimgan()
     data = TensorDataset(torch.rand(8 * iterations, 1, 32, 32) * 2 - 1, torch.zeros(8 * iterations, dtype=torch.long))
-    trainer = pl.Trainer(max_steps=2 * iterations, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_steps=2 * iterations,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, DataLoader(data, batch_size=8, drop_last=True))
     path.parent.mkdir(parents=True, exist_ok=True)
     trainer.save_checkpoint(path)
@@ -89,7 +102,7 @@ def test_classifier_roundtrip_and_input_formats(classifier_path, extractor, real
     x32 = to_model_range(x28, 32)
     feats = extractor(x32)
     assert feats.shape == (8, extractor.num_features) and (feats >= 0).all()
-    torch.testing.assert_close(extractor(x28), feats)                      # uint8 28px, padded like training
+    torch.testing.assert_close(extractor(x28), feats)  # uint8 28px, padded like training
     torch.testing.assert_close(extractor(x28.float() / 127.5 - 1), feats)  # float [-1, 1] 28px
     logits = fc.FMNISTFeatureExtractor(loaded.model, "logits")(x32)
     assert logits.shape == (8, 10)
@@ -97,12 +110,15 @@ def test_classifier_roundtrip_and_input_formats(classifier_path, extractor, real
     assert not extractor.training and not extractor.classifier.training  # never leaves eval mode
 
 
-@pytest.mark.parametrize("damage, reason", [
-    ("truncate", "cannot be read"),
-    ("tamper", "checksum mismatch"),
-    ("version", "version 0"),
-    ("not_ours", "not a slimgan_pl.fmnist_classifier file"),
-])
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        ("truncate", "cannot be read"),
+        ("tamper", "checksum mismatch"),
+        ("version", "version 0"),
+        ("not_ours", "not a slimgan_pl.fmnist_classifier file"),
+    ],
+)
 def test_classifier_file_problems_give_one_clear_error(classifier_path, tmp_path, damage, reason):
     bad = tmp_path / "bad.pt"
     payload = torch.load(classifier_path, weights_only=True)
@@ -209,8 +225,9 @@ def test_extractor_is_accepted_by_torchmetrics_and_matches_precomputed_path(extr
 
     real_f, fake_f = extract(extractor, real), extract(extractor, fake)
     assert float(fid.compute()) == pytest.approx(frechet_distance(real_f.features, fake_f.features), rel=1e-5)
-    assert float(kid_mean) == pytest.approx(kernel_distance(real_f.features, fake_f.features, 5, 100).mean,
-                                            rel=1e-3, abs=1e-6)
+    assert float(kid_mean) == pytest.approx(
+        kernel_distance(real_f.features, fake_f.features, 5, 100).mean, rel=1e-3, abs=1e-6
+    )
     assert 1.0 <= float(is_mean) <= 10.0
     assert inception_score(fake_f.logits, splits=5).mean == pytest.approx(float(is_mean), rel=0.05)
 
@@ -235,9 +252,17 @@ def test_fmnist_fid_equals_torch_fidelity(extractor, classifier_path, real_uint8
     name = fc.register_torch_fidelity_extractor()
     assert fc.register_torch_fidelity_extractor() == name  # idempotent
     reference = torch_fidelity.calculate_metrics(
-        input1=_UInt8Images(other), input2=_UInt8Images(real), fid=True, feature_extractor=name,
-        feature_extractor_weights_path=str(classifier_path), cuda=False, cache=False, verbose=False,
-        save_cpu_ram=True, batch_size=100)["frechet_inception_distance"]
+        input1=_UInt8Images(other),
+        input2=_UInt8Images(real),
+        fid=True,
+        feature_extractor=name,
+        feature_extractor_weights_path=str(classifier_path),
+        cuda=False,
+        cache=False,
+        verbose=False,
+        save_cpu_ram=True,
+        batch_size=100,
+    )["frechet_inception_distance"]
     ours = frechet_distance(extract(extractor, real).features, extract(extractor, other).features)
     assert reference > 1.0
     assert ours == pytest.approx(reference, rel=1e-3)
@@ -286,9 +311,27 @@ def test_cost_matches_reference_numbers():
 def evaluated(tmp_path_factory, classifier_path, fmnist_root):
     root = tmp_path_factory.mktemp("eval")
     ckpt = tiny_checkpoint(root / "run" / "checkpoints" / "last.ckpt")
-    args = [str(ckpt), "--classifier", str(classifier_path), "--cache-dir", str(root / "cache"),
-            "--data-root", fmnist_root, "--n-fake", "300", "--n-real", "400", "--kid-subsets", "5",
-            "--kid-subset-size", "100", "--latency-repeats", "2", "--latency-warmup", "1"]
+    args = [
+        str(ckpt),
+        "--classifier",
+        str(classifier_path),
+        "--cache-dir",
+        str(root / "cache"),
+        "--data-root",
+        fmnist_root,
+        "--n-fake",
+        "300",
+        "--n-real",
+        "400",
+        "--kid-subsets",
+        "5",
+        "--kid-subset-size",
+        "100",
+        "--latency-repeats",
+        "2",
+        "--latency-warmup",
+        "1",
+    ]
     eval_main(args)
     return root, args
 
@@ -351,13 +394,29 @@ def test_slimgan_eval_console_script_and_errors(tmp_path, evaluated):
 
 def test_slimgan_eval_truncation_rows_and_plot(evaluated, tmp_path):
     _, args = evaluated
-    eval_main([*args, "--widths", "0.25", "1.0", "--n-fake", "100", "--no-sanity", "--out", str(tmp_path),
-               "--truncation", "2.0", "0.5", "1.0"])
+    eval_main(
+        [
+            *args,
+            "--widths",
+            "0.25",
+            "1.0",
+            "--n-fake",
+            "100",
+            "--no-sanity",
+            "--out",
+            str(tmp_path),
+            "--truncation",
+            "2.0",
+            "0.5",
+            "1.0",
+        ]
+    )
     result = json.loads((tmp_path / "metrics.json").read_text())
     trunc = result["truncation"]
     assert trunc["thresholds"] == [0.5, 1.0, 2.0]
     assert sorted((r["width"], r["truncation"]) for r in trunc["rows"]) == [
-        (w, t) for w in (0.25, 1.0) for t in (0.5, 1.0, 2.0)]
+        (w, t) for w in (0.25, 1.0) for t in (0.5, 1.0, 2.0)
+    ]
     for r in trunc["rows"]:
         assert r["fmnist_fid"] > 0 and 1 <= r["fmnist_is"] <= 10
     plot = tmp_path / trunc["plot"]

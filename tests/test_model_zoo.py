@@ -27,14 +27,18 @@ def test_zoo_numbers_equal_cost_module(zoo, tmp_path, capsys):
     rows = zoo.main(["--models", "snresgan32", "--out", str(tmp_path / "zoo")])
     g = build_generator("snresgan32", WIDTHS, ngf=256, nz=128, img_channels=3)  # conf/model/snresgan32.yaml
     assert [(r["width"], r["params"], r["macs"]) for r in rows] == [
-        (w, active_parameters(g, w), generator_macs(g, w, 128)) for w in WIDTHS]
+        (w, active_parameters(g, w), generator_macs(g, w, 128)) for w in WIDTHS
+    ]
     # the method doc's per-width cost of SNResGAN-32's generator
     assert [round(r["params"] / 1e6, 2) for r in rows] == [0.37, 1.20, 2.51, 4.28]
     assert [round(r["macs"] / 1e6) for r in rows] == [106, 422, 947, 1681]
     saved = json.loads((tmp_path / "zoo.json").read_text())
     assert saved["rows"] == rows and saved["widths"] == WIDTHS
     table = (tmp_path / "zoo.md").read_text()
-    assert "| snresgan32 | snresgan32 | 32x32 | 256 | 0.37 | 1.20 | 2.51 | 4.28 | 106.5 | 422.2 | 947.1 | 1681.1 |" in table
+    assert (
+        "| snresgan32 | snresgan32 | 32x32 | 256 | 0.37 | 1.20 | 2.51 | 4.28 | 106.5 | 422.2 | 947.1 | 1681.1 |"
+        in table
+    )
     assert "| snresgan32 |" in capsys.readouterr().out
 
 

@@ -10,19 +10,33 @@ WIDTHS = [0.25, 0.5, 0.75, 1.0]
 
 
 def tiny_model(**kw) -> SlimGAN:
-    args = dict(generator=dict(arch="sndcgan32", ngf=16, img_channels=1),
-                discriminator=dict(arch="sndcgan32", ndf=16), widths=WIDTHS, n_share=2, alpha=20.0, n_dis=1)
+    args = dict(
+        generator=dict(arch="sndcgan32", ngf=16, img_channels=1),
+        discriminator=dict(arch="sndcgan32", ndf=16),
+        widths=WIDTHS,
+        n_share=2,
+        alpha=20.0,
+        n_dis=1,
+    )
     args.update(kw)
     return SlimGAN(**args)
 
 
 def fit(model: SlimGAN, iterations: int, batch: int = 8, **trainer_kw) -> pl.Trainer:
     n_dis = model.hparams.n_dis
-    data = TensorDataset(torch.rand(batch * n_dis * iterations, 1, 32, 32) * 2 - 1,
-                         torch.zeros(batch * n_dis * iterations, dtype=torch.long))
-    trainer = pl.Trainer(max_steps=iterations * (n_dis + 1), accelerator="cpu", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         **trainer_kw)
+    data = TensorDataset(
+        torch.rand(batch * n_dis * iterations, 1, 32, 32) * 2 - 1,
+        torch.zeros(batch * n_dis * iterations, dtype=torch.long),
+    )
+    trainer = pl.Trainer(
+        max_steps=iterations * (n_dis + 1),
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **trainer_kw,
+    )
     trainer.fit(model, DataLoader(data, batch_size=batch * n_dis, drop_last=True))
     return trainer
 
@@ -121,16 +135,19 @@ def test_sample_is_eval_mode_deterministic_and_leaves_bn_alone():
         model.sample(2, width=0.6)
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(widths=[0.5, 0.25]), "slim.widths"),
-    (dict(widths=[0.5, 1.2]), "slim.widths"),
-    (dict(n_share=8), "slim.n_share"),
-    (dict(alpha=-1.0), "slim.alpha"),
-    (dict(n_dis=0), "optim.n_dis"),
-    (dict(distill_forward="both"), "slim.distill_forward"),
-    (dict(g_betas=[0.5]), "optim.g_betas"),
-    (dict(generator=dict(arch="nope")), "model.generator.arch"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(widths=[0.5, 0.25]), "slim.widths"),
+        (dict(widths=[0.5, 1.2]), "slim.widths"),
+        (dict(n_share=8), "slim.n_share"),
+        (dict(alpha=-1.0), "slim.alpha"),
+        (dict(n_dis=0), "optim.n_dis"),
+        (dict(distill_forward="both"), "slim.distill_forward"),
+        (dict(g_betas=[0.5]), "optim.g_betas"),
+        (dict(generator=dict(arch="nope")), "model.generator.arch"),
+    ],
+)
 def test_invalid_settings_name_the_key(kw, match):
     with pytest.raises(ValueError, match=match):
         tiny_model(**kw)
@@ -143,8 +160,14 @@ def test_progress_bar_counts_iterations():
     model = tiny_model(n_dis=2)
     n_dis = 2
     data = TensorDataset(torch.rand(8 * n_dis * 4, 1, 32, 32), torch.zeros(8 * n_dis * 4, dtype=torch.long))
-    trainer = pl.Trainer(max_steps=6 * (n_dis + 1), accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_model_summary=False, callbacks=[bar])
+    trainer = pl.Trainer(
+        max_steps=6 * (n_dis + 1),
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[bar],
+    )
     trainer.fit(model, DataLoader(data, batch_size=8 * n_dis, drop_last=True))
     # 4 batches per epoch, 6 iterations: the second epoch's bar ends at 2 (not 4 batches, not 18 steps)
     assert model.iteration == 6
@@ -166,8 +189,13 @@ def test_resume_mid_epoch_keeps_the_bar_total_and_last_ckpt_holds_the_final_iter
     def fit_to(iterations: int, folder, ckpt_path=None) -> IterationProgressBar:
         bar = IterationProgressBar(refresh_rate=1)
         checkpoint = FinalIterationCheckpoint(dirpath=folder, save_last=True, every_n_train_steps=4)  # every 2
-        trainer = pl.Trainer(max_steps=iterations * 2, accelerator="cpu", logger=False, enable_model_summary=False,
-                             callbacks=[bar, checkpoint])
+        trainer = pl.Trainer(
+            max_steps=iterations * 2,
+            accelerator="cpu",
+            logger=False,
+            enable_model_summary=False,
+            callbacks=[bar, checkpoint],
+        )
         trainer.fit(tiny_model(), loader, ckpt_path=ckpt_path)
         return bar
 
@@ -210,10 +238,12 @@ def test_truncation_keeps_every_latent_below_threshold():
 def _reference_losses(name: str, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     sig = torch.sigmoid
     bce_d = -torch.log(sig(real)).mean() - torch.log(1 - sig(fake)).mean()  # BCE(real, 1) + BCE(fake, 0)
-    ref = {"hinge": (torch.clamp(1 - real, min=0).mean() + torch.clamp(1 + fake, min=0).mean(), -fake.mean()),
-           "gan": (bce_d, -torch.log(sig(fake)).mean()),                  # BCE(fake, 1)
-           "ns": (bce_d, -torch.log(sig(fake) + 1e-8).mean()),
-           "saturating": (bce_d, torch.log(1 - sig(fake)).mean())}
+    ref = {
+        "hinge": (torch.clamp(1 - real, min=0).mean() + torch.clamp(1 + fake, min=0).mean(), -fake.mean()),
+        "gan": (bce_d, -torch.log(sig(fake)).mean()),  # BCE(fake, 1)
+        "ns": (bce_d, -torch.log(sig(fake) + 1e-8).mean()),
+        "saturating": (bce_d, torch.log(1 - sig(fake)).mean()),
+    }
     return ref[name]
 
 
@@ -238,8 +268,11 @@ def test_loss_choice_reaches_every_width_of_both_networks(name, monkeypatch):
     model = tiny_model(loss=name, alpha=0.0)
     scores = []
     original = disc.MultiWidthDiscriminator.score_all
-    monkeypatch.setattr(disc.MultiWidthDiscriminator, "score_all",
-                        lambda self, *a, **kw: scores.append(original(self, *a, **kw)) or scores[-1])
+    monkeypatch.setattr(
+        disc.MultiWidthDiscriminator,
+        "score_all",
+        lambda self, *a, **kw: scores.append(original(self, *a, **kw)) or scores[-1],
+    )
     logged = {}
     monkeypatch.setattr(SlimGAN, "log_dict", lambda self, d, **kw: logged.update(d))
     monkeypatch.setattr(SlimGAN, "log", lambda self, *a, **kw: None)
@@ -253,8 +286,10 @@ def test_loss_choice_reaches_every_width_of_both_networks(name, monkeypatch):
 
 
 def test_unknown_loss_or_lr_decay_is_one_line_error_naming_key_and_values():
-    for kw, key, values in ((dict(loss="wgan"), "optim.loss", "'hinge', 'gan', 'ns', 'saturating'"),
-                            (dict(lr_decay="cosine"), "optim.lr_decay", "'none', 'linear'")):
+    for kw, key, values in (
+        (dict(loss="wgan"), "optim.loss", "'hinge', 'gan', 'ns', 'saturating'"),
+        (dict(lr_decay="cosine"), "optim.lr_decay", "'none', 'linear'"),
+    ):
         with pytest.raises(ValueError) as info:
             tiny_model(**kw)
         message = str(info.value)
@@ -288,8 +323,10 @@ def test_linear_lr_decay_follows_the_official_schedule(n_dis):
     model = tiny_model(lr_decay="linear", g_lr=2e-4, d_lr=4e-4, n_dis=n_dis, alpha=0.0, widths=[0.5, 1.0])
     rec = RecordLR()
     fit(model, iterations=iterations, callbacks=[rec])
-    want = [(_official_linear_decay(2e-4, k, iterations), _official_linear_decay(4e-4, k, iterations))
-            for k in range(iterations)]
+    want = [
+        (_official_linear_decay(2e-4, k, iterations), _official_linear_decay(4e-4, k, iterations))
+        for k in range(iterations)
+    ]
     assert len(rec.lrs) == iterations
     for got, expected in zip(rec.lrs, want):
         assert got == pytest.approx(expected, rel=1e-12)
@@ -302,12 +339,19 @@ def test_linear_lr_decay_follows_the_official_schedule(n_dis):
 
 # ----------------------------------------------------------------------------- optim presets
 SNGAN_SETTINGS = {  # SNGAN (Miyato et al. 2018) Table 1 A-F and the official code's G: lr, beta1, beta2, n_dis
-    "a": (1e-4, 0.5, 0.9, 5), "b": (1e-4, 0.5, 0.999, 1), "c": (2e-4, 0.5, 0.999, 1), "d": (1e-3, 0.5, 0.9, 5),
-    "e": (1e-3, 0.5, 0.999, 5), "f": (1e-3, 0.9, 0.999, 5), "g": (2e-4, 0.0, 0.9, 5)}
+    "a": (1e-4, 0.5, 0.9, 5),
+    "b": (1e-4, 0.5, 0.999, 1),
+    "c": (2e-4, 0.5, 0.999, 1),
+    "d": (1e-3, 0.5, 0.9, 5),
+    "e": (1e-3, 0.5, 0.999, 5),
+    "f": (1e-3, 0.9, 0.999, 5),
+    "g": (2e-4, 0.0, 0.9, 5),
+}
 
 
-@pytest.mark.parametrize("preset, setting", [*((f"sngan_{k}", k) for k in SNGAN_SETTINGS),
-                                             ("dcgan", "c"), ("resnet", "g")])
+@pytest.mark.parametrize(
+    "preset, setting", [*((f"sngan_{k}", k) for k in SNGAN_SETTINGS), ("dcgan", "c"), ("resnet", "g")]
+)
 def test_sngan_optim_presets(make_cfg, preset, setting):
     lr, beta1, beta2, n_dis = SNGAN_SETTINGS[setting]
     optim = make_cfg(f"optim={preset}").optim

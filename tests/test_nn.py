@@ -23,13 +23,16 @@ def test_slim_channels_rounding():
     assert counts == sorted(counts) and counts[-1] == 37
 
 
-@pytest.mark.parametrize("widths, match", [
-    ([0.5, 0.25], "strictly increasing"),
-    ([0.5, 0.5], "strictly increasing"),
-    ([0.0, 1.0], r"\(0, 1\]"),
-    ([0.5, 1.5], r"\(0, 1\]"),
-    ([], "at least one"),
-])
+@pytest.mark.parametrize(
+    "widths, match",
+    [
+        ([0.5, 0.25], "strictly increasing"),
+        ([0.5, 0.5], "strictly increasing"),
+        ([0.0, 1.0], r"\(0, 1\]"),
+        ([0.5, 1.5], r"\(0, 1\]"),
+        ([], "at least one"),
+    ],
+)
 def test_check_widths_rejects(widths, match):
     with pytest.raises(ValueError, match=match):
         check_widths(widths)
@@ -105,9 +108,15 @@ def test_arbitrary_width_list():
         g(torch.randn(2, 128), width=0.5)
 
 
-@pytest.mark.parametrize("arch, bottom, size, convs", [
-    ("sndcgan48", 6, 48, [256, 128, 64]), ("sndcgan64", 4, 64, [512, 256, 128, 64]),
-    ("snresgan48", 6, 48, [256, 128, 64]), ("snresgan64", 4, 64, [512, 256, 128, 64])])
+@pytest.mark.parametrize(
+    "arch, bottom, size, convs",
+    [
+        ("sndcgan48", 6, 48, [256, 128, 64]),
+        ("sndcgan64", 4, 64, [512, 256, 128, 64]),
+        ("snresgan48", 6, 48, [256, 128, 64]),
+        ("snresgan64", 4, 64, [512, 256, 128, 64]),
+    ],
+)
 def test_48_and_64px_generator_plans(arch, bottom, size, convs):
     """The reference's plans at width 1.0 (ngf 512 at 48px, 1024 at 64px): every stage halves the
     channels; at width 0.5 every hidden layer has half of them, the image stays 3 channels."""

@@ -11,7 +11,6 @@ from torch.utils.data import DataLoader, TensorDataset
 import slimgan_pl.module as module
 from slimgan_pl import SlimGAN
 from slimgan_pl.train import ConfigError, build
-from test_train import tiny_classifier  # noqa: F401  (fixture)
 
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 K = 10
@@ -35,18 +34,32 @@ def one_thread():
 def tiny_model(family: str = "sndcgan", **kw) -> SlimGAN:
     arch, conditional = FAMILIES[family]
     classes = {"num_classes": K} if conditional else {}
-    args = dict(generator=dict(arch=arch, ngf=16, img_channels=1, **classes),
-                discriminator=dict(arch=arch, ndf=16, **classes), widths=WIDTHS, n_share=2, alpha=10.0, n_dis=1)
+    args = dict(
+        generator=dict(arch=arch, ngf=16, img_channels=1, **classes),
+        discriminator=dict(arch=arch, ndf=16, **classes),
+        widths=WIDTHS,
+        n_share=2,
+        alpha=10.0,
+        n_dis=1,
+    )
     args.update(kw)
     return SlimGAN(**args)
 
 
 def fit(model: SlimGAN, iterations: int, batch: int = 8, **trainer_kw) -> pl.Trainer:
     n = batch * iterations
-    data = TensorDataset(torch.rand(n, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1,
-                         torch.arange(n) % K)
-    trainer = pl.Trainer(max_steps=iterations * 2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, **trainer_kw)
+    data = TensorDataset(
+        torch.rand(n, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1, torch.arange(n) % K
+    )
+    trainer = pl.Trainer(
+        max_steps=iterations * 2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **trainer_kw,
+    )
     trainer.fit(model, DataLoader(data, batch_size=batch, drop_last=True))
     return trainer
 
@@ -63,6 +76,7 @@ def loss_spy(monkeypatch):
             dtypes = {t.dtype for t in tensors if t is not None}
             calls.append((name, dtypes, out.detach().clone(), torch.is_autocast_enabled("cpu")))
             return out
+
         return wrapped
 
     monkeypatch.setattr(module, "hinge_d_loss", spy("d", module.hinge_d_loss))
@@ -179,10 +193,22 @@ def test_switches_must_be_booleans(make_cfg, key):
 def test_bf16_under_the_gan_ddp_strategy_keeps_ranks_identical(make_cfg, fmnist_root, tmp_path):
     """slimgan_pl.distributed.GANDDPStrategy with bf16-mixed: gradients (fp32) are averaged per
     optimizer step, so two CPU ranks end bit-identical."""
-    cfg = make_cfg("trainer=ddp_cpu", "trainer.strategy.start_method=fork", "trainer.precision=bf16-mixed",
-                   "train.g_steps=2", "optim.n_dis=1", "data.batch_size=4", "+data.limit=32", f"data.root={fmnist_root}",
-                   "callbacks.fid=null", "callbacks.sample_grid=null", "callbacks.progress_bar=null", "logger=none",
-                   "+trainer.enable_checkpointing=false", "callbacks.model_checkpoint=null")
+    cfg = make_cfg(
+        "trainer=ddp_cpu",
+        "trainer.strategy.start_method=fork",
+        "trainer.precision=bf16-mixed",
+        "train.g_steps=2",
+        "optim.n_dis=1",
+        "data.batch_size=4",
+        "data.limit=32",
+        f"data.root={fmnist_root}",
+        "callbacks.fid=null",
+        "callbacks.sample_grid=null",
+        "callbacks.progress_bar=null",
+        "logger=none",
+        "+trainer.enable_checkpointing=false",
+        "callbacks.model_checkpoint=null",
+    )
     pl.seed_everything(cfg.seed)
     model, datamodule, trainer = build(cfg)
     assert type(trainer.strategy).__name__ == "GANDDPStrategy" and trainer.world_size == 2
@@ -192,8 +218,14 @@ def test_bf16_under_the_gan_ddp_strategy_keeps_ranks_identical(make_cfg, fmnist_
             flat = torch.cat([p.detach().reshape(-1) for p in pl_module.parameters()])
             gathered = trainer.strategy.all_gather(flat)
             if trainer.is_global_zero:  # the ranks are forked processes: report through a file
-                torch.save({"ranks": gathered, "iteration": pl_module.iteration,
-                            "dtypes": {str(p.dtype) for p in pl_module.parameters()}}, tmp_path / "ranks.pt")
+                torch.save(
+                    {
+                        "ranks": gathered,
+                        "iteration": pl_module.iteration,
+                        "dtypes": {str(p.dtype) for p in pl_module.parameters()},
+                    },
+                    tmp_path / "ranks.pt",
+                )
 
     gather = Gather()
     trainer.callbacks.append(gather)
@@ -214,8 +246,21 @@ def test_parity_benchmark_quick_mode_reports_every_width_and_a_verdict(tmp_path,
     parity = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(parity)
     out = tmp_path / "parity.md"
-    result = parity.main(["--quick", "--iters", "2", "--modes", "bf16-mixed", "--classifier", str(tiny_classifier),
-                          "--work-dir", str(tmp_path / "runs"), "--out", str(out)])
+    result = parity.main(
+        [
+            "--quick",
+            "--iters",
+            "2",
+            "--modes",
+            "bf16-mixed",
+            "--classifier",
+            str(tiny_classifier),
+            "--work-dir",
+            str(tmp_path / "runs"),
+            "--out",
+            str(out),
+        ]
+    )
     fids = {r["mode"]: r["fmnist_fid"] for r in result["results"]}
     assert set(fids) == {"fp32", "bf16-mixed"} and all(r["iterations"] == 2 for r in result["results"])
     assert all(set(f) == {"w0.25", "w0.5", "w0.75", "w1.0"} and all(v > 0 for v in f.values()) for f in fids.values())

@@ -46,11 +46,11 @@ def test_paired_bootstrap_interval_on_known_inputs(study_module):
 
 def test_verdict_is_a_non_inferiority_decision(study_module):
     verdict = study_module.verdict
-    assert verdict(-5.0, -1.0, margin=1.0) == "held"           # better throughout
-    assert verdict(-1.0, 0.5, margin=1.0) == "held"            # at most the margin worse: matches
-    assert verdict(2.0, 6.0, margin=1.0) == "not held"         # worse by more than the margin throughout
-    assert verdict(-1.0, 3.0, margin=1.0) == "undecided"       # the interval straddles the margin
-    assert verdict(0.5, 1.0, margin=1.0) == "undecided"        # touching the margin decides nothing
+    assert verdict(-5.0, -1.0, margin=1.0) == "held"  # better throughout
+    assert verdict(-1.0, 0.5, margin=1.0) == "held"  # at most the margin worse: matches
+    assert verdict(2.0, 6.0, margin=1.0) == "not held"  # worse by more than the margin throughout
+    assert verdict(-1.0, 3.0, margin=1.0) == "undecided"  # the interval straddles the margin
+    assert verdict(0.5, 1.0, margin=1.0) == "undecided"  # touching the margin decides nothing
     with pytest.raises(ValueError):
         verdict(1.0, 0.0, margin=1.0)
 
@@ -74,8 +74,17 @@ def test_plan_lists_the_arms_and_estimates_the_time(study_module, tmp_path):
     assert [r.width for r in narrow] == [0.25, 0.5, 0.75]  # at 1.0 the narrow D is the main run's D
     assert all(f"model.baseline.d_width={r.width}" in r.overrides for r in narrow)
     arms = {r.arm for r in study.ablation_runs()}
-    assert {"alpha0", "alpha5", "plain_distillation", "n_share_0", "n_share_max", "n_share_-1", "widths_8",
-            "cond_scbn", "cond_switchable"} <= arms
+    assert {
+        "alpha0",
+        "alpha5",
+        "plain_distillation",
+        "n_share_0",
+        "n_share_max",
+        "n_share_-1",
+        "widths_8",
+        "cond_scbn",
+        "cond_switchable",
+    } <= arms
     lines = study.plan_lines()
     assert any(line.startswith("total") for line in lines)
     assert "does NOT fit the 3 h limit" in lines[-1] and "main comparison" in lines[-1]  # honest: 2000 steps
@@ -83,8 +92,9 @@ def test_plan_lists_the_arms_and_estimates_the_time(study_module, tmp_path):
     # estimates follow the cost model: SlimGAN per step x steps + FID points + evaluation + startup
     c = study.spec["cost"]
     slim = study.main_runs()[0]
-    expected = (c["startup"] + c["slimgan_per_step"] * 2000 + (2000 // 250) * 4 * c["fid_per_width"]
-                + 4 * c["eval_per_width"])
+    expected = (
+        c["startup"] + c["slimgan_per_step"] * 2000 + (2000 // 250) * 4 * c["fid_per_width"] + 4 * c["eval_per_width"]
+    )
     assert study.estimate_seconds(slim) == pytest.approx(expected)
 
 
@@ -99,12 +109,15 @@ def test_full_mode_keeps_the_committed_report_until_the_main_comparison_ran(stud
 
 
 # ---------------------------------------------------------------------- the pipeline at toy size
-def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module, tmp_path, fmnist_root,
-                                                                     monkeypatch):
+def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module, tmp_path, fmnist_root, monkeypatch):
     runs = tmp_path / "runs"
     report = tmp_path / "report.md"
-    assert study_module.main(["--mode", "quick", "--runs-dir", str(runs), "--report", str(report),
-                              "--data-root", fmnist_root]) == 0
+    assert (
+        study_module.main(
+            ["--mode", "quick", "--runs-dir", str(runs), "--report", str(report), "--data-root", fmnist_root]
+        )
+        == 0
+    )
 
     study = study_module.Study.load("quick", runs)
     planned = study.all_runs()
@@ -112,7 +125,7 @@ def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module
     # n_share=-1 comes with another branch: refused (recorded, retried later) or trained; nothing else refused
     assert all(st == "done" for name, st in statuses.items() if "n_share_-1" not in name), statuses
     records = {r.name: study_module.read_record(r.folder(runs)) for r in planned if statuses[r.name] == "done"}
-    g_steps, fid_every = study.g_steps, study.mode_spec["fid_every"]
+    fid_every = study.mode_spec["fid_every"]
     for run in planned:
         rec = records.get(run.name)
         if rec is None:
@@ -122,8 +135,10 @@ def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module
         assert rec["iterations"] == run.g_steps and rec["train_seconds"] > 0
         # the FID curve of every width from the training callback, at every fid_every steps
         assert sorted(map(float, rec["fid_curves"])) == run.widths
-        assert all([it for it, _ in pts] == list(range(fid_every, run.g_steps + 1, fid_every))
-                   for pts in rec["fid_curves"].values())
+        assert all(
+            [it for it, _ in pts] == list(range(fid_every, run.g_steps + 1, fid_every))
+            for pts in rec["fid_curves"].values()
+        )
     # the native baseline has exactly the active parameters and MACs of SlimGAN's width (param-matched)
     slim = {r["width"]: r for r in records["slimgan_seed0"]["widths"]}
     for w in study.widths:
@@ -133,13 +148,23 @@ def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module
     # verdicts computed from the paired FIDs of the records
     rows = study_module.main_comparison(study, records)
     for row in rows:
-        s_fids = [records[f"slimgan_seed{s}"]["widths"][study.widths.index(row["width"])]["fmnist_fid"]
-                  for s in study.seeds]
+        s_fids = [
+            records[f"slimgan_seed{s}"]["widths"][study.widths.index(row["width"])]["fmnist_fid"] for s in study.seeds
+        ]
         assert row["slimgan"] == s_fids and row["verdict"] in study_module.VERDICTS
         assert row["low"] <= row["mean_diff"] <= row["high"]
     text = report.read_text()
-    for heading in ("Per-width verdict", "Narrow-D variant", "FMNIST-FID during training", "Consistency between widths",
-                    "Training wall time", "Ablations", "scBN vs switchable CBN", "Samples", "Verdicts (computed"):
+    for heading in (
+        "Per-width verdict",
+        "Narrow-D variant",
+        "FMNIST-FID during training",
+        "Consistency between widths",
+        "Training wall time",
+        "Ablations",
+        "scBN vs switchable CBN",
+        "Samples",
+        "Verdicts (computed",
+    ):
         assert heading in text
     for row in rows:
         assert f"- width {row['width']:g}: **{row['verdict']}**" in text
@@ -151,14 +176,19 @@ def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module
 
     # Second launch: nothing is trained again, and finished records stay as they were.
     stamps = {n: os.stat(runs / n / "study_record.json").st_mtime_ns for n in records}
+
     def execute_again(run, *args, **kwargs):
         if statuses[run.name] == "done":
             pytest.fail(f"the finished run {run.name} was trained again")
         raise study_module.RunRefused("still refused")  # a refused arm is tried again at every launch
 
     monkeypatch.setattr(study_module, "execute", execute_again)
-    assert study_module.main(["--mode", "quick", "--runs-dir", str(runs), "--report", str(report),
-                              "--data-root", fmnist_root]) == 0
+    assert (
+        study_module.main(
+            ["--mode", "quick", "--runs-dir", str(runs), "--report", str(report), "--data-root", fmnist_root]
+        )
+        == 0
+    )
     assert stamps == {n: os.stat(runs / n / "study_record.json").st_mtime_ns for n in records}
 
 

@@ -21,21 +21,43 @@ from slimgan_pl.train import ConfigError, build
 WORKER = Path(__file__).parent / "helpers" / "train_worker.py"
 # 40 images, batch 8: 5 iterations per epoch, so iteration 3's checkpoint is mid-epoch and the
 # 12 iterations cross two epoch boundaries.
-RUN = ["trainer.accelerator=cpu", "trainer.deterministic=true", "callbacks.progress_bar=null", "trainer.enable_model_summary=false",
-       "model.generator.ngf=16", "model.discriminator.ndf=16",
-       "data.batch_size=8", "data.limit=40", "train.g_steps=12", "train.checkpoint_every=3",
-       "evaluate.after_training=false", "callbacks.fid=null", "callbacks.sample_grid.every_n_iterations=2",
-       "callbacks.sample_grid.n_samples=8", "trainer.log_every_n_steps=1", "seed=7",
-       # the EMA generator must come back too (decaying from iteration 2; grids use standing statistics)
-       "ema=default", "ema.start=2", "ema.decay=0.9", "ema.standing_batches=2", "ema.standing_batch_size=8",
-       # and the learning rates, decaying linearly over the 12 iterations (optim=dcgan: 2e-4 for G and D)
-       "optim.lr_decay=linear"]
+RUN = [
+    "trainer.accelerator=cpu",
+    "trainer.deterministic=true",
+    "callbacks.progress_bar=null",
+    "trainer.enable_model_summary=false",
+    "model.generator.ngf=16",
+    "model.discriminator.ndf=16",
+    "data.batch_size=8",
+    "data.limit=40",
+    "train.g_steps=12",
+    "train.checkpoint_every=3",
+    "evaluate.after_training=false",
+    "callbacks.fid=null",
+    "callbacks.sample_grid.every_n_iterations=2",
+    "callbacks.sample_grid.n_samples=8",
+    "trainer.log_every_n_steps=1",
+    "seed=7",
+    # the EMA generator must come back too (decaying from iteration 2; grids use standing statistics)
+    "ema=default",
+    "ema.start=2",
+    "ema.decay=0.9",
+    "ema.standing_batches=2",
+    "ema.standing_batch_size=8",
+    # and the learning rates, decaying linearly over the 12 iterations (optim=dcgan: 2e-4 for G and D)
+    "optim.lr_decay=linear",
+]
 
 
 def start(out: Path, pause_at: int = 0, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
-    return subprocess.Popen([sys.executable, str(WORKER), str(out), str(pause_at), *RUN, *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), str(out), str(pause_at), *RUN, *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 240) -> str:

@@ -31,10 +31,15 @@ from slimgan_pl.guard import NonFiniteError, NonFiniteGuard
 from slimgan_pl.train import ConfigError
 
 REPO = Path(__file__).parents[1]
-WORKER = REPO / "tests" / "_train_worker.py"
+WORKER = REPO / "tests" / "helpers" / "train_worker.py"
 # smoke size (ngf/ndf 16, batch 8, 4 iterations, checkpoints every 2), one D step per iteration
-SMOKE = ["debug=smoke", "optim.n_dis=1", "callbacks.sample_grid=null", "trainer.enable_model_summary=false",
-         "trainer.accelerator=cpu"]
+SMOKE = [
+    "debug=smoke",
+    "optim.n_dis=1",
+    "callbacks.sample_grid=null",
+    "trainer.enable_model_summary=false",
+    "trainer.accelerator=cpu",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -47,8 +52,7 @@ def env() -> dict[str, str]:
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env(),
-                          cwd=REPO)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env(), cwd=REPO)
 
 
 def stderr_lines(proc: subprocess.CompletedProcess) -> list[str]:
@@ -103,8 +107,16 @@ def snapshot(trainer, pl_module) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------- non-finite guard
 def test_divergence_stops_with_one_line_and_writes_no_nan_checkpoint(tmp_path):
     # issue 16, case 1: this trained to the end with d_loss nan, wrote NaN checkpoints and exited 0
-    proc = cli("-m", "slimgan_pl.train", *SMOKE, "callbacks.progress_bar=null", "train.g_steps=20",
-               "optim.g_lr=1e38", "optim.d_lr=1e38", f"hydra.run.dir={tmp_path}")
+    proc = cli(
+        "-m",
+        "slimgan_pl.train",
+        *SMOKE,
+        "callbacks.progress_bar=null",
+        "train.g_steps=20",
+        "optim.g_lr=1e38",
+        "optim.d_lr=1e38",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = stderr_lines(proc)[-1]
     assert last.startswith("slimgan-train: error: non-finite values at iteration 1: "), last
@@ -115,8 +127,11 @@ def test_divergence_stops_with_one_line_and_writes_no_nan_checkpoint(tmp_path):
 def test_stop_keeps_last_ckpt_at_the_last_finite_iteration(make_cfg, monkeypatch):
     cfg = make_cfg(*SMOKE, "train.g_steps=6", "train.checkpoint_every=1")
     out = Path(cfg.paths.output_dir)
-    with pytest.raises(NonFiniteError, match=r"non-finite values at iteration 3: d_loss of width 0\.25 = nan.*"
-                                             r"last\.ckpt is the last finite state.*slimgan-train --resume "):
+    with pytest.raises(
+        NonFiniteError,
+        match=r"non-finite values at iteration 3: d_loss of width 0\.25 = nan.*"
+        r"last\.ckpt is the last finite state.*slimgan-train --resume ",
+    ):
         train_with(cfg, PoisonDiscriminator(at=2), monkeypatch=monkeypatch)
     ckpts = sorted(p.name for p in (out / "checkpoints").glob("*.ckpt"))
     assert ckpts == ["iter_000001.ckpt", "iter_000002.ckpt", "last.ckpt"]
@@ -139,10 +154,19 @@ def test_skip_undoes_the_iteration_exactly_and_counts_it(make_cfg, monkeypatch):
 
 
 def test_skip_stops_after_k_non_finite_iterations_in_a_row(make_cfg):
-    cfg = make_cfg(*SMOKE, "train.g_steps=20", "optim.g_lr=1e38", "optim.d_lr=1e38",
-                   "train.on_nonfinite=skip", "train.max_nonfinite_skips=3")
-    with pytest.raises(NonFiniteError, match=r"at iteration 3: .*3 non-finite iterations in a row, "
-                                             r"train\.max_nonfinite_skips=3"):
+    cfg = make_cfg(
+        *SMOKE,
+        "train.g_steps=20",
+        "optim.g_lr=1e38",
+        "optim.d_lr=1e38",
+        "train.on_nonfinite=skip",
+        "train.max_nonfinite_skips=3",
+    )
+    with pytest.raises(
+        NonFiniteError,
+        match=r"at iteration 3: .*3 non-finite iterations in a row, "
+        r"train\.max_nonfinite_skips=3",
+    ):
         train_module.train(cfg)
 
 
@@ -150,16 +174,21 @@ def test_guard_syncs_with_the_host_once_per_finite_iteration(monkeypatch):
     """One combined isfinite check -> one .item(); no other host conversion (GPU: one sync)."""
     from types import SimpleNamespace
 
-    module = SimpleNamespace(generator=torch.nn.Linear(3, 3), discriminator=torch.nn.Linear(3, 1),
-                             device=torch.device("cpu"), iteration=1)
+    module = SimpleNamespace(
+        generator=torch.nn.Linear(3, 3), discriminator=torch.nn.Linear(3, 1), device=torch.device("cpu"), iteration=1
+    )
     trainer = SimpleNamespace(world_size=1, loggers=[], global_step=2)
-    outputs = {"train/d_loss_w0.5": torch.tensor(1.0), "train/g_loss_w0.5": torch.tensor(-1.0),
-               "train/distill_loss": torch.tensor(0.1)}
+    outputs = {
+        "train/d_loss_w0.5": torch.tensor(1.0),
+        "train/g_loss_w0.5": torch.tensor(-1.0),
+        "train/distill_loss": torch.tensor(0.1),
+    }
     conversions = []
     for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
         real = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name,
-                            lambda self, *a, _n=name, _r=real: conversions.append(_n) or _r(self, *a))
+        monkeypatch.setattr(
+            torch.Tensor, name, lambda self, *a, _n=name, _r=real: conversions.append(_n) or _r(self, *a)
+        )
     guard = NonFiniteGuard("stop")
     guard.on_train_batch_end(trainer, module, outputs, None, 0)
     assert conversions == ["item"]
@@ -213,17 +242,24 @@ def test_permission_error_names_the_file(tmp_path, monkeypatch):
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(torch, "save", denied)
-    with pytest.raises(CheckpointSaveError, match=r"cannot write checkpoint .*x\.ckpt: Permission denied \(EACCES\); "
-                                                  r"existing checkpoints are intact"):
+    with pytest.raises(
+        CheckpointSaveError,
+        match=r"cannot write checkpoint .*x\.ckpt: Permission denied \(EACCES\); "
+        r"existing checkpoints are intact",
+    ):
         atomic_save({}, tmp_path / "x.ckpt")
 
 
 def test_kill_inside_a_save_leaves_the_previous_checkpoint(tmp_path):
     out = tmp_path / "run"
     # iteration 4 = global step 8 (n_dis 1): its save writes half the file, then the worker sleeps
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(out), "0", *SMOKE, "callbacks.progress_bar=null"],
-                            env={**env(), "PAUSE_IN_SAVE_AT_STEP": "8"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), str(out), "0", *SMOKE, "callbacks.progress_bar=null"],
+        env={**env(), "PAUSE_IN_SAVE_AT_STEP": "8"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = 240
         while not (out / "saving").exists() and deadline > 0 and proc.poll() is None:
@@ -295,7 +331,11 @@ def test_resume_needs_a_run_folder(tmp_path):
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "overrides.yaml").write_text("- debug=smoke\n- train.g_steps=4\n- resume=never\n")
     assert train_module._resume_argv(["--resume", str(tmp_path), "train.g_steps=9"]) == [
-        "debug=smoke", "train.g_steps=9", f"hydra.run.dir={tmp_path}", "resume=auto"]
+        "debug=smoke",
+        "train.g_steps=9",
+        f"hydra.run.dir={tmp_path}",
+        "resume=auto",
+    ]
     with pytest.raises(ValueError, match="do not combine it with ckpt_path="):
         train_module._resume_argv([f"--resume={tmp_path}", "ckpt_path=x.ckpt"])
 
@@ -314,8 +354,9 @@ def test_unsafe_checkpoint_is_refused_in_one_line(tmp_path):
     lines = stderr_lines(proc)
     assert len(lines) == 1, proc.stderr[-2000:]
     assert lines[0].startswith(f"slimgan-train: error: checkpoint {evil}: contains a pickled posix")
-    assert lines[0].endswith("that safe loading (weights_only=True) refuses; load it unsafely only if you trust its "
-                             "source")
+    assert lines[0].endswith(
+        "that safe loading (weights_only=True) refuses; load it unsafely only if you trust its source"
+    )
     assert not (REPO / "pwned").exists() and not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -332,8 +373,17 @@ def test_every_cli_reports_a_bad_input_in_one_line(tmp_path):
         # Hydra's own composition error (printed over several lines by Hydra itself)
         "slimgan-train": ["slimgan_pl.train", "model=no_such_model", f"hydra.run.dir={tmp_path / 'run'}"],
     }
-    procs = {prog: subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, env=env(), cwd=REPO) for prog, args in calls.items()}
+    procs = {
+        prog: subprocess.Popen(
+            [sys.executable, "-m", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(),
+            cwd=REPO,
+        )
+        for prog, args in calls.items()
+    }
     for prog, proc in procs.items():
         _, err = proc.communicate(timeout=240)
         lines = [line for line in err.splitlines() if line.strip()]
@@ -342,8 +392,10 @@ def test_every_cli_reports_a_bad_input_in_one_line(tmp_path):
         name = {"slimgan-collect": "no_such_sweep", "slimgan-train": "model/no_such_model"}.get(prog, "bad.ckpt")
         assert name in lines[0], (prog, lines)
         if prog == "slimgan-train":
-            assert lines[0].startswith("slimgan-train: error: In 'config': Could not find 'model/no_such_model' "
-                                       "Available options in 'model': biggan32")
+            assert lines[0].startswith(
+                "slimgan-train: error: In 'config': Could not find 'model/no_such_model' "
+                "Available options in 'model': biggan32"
+            )
         elif prog != "slimgan-collect":
             assert lines[0].startswith(f"{prog}: error: checkpoint {bad}: not a torch checkpoint file")
 
@@ -371,7 +423,7 @@ def test_one_line_errors_collapses_multi_line_messages(capsys, monkeypatch):
         raise ValueError("first line\n  second line")
     assert exit_.value.code == 2 and capsys.readouterr().err == "prog: error: first line second line\n"
     with pytest.raises(ZeroDivisionError), one_line_errors("prog"):  # a bug keeps its traceback
-        1 / 0
+        _ = 1 / 0
 
 
 # ----------------------------------------------------------------------------- corrupt data
@@ -388,9 +440,12 @@ def test_one_corrupt_image_fails_before_training_with_one_line(make_cfg, tmp_pat
     # issue 16, case 2: trained until the loader reached the file, then died with a traceback
     image_folder(tmp_path / "imgs", 40, bad=("broken.png",))
     cfg = make_cfg(*SMOKE, "data=image_folder", f"data.root={tmp_path / 'imgs'}", "data.num_workers=0")
-    with pytest.raises(ConfigError, match=r"data\.on_corrupt=error: 1 of 41 images cannot be decoded: "
-                                          r".*imgs/broken\.png \(OSError\); delete or replace them, "
-                                          r"or set data\.on_corrupt=skip") as err:
+    with pytest.raises(
+        ConfigError,
+        match=r"data\.on_corrupt=error: 1 of 41 images cannot be decoded: "
+        r".*imgs/broken\.png \(OSError\); delete or replace them, "
+        r"or set data\.on_corrupt=skip",
+    ) as err:
         train_module.train(cfg)
     assert len(str(err.value).splitlines()) == 1
     assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
@@ -398,8 +453,9 @@ def test_one_corrupt_image_fails_before_training_with_one_line(make_cfg, tmp_pat
 
 def test_skip_leaves_corrupt_images_out_and_lists_them_in_the_run_folder(make_cfg, tmp_path):
     image_folder(tmp_path / "imgs", 40, bad=("broken.png", "cut.png"))
-    cfg = make_cfg(*SMOKE, "data=image_folder", f"data.root={tmp_path / 'imgs'}", "data.num_workers=0",
-                   "data.on_corrupt=skip")
+    cfg = make_cfg(
+        *SMOKE, "data=image_folder", f"data.root={tmp_path / 'imgs'}", "data.num_workers=0", "data.on_corrupt=skip"
+    )
     with pytest.warns(UserWarning, match=r"2 of 42 images cannot be decoded and are left out"):
         summary = train_module.train(cfg)
     assert summary["iterations"] == 4

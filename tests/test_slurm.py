@@ -17,16 +17,23 @@ import yaml
 
 REPO = Path(__file__).parents[1]
 # Jobs on 1 CPU each (2 cores shared), smoke-sized, CPU only (no GPU request: slimgan_pl.launch).
-LAUNCH = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
-          "hydra.launcher.timeout_min=15", "debug=smoke", "trainer.accelerator=cpu"]
+LAUNCH = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.timeout_min=15",
+    "debug=smoke",
+    "trainer.accelerator=cpu",
+]
 
 
 def slurm_up() -> str | None:
     """None when a SLURM node is idle/usable, else why not (tries scripts/local_slurm.sh once)."""
     if shutil.which("sinfo") is None and os.geteuid() != 0:
         return "SLURM is not installed and installing it needs root (run scripts/local_slurm.sh as root)"
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "local_slurm.sh")], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / "local_slurm.sh")], capture_output=True, text=True, timeout=600
+    )
     if proc.returncode != 0:
         return f"scripts/local_slurm.sh could not start SLURM: {proc.stderr.strip()[-500:]}"
     return None
@@ -41,8 +48,11 @@ def slurm() -> None:
 
 def env() -> dict[str, str]:
     # Jobs inherit this environment (sbatch --export=ALL): the package and the test helpers importable.
-    return {**os.environ, "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
 
 
 def multirun(sweep_dir: Path, *overrides: str, wait: bool = True) -> subprocess.Popen:
@@ -76,17 +86,28 @@ def test_two_run_sweep_through_slurm(slurm, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("interrupt, message", [
-    # an admin/scheduler requeue: SLURM sends SIGTERM, requeues the job itself
-    (["scontrol", "requeue"], "stopping"),
-    # SLURM's time-limit warning (--signal=USR1@120), sent now: the job saves and requeues itself
-    (["scancel", "--signal=USR1"], "requeueing SLURM job"),
-], ids=["scontrol-requeue", "usr1-warning"])
+@pytest.mark.parametrize(
+    "interrupt, message",
+    [
+        # an admin/scheduler requeue: SLURM sends SIGTERM, requeues the job itself
+        (["scontrol", "requeue"], "stopping"),
+        # SLURM's time-limit warning (--signal=USR1@120), sent now: the job saves and requeues itself
+        (["scancel", "--signal=USR1"], "requeueing SLURM job"),
+    ],
+    ids=["scontrol-requeue", "usr1-warning"],
+)
 def test_requeued_job_resumes_from_its_checkpoint(slurm, tmp_path, interrupt, message):
     sweep = tmp_path / "sweep"
-    proc = multirun(sweep, "train.g_steps=30", "train.checkpoint_every=5", "callbacks.sample_grid=null",
-                    "+callbacks.slow._target_=helpers.slow_iterations.SlowIterations", "+callbacks.slow.seconds=0.3",
-                    "seed=1,2", wait=False)
+    proc = multirun(
+        sweep,
+        "train.g_steps=30",
+        "train.checkpoint_every=5",
+        "callbacks.sample_grid=null",
+        "+callbacks.slow._target_=helpers.slow_iterations.SlowIterations",
+        "+callbacks.slow.seconds=0.3",
+        "seed=1,2",
+        wait=False,
+    )
     try:
         first_ckpt = sweep / "0" / "checkpoints" / "iter_000005.ckpt"
         deadline = time.monotonic() + 300
@@ -115,19 +136,33 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm, tmp_path, interrupt, me
     assert other["iterations"] == 30 and other["resumed_from"] is None
 
 
-@pytest.mark.parametrize("overrides, message", [
-    # the launcher defaults (4 CPUs, 32 GB) on the 2-CPU node: used to pend forever (Reason=PartitionConfig)
-    (["hydra.launcher.cpus_per_task=4", "hydra.launcher.mem_gb=1"], "set hydra.launcher.cpus_per_task=2"),
-    (["hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=4096"], "set hydra.launcher.mem_gb="),
-    # trainer=ddp on a partition without GPUs: used to fail in sbatch (gres) or on the node
-    (["trainer=ddp", "trainer.devices=2", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"],
-     "use trainer=ddp_cpu"),
-    (["trainer=ddp", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"], "set trainer.devices="),
-], ids=["cpus", "memory", "gpus", "all-devices"])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        # the launcher defaults (4 CPUs, 32 GB) on the 2-CPU node: used to pend forever (Reason=PartitionConfig)
+        (["hydra.launcher.cpus_per_task=4", "hydra.launcher.mem_gb=1"], "set hydra.launcher.cpus_per_task=2"),
+        (["hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=4096"], "set hydra.launcher.mem_gb="),
+        # trainer=ddp on a partition without GPUs: used to fail in sbatch (gres) or on the node
+        (
+            ["trainer=ddp", "trainer.devices=2", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"],
+            "use trainer=ddp_cpu",
+        ),
+        (["trainer=ddp", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"], "set trainer.devices="),
+    ],
+    ids=["cpus", "memory", "gpus", "all-devices"],
+)
 def test_a_job_the_partition_cannot_hold_is_refused_before_submission(slurm, tmp_path, overrides, message):
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "slimgan_pl.train", "-m", "hydra/launcher=slurm", "debug=smoke",
-           f"hydra.sweep.dir={sweep}", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "slimgan_pl.train",
+        "-m",
+        "hydra/launcher=slurm",
+        "debug=smoke",
+        f"hydra.sweep.dir={sweep}",
+        *overrides,
+    ]
     proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-3000:]
     lines = [line for line in proc.stderr.splitlines() if line.startswith("slimgan-train:")]
@@ -147,8 +182,16 @@ def test_ddp_cpu_request_is_two_tasks_of_the_partition(slurm, tmp_path):
 
     register_resolvers()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm", "trainer=ddp_cpu", "hydra.launcher.cpus_per_task=1",
-                                           "hydra.launcher.mem_gb=1"], return_hydra_config=True)
+        cfg = compose(
+            "config",
+            overrides=[
+                "hydra/launcher=slurm",
+                "trainer=ddp_cpu",
+                "hydra.launcher.cpus_per_task=1",
+                "hydra.launcher.mem_gb=1",
+            ],
+            return_hydra_config=True,
+        )
     params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert (params["nodes"], params["tasks_per_node"], params["gpus_per_node"]) == (1, 2, None)
     partition, nodes = partition_nodes(None)
@@ -160,8 +203,12 @@ def test_a_pending_job_that_can_never_start_is_detected_and_cancelled(slurm, tmp
     Reason=PartitionConfig; the launcher's watch cancels it and reports why (it used to poll forever)."""
     from slimgan_pl.launch import PendingWatch, unschedulable_jobs
 
-    proc = subprocess.run(["sbatch", "--parsable", "--cpus-per-task=4", "--mem=1G", "-o", "/dev/null",
-                           "--wrap", "sleep 1"], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        ["sbatch", "--parsable", "--cpus-per-task=4", "--mem=1G", "-o", "/dev/null", "--wrap", "sleep 1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     job = proc.stdout.strip().split(";")[0]
     try:
         (tmp_path / f"{job}_0").mkdir()  # as submitit names an array task's folder

@@ -16,7 +16,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from slimgan_pl.config import config_dir, scale_lr
-from slimgan_pl.sweeps import collect_runs, format_table, main as collect_main, write_tables
+from slimgan_pl.sweeps import collect_runs, format_table, write_tables
+from slimgan_pl.sweeps import main as collect_main
 
 REPO = Path(__file__).parents[1]
 SWEEPS = {  # name -> (swept keys, number of runs)
@@ -38,8 +39,9 @@ def sweep_jobs(name: str) -> list[dict[str, object]]:
     assert cfg.sweep_name == name
     assert cfg.hydra.sweep.dir.startswith(f"multirun/{name}/")
     overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()])
-    choices = [[(o.key_or_group, v) for v in (o.sweep_iterator() if o.is_sweep_override() else [o.value()])]
-               for o in overrides]
+    choices = [
+        [(o.key_or_group, v) for v in (o.sweep_iterator() if o.is_sweep_override() else [o.value()])] for o in overrides
+    ]
     return [dict(combo) for combo in itertools.product(*choices)]
 
 
@@ -59,7 +61,9 @@ def test_every_sweep_config_expands_to_its_runs(name):
 def test_batch_size_sweep_scales_the_learning_rates(make_cfg):
     cfg = make_cfg("sweep=batch_size", "data.batch_size=256")
     assert cfg.optim.g_lr == pytest.approx(2e-4 * 2) and cfg.optim.d_lr == pytest.approx(2e-4 * 2)  # sqrt(256/64)
-    assert make_cfg("sweep=batch_size", "data.batch_size=256", "lr_scaling.rule=linear").optim.g_lr == pytest.approx(8e-4)
+    assert make_cfg("sweep=batch_size", "data.batch_size=256", "lr_scaling.rule=linear").optim.g_lr == pytest.approx(
+        8e-4
+    )
     assert make_cfg("sweep=batch_size", "data.batch_size=64").optim.g_lr == pytest.approx(2e-4)
     with pytest.raises(ValueError, match=r"lr_scaling\.rule must be one of \('none', 'linear', 'sqrt'\)"):
         scale_lr(2e-4, 128, 64, "cubic")
@@ -76,9 +80,22 @@ def test_smoke_makes_runs_tiny(make_cfg):
 def test_smoke_sweep_runs_and_collects_into_one_table(tmp_path, fmnist_root):
     sweep = tmp_path / "sweep"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "slimgan_pl.train", "-m", "sweep=width_sets", "debug=smoke",
-                           "trainer.accelerator=cpu", f"hydra.sweep.dir={sweep}"],
-                          env=env, capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slimgan_pl.train",
+            "-m",
+            "sweep=width_sets",
+            "debug=smoke",
+            "trainer.accelerator=cpu",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     widths = [[0.5, 1.0], [0.25, 0.5, 0.75, 1.0], [0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]]
     for job, expected in enumerate(widths):  # every run records its full resolved config
@@ -88,8 +105,11 @@ def test_smoke_sweep_runs_and_collects_into_one_table(tmp_path, fmnist_root):
 
     rows = collect_runs(sweep)
     assert [row["run"] for row in rows] == ["0", "1", "2"]
-    assert [row["slim.widths"] for row in rows] == ["[0.5,1.0]", "[0.25,0.5,0.75,1.0]",
-                                                    "[0.125,0.25,0.375,0.5,0.625,0.75,0.875,1.0]"]
+    assert [row["slim.widths"] for row in rows] == [
+        "[0.5,1.0]",
+        "[0.25,0.5,0.75,1.0]",
+        "[0.125,0.25,0.375,0.5,0.625,0.75,0.875,1.0]",
+    ]
     assert all(row["status"] == "finished" and row["iterations"] == 4 for row in rows)
     assert math.isfinite(rows[2]["d_loss_w0.125"]) and "d_loss_w0.125" not in rows[0]
     table = format_table(rows)
@@ -111,11 +131,23 @@ def fake_run(root: Path, job: int, overrides: list[str], summary: dict | None, m
 
 
 def test_collect_prefers_fid_per_width_and_marks_unfinished_runs(tmp_path, capsys):
-    fake_run(tmp_path, 0, ["slim.alpha=0", "sweep=distillation"],
-             {"iterations": 10, "fmnist_fid": {"w0.5": 30.0, "w1.0": 20.0},
-              "final_losses": {"w0.5": {"d": 1.0, "g": 0.5}, "w1.0": {"d": 1.1, "g": 0.4}}})
-    fake_run(tmp_path, 1, ["slim.alpha=20", "sweep=distillation"], {"iterations": 10, "final_losses": {}},
-             metrics={"widths": [{"width": 0.5, "fmnist_fid": 25.0}, {"width": 1.0, "fmnist_fid": 18.0}]})
+    fake_run(
+        tmp_path,
+        0,
+        ["slim.alpha=0", "sweep=distillation"],
+        {
+            "iterations": 10,
+            "fmnist_fid": {"w0.5": 30.0, "w1.0": 20.0},
+            "final_losses": {"w0.5": {"d": 1.0, "g": 0.5}, "w1.0": {"d": 1.1, "g": 0.4}},
+        },
+    )
+    fake_run(
+        tmp_path,
+        1,
+        ["slim.alpha=20", "sweep=distillation"],
+        {"iterations": 10, "final_losses": {}},
+        metrics={"widths": [{"width": 0.5, "fmnist_fid": 25.0}, {"width": 1.0, "fmnist_fid": 18.0}]},
+    )
     fake_run(tmp_path, 2, ["slim.alpha=40", "sweep=distillation"], None)
     (tmp_path / "multirun.yaml").write_text("{}")
     rows = collect_runs(tmp_path)
@@ -142,9 +174,12 @@ def test_logged_fid_curves_read_the_callbacks_csv_rows(tmp_path):
         "49,50.0,1.2,,\n"
         "249,250.0,,80.5,70.25\n"
         "499,500.0,,40.0,30.0\n"
-        "499,500.0,,41.0,31.0\n"   # resumed: evaluated again
-        "749,,,20.0,15.0\n")       # no iteration column value: step + 1
-    assert logged_fid_curves(tmp_path) == {0.5: [(250, 80.5), (500, 41.0), (750, 20.0)],
-                                           1.0: [(250, 70.25), (500, 31.0), (750, 15.0)]}
+        "499,500.0,,41.0,31.0\n"  # resumed: evaluated again
+        "749,,,20.0,15.0\n"
+    )  # no iteration column value: step + 1
+    assert logged_fid_curves(tmp_path) == {
+        0.5: [(250, 80.5), (500, 41.0), (750, 20.0)],
+        1.0: [(250, 70.25), (500, 31.0), (750, 15.0)],
+    }
     assert read_run(tmp_path)["fid_train_w1.0"] == 15.0
     assert logged_fid_curves(tmp_path / "missing") == {}

@@ -23,16 +23,15 @@ from slimgan_pl.train import ConfigError, build, train
 WIDTH_TAGS = ("w0.25", "w0.5", "w0.75", "w1.0")
 
 
-@pytest.fixture(scope="module")
-def tiny_classifier(tmp_path_factory, fmnist_root) -> Path:
-    """Two epochs on 2000 images (~65% accuracy, a few seconds): not the real classifier, but its
-    features separate image sets enough for FMNIST-FIDs to be meaningful numbers."""
-    model, acc, info = fc.train_classifier(root=fmnist_root, epochs=2, limit=2000, test_limit=200, log=None)
-    return fc.save_classifier(model, tmp_path_factory.mktemp("clf") / "clf.pt", acc, info)
-
-
-def fmnist_fid(model: SlimGAN, width: float, classifier: Path, root: str, n_real: int,
-               seeds_and_counts: list[tuple[int, int]], real_part: slice = slice(None)) -> float:
+def fmnist_fid(
+    model: SlimGAN,
+    width: float,
+    classifier: Path,
+    root: str,
+    n_real: int,
+    seeds_and_counts: list[tuple[int, int]],
+    real_part: slice = slice(None),
+) -> float:
     """Single-process FMNIST-FID (slimgan-eval's path) of the union of ``model.sample(count, seed=seed)``
     against ``real_part`` of the ``n_real`` real test features."""
     loaded = fc.read_classifier(classifier)
@@ -44,8 +43,14 @@ def fmnist_fid(model: SlimGAN, width: float, classifier: Path, root: str, n_real
 
 def test_train_writes_grids_and_checkpoint_and_reloads(make_cfg, tmp_path, fmnist_root):
     out = tmp_path / "run"
-    cfg = make_cfg("train.g_steps=4", "train.checkpoint_every=2", "callbacks.sample_grid.every_n_iterations=2",
-                   "data.batch_size=16", f"data.root={fmnist_root}", "trainer.log_every_n_steps=1")
+    cfg = make_cfg(
+        "train.g_steps=4",
+        "train.checkpoint_every=2",
+        "callbacks.sample_grid.every_n_iterations=2",
+        "data.batch_size=16",
+        f"data.root={fmnist_root}",
+        "trainer.log_every_n_steps=1",
+    )
     summary = train(cfg)
     assert summary["iterations"] == 4
     for w, losses in summary["final_losses"].items():
@@ -69,15 +74,18 @@ def test_train_writes_grids_and_checkpoint_and_reloads(make_cfg, tmp_path, fmnis
     torch.testing.assert_close(model.sample(3, 0.5, seed=1), model.sample(3, 0.5, seed=1))
 
 
-@pytest.mark.parametrize("override, key", [
-    ("slim.widths=[0.5,0.25]", "slim.widths"),
-    ("slim.widths=[0.25,1.5]", "slim.widths"),
-    ("slim.n_share=8", "slim.n_share"),
-    ("slim.alpha=-2", "slim.alpha"),
-    ("optim.n_dis=0", "optim.n_dis"),
-    ("model.generator.arch=unet", "model.generator.arch"),
-    ("data.root=/nonexistent", "data.root"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("slim.widths=[0.5,0.25]", "slim.widths"),
+        ("slim.widths=[0.25,1.5]", "slim.widths"),
+        ("slim.n_share=8", "slim.n_share"),
+        ("slim.alpha=-2", "slim.alpha"),
+        ("optim.n_dis=0", "optim.n_dis"),
+        ("model.generator.arch=unet", "model.generator.arch"),
+        ("data.root=/nonexistent", "data.root"),
+    ],
+)
 def test_invalid_config_fails_before_training(make_cfg, override, key):
     cfg = make_cfg(override)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -85,11 +93,17 @@ def test_invalid_config_fails_before_training(make_cfg, override, key):
 
 
 def test_cli_config_error_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "slimgan_pl.train", "slim.widths=[1.0,0.5]",
-                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "slimgan_pl.train", "slim.widths=[1.0,0.5]", f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("slimgan-train: config error: slim.widths must be strictly increasing")
+    assert len(lines) == 1 and lines[0].startswith(
+        "slimgan-train: config error: slim.widths must be strictly increasing"
+    )
     assert not (tmp_path / "checkpoints").exists()
 
 
@@ -97,8 +111,14 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "expe
 
 
 def test_experiment_list_is_complete():
-    assert {"fmnist_demo", "cifar10_snresgan", "stl10_snresgan", "stl10_sndcgan", "celeba_snresgan",
-            "celeba_sndcgan"} <= set(EXPERIMENTS)
+    assert {
+        "fmnist_demo",
+        "cifar10_snresgan",
+        "stl10_snresgan",
+        "stl10_sndcgan",
+        "celeba_snresgan",
+        "celeba_sndcgan",
+    } <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -116,19 +136,33 @@ def test_experiments_compose_and_build_models(make_cfg, experiment):
     assert model.discriminator(x, 0.25, y).shape == (2,)
 
 
-@pytest.mark.parametrize("experiment, arch, size, n_share", [
-    ("stl10_snresgan", "snresgan48", 48, 2), ("stl10_sndcgan", "sndcgan48", 48, 2),
-    ("celeba_snresgan", "snresgan64", 64, 2), ("celeba_sndcgan", "sndcgan64", 64, 2)])
+@pytest.mark.parametrize(
+    "experiment, arch, size, n_share",
+    [
+        ("stl10_snresgan", "snresgan48", 48, 2),
+        ("stl10_sndcgan", "sndcgan48", 48, 2),
+        ("celeba_snresgan", "snresgan64", 64, 2),
+        ("celeba_sndcgan", "sndcgan64", 64, 2),
+    ],
+)
 def test_48_and_64px_recipes(make_cfg, experiment, arch, size, n_share):
     cfg = make_cfg(f"experiment={experiment}")
-    assert (cfg.model.generator.arch, cfg.data.image_size, cfg.slim.n_share, cfg.slim.alpha) == (arch, size, n_share, 20.0)
+    assert (cfg.model.generator.arch, cfg.data.image_size, cfg.slim.n_share, cfg.slim.alpha) == (
+        arch,
+        size,
+        n_share,
+        20.0,
+    )
     assert cfg.data.num_classes == 0 and cfg.callbacks.fid is None and cfg.slim.stepwise
     assert cfg.optim.n_dis == (5 if "snresgan" in arch else 1) and cfg.data.batch_size == 64
 
 
 def test_data_size_must_fit_the_model(make_cfg, tmp_path):
-    with pytest.raises(ConfigError, match=r"data\.image_size=48 but model\.generator\.arch=snresgan32 generates "
-                                          r"32x32 images"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data\.image_size=48 but model\.generator\.arch=snresgan32 generates "
+        r"32x32 images",
+    ):
         build(make_cfg("data=stl10", "model=snresgan32", f"data.root={tmp_path}"))
     with pytest.raises(ConfigError, match=r"data\.img_channels=1 but model\.generator\.img_channels=3"):
         build(make_cfg("model.generator.img_channels=3"))
@@ -145,8 +179,15 @@ def test_cifar_without_data_says_what_to_do(make_cfg, tmp_path):
 def test_training_ends_with_per_width_evaluation(make_cfg, tmp_path, monkeypatch, tiny_classifier):
     monkeypatch.setenv("SLIMGAN_METRICS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    cfg = make_cfg("train.g_steps=2", "data.batch_size=8", "evaluate.after_training=true", "evaluate.n_fake=40",
-                   "evaluate.n_real=40", "evaluate.latency_repeats=2", f"evaluate.classifier={tiny_classifier}")
+    cfg = make_cfg(
+        "train.g_steps=2",
+        "data.batch_size=8",
+        "evaluate.after_training=true",
+        "evaluate.n_fake=40",
+        "evaluate.n_real=40",
+        "evaluate.latency_repeats=2",
+        f"evaluate.classifier={tiny_classifier}",
+    )
     summary = train(cfg)
     assert set(summary["fmnist_fid"]) == {"w0.25", "w0.5", "w0.75", "w1.0"}
     assert all(math.isfinite(v) and v > 0 for v in summary["fmnist_fid"].values())
@@ -156,13 +197,20 @@ def test_training_ends_with_per_width_evaluation(make_cfg, tmp_path, monkeypatch
 
 
 # ----------------------------------------------------------------------------- FMNIST-FID during training
-def test_training_logs_per_width_fid_to_the_csv_logger(make_cfg, tmp_path, fmnist_root, tiny_classifier,
-                                                       monkeypatch):
+def test_training_logs_per_width_fid_to_the_csv_logger(make_cfg, tmp_path, fmnist_root, tiny_classifier, monkeypatch):
     monkeypatch.setenv("SLIMGAN_METRICS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    cfg = make_cfg("train.g_steps=4", "data.batch_size=8", "data.limit=64", "trainer.log_every_n_steps=1",
-                   "callbacks.sample_grid=null", "callbacks.fid.every_n_iterations=2", "callbacks.fid.n_fake=40",
-                   "callbacks.fid.n_real=50", f"callbacks.fid.classifier={tiny_classifier}")
+    cfg = make_cfg(
+        "train.g_steps=4",
+        "data.batch_size=8",
+        "data.limit=64",
+        "trainer.log_every_n_steps=1",
+        "callbacks.sample_grid=null",
+        "callbacks.fid.every_n_iterations=2",
+        "callbacks.fid.n_fake=40",
+        "callbacks.fid.n_real=50",
+        f"callbacks.fid.classifier={tiny_classifier}",
+    )
     train(cfg)
     with open(out / "csv" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -188,8 +236,10 @@ def test_fid_callback_can_be_disabled_and_refuses_other_data(make_cfg, tmp_path)
         build(make_cfg("callbacks.fid.every_n_iterations=0"))
 
     def tiny(channels: int) -> SlimGAN:
-        return SlimGAN(generator=dict(arch="sndcgan32", ngf=16, img_channels=channels),
-                       discriminator=dict(arch="sndcgan32", ndf=16))
+        return SlimGAN(
+            generator=dict(arch="sndcgan32", ngf=16, img_channels=channels),
+            discriminator=dict(arch="sndcgan32", ndf=16),
+        )
 
     trainer = pl.Trainer(accelerator="cpu", logger=False)
     with pytest.raises(ValueError, match=r"callbacks\.fid needs the training data module .*callbacks\.fid=null"):
@@ -208,7 +258,6 @@ def test_rank_shards_cover_every_sample_once(n, world):
     assert max(s.stop - s.start for s in shards) - min(s.stop - s.start for s in shards) <= 1
 
 
-
 class SeedPerRank(pl.Callback):
     """Ranks draw different training noise, so their G's BN running statistics differ at evaluation."""
 
@@ -218,8 +267,9 @@ class SeedPerRank(pl.Callback):
 
 @pytest.mark.slow
 @pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs fork (ddp_fork)")
-def test_fid_callback_under_ddp_equals_single_process_fid_of_the_union(tmp_path, fmnist_root, tiny_classifier,
-                                                                      monkeypatch, one_thread_for_fork):
+def test_fid_callback_under_ddp_equals_single_process_fid_of_the_union(
+    tmp_path, fmnist_root, tiny_classifier, monkeypatch, one_thread_for_fork
+):
     """Two CPU processes (gloo): each samples its share of the fakes and feeds its shard of the real
     features; the synchronised FID must equal the single-process FID of all samples.
 
@@ -227,14 +277,24 @@ def test_fid_callback_under_ddp_equals_single_process_fid_of_the_union(tmp_path,
     refuse. SlimGAN's D steps leave G's parameters unused, hence find_unused_parameters."""
     monkeypatch.setenv("SLIMGAN_METRICS_CACHE", str(tmp_path / "cache"))  # inherited by the forked ranks
     torch.manual_seed(0)
-    model = SlimGAN(generator=dict(arch="sndcgan32", ngf=16, img_channels=1),
-                    discriminator=dict(arch="sndcgan32", ndf=16), n_dis=1)
+    model = SlimGAN(
+        generator=dict(arch="sndcgan32", ngf=16, img_channels=1), discriminator=dict(arch="sndcgan32", ndf=16), n_dis=1
+    )
     n_fake, n_real, seed = 41, 37, 5  # odd: the ranks get 21 + 20 fakes and 19 + 18 real images
-    callback = PerWidthFIDCallback(every_n_iterations=2, n_fake=n_fake, n_real=n_real,
-                                   classifier=str(tiny_classifier), seed=seed)
-    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_fork_find_unused_parameters_true",
-                         max_steps=2 * 2, callbacks=[SeedPerRank(), callback], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    callback = PerWidthFIDCallback(
+        every_n_iterations=2, n_fake=n_fake, n_real=n_real, classifier=str(tiny_classifier), seed=seed
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_fork_find_unused_parameters_true",
+        max_steps=2 * 2,
+        callbacks=[SeedPerRank(), callback],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, datamodule=FashionMNISTDataModule(fmnist_root, batch_size=8, n_dis=1, limit=64))
 
     # The launcher hands rank 0's final weights and logged values back to this process.

@@ -30,11 +30,11 @@ def wandb_records(path: Path):
         if left < 7:  # block trailer padding
             pos += left
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if kind == 0:  # zero padding up to the end of the block
             pos += left
             continue
-        chunks.append(data[pos + 7:pos + 7 + length])
+        chunks.append(data[pos + 7 : pos + 7 + length])
         pos += 7 + length
         if kind in (1, 4):  # FULL or LAST: a complete record
             record = pb.Record()
@@ -55,9 +55,23 @@ def test_offline_sweep_run_logs_config_group_tags_losses_and_grids(tmp_path):
     sweep = tmp_path / "sweep"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), WANDB_DIR=str(tmp_path / "wandb-home"))
-    proc = subprocess.run([sys.executable, "-m", "slimgan_pl.train", "-m", "sweep=distillation", "debug=smoke",
-                           "logger=wandb", "hydra.sweeper.params={slim.alpha: '10', slim.stepwise: 'false'}",
-                           f"hydra.sweep.dir={sweep}"], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slimgan_pl.train",
+            "-m",
+            "sweep=distillation",
+            "debug=smoke",
+            "logger=wandb",
+            "hydra.sweeper.params={slim.alpha: '10', slim.stepwise: 'false'}",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = (sweep / "0" / "wandb").glob("offline-run-*")  # offline without any account or WANDB_MODE
     records = list(wandb_records(next(run_dir.glob("run-*.wandb"))))
@@ -70,7 +84,9 @@ def test_offline_sweep_run_logs_config_group_tags_losses_and_grids(tmp_path):
     assert config["slim"]["alpha"] == 10 and config["slim"]["stepwise"] is False  # the resolved Hydra config
     assert config["model"]["generator"]["ngf"] == 16 and config["sweep_name"] == "distillation"
 
-    history = {item.key or "/".join(item.nested_key) for r in records if r.HasField("history") for item in r.history.item}
+    history = {
+        item.key or "/".join(item.nested_key) for r in records if r.HasField("history") for item in r.history.item
+    }
     for tag in WIDTH_TAGS:
         assert {f"train/d_loss_{tag}", f"train/g_loss_{tag}"} <= history
         assert f"samples/{tag}" in history or f"samples/{tag}/_type" in history

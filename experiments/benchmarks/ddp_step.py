@@ -74,42 +74,66 @@ def strategy_for(variant: str):
     if variant == "ddp":
         return DDPStrategy(start_method="fork", process_group_backend="gloo", timeout=timeout)
     if variant == "ddp_find_unused":
-        return DDPStrategy(start_method="fork", process_group_backend="gloo", timeout=timeout,
-                           find_unused_parameters=True)
+        return DDPStrategy(
+            start_method="fork", process_group_backend="gloo", timeout=timeout, find_unused_parameters=True
+        )
     return GANDDPStrategy(start_method="fork", process_group_backend="gloo", timeout=timeout)
 
 
 def run(variant: str, size: str, n_dis: int, iters: int, warmup: int) -> dict:
     s = SIZES[size]
     torch.manual_seed(0)
-    model = SlimGAN(generator=dict(arch="sndcgan32", ngf=s["ngf"], img_channels=1),
-                    discriminator=dict(arch="sndcgan32", ndf=s["ndf"]), widths=WIDTHS, n_dis=n_dis,
-                    sync_bn=variant.endswith("sync_bn"))
+    model = SlimGAN(
+        generator=dict(arch="sndcgan32", ngf=s["ngf"], img_channels=1),
+        discriminator=dict(arch="sndcgan32", ndf=s["ndf"]),
+        widths=WIDTHS,
+        n_dis=n_dis,
+        sync_bn=variant.endswith("sync_bn"),
+    )
     world = 1 if variant == "single" else 2
     steps = iters + warmup
     per_step = s["batch"] * n_dis
-    data = TensorDataset(torch.rand(per_step * steps * world, 1, 32, 32) * 2 - 1,
-                         torch.zeros(per_step * steps * world, dtype=torch.long))
+    data = TensorDataset(
+        torch.rand(per_step * steps * world, 1, 32, 32) * 2 - 1, torch.zeros(per_step * steps * world, dtype=torch.long)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "times.json"
         kwargs = dict(devices=1) if world == 1 else dict(devices=2, strategy=strategy_for(variant))
-        trainer = pl.Trainer(accelerator="cpu", max_steps=steps * (n_dis + 1), logger=False,
-                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                             callbacks=[RankZeroTimer(path)], **kwargs)
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            max_steps=steps * (n_dis + 1),
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[RankZeroTimer(path)],
+            **kwargs,
+        )
         try:
             trainer.fit(model, DataLoader(data, batch_size=per_step, drop_last=True))
         except Exception as e:  # plain DDP: expected
             lines = [ln for ln in str(e).splitlines() if ln.strip()]
-            reason = next((ln.strip() for ln in lines if "Error" in ln or "parameters" in ln), lines[0] if lines else "")
+            reason = next(
+                (ln.strip() for ln in lines if "Error" in ln or "parameters" in ln), lines[0] if lines else ""
+            )
             return {"variant": variant, "error": f"{type(e).__name__}: {reason[:200]}"}
         times = json.loads(path.read_text())
     g = sum(p.numel() for p in model.generator.parameters())
     d = sum(p.numel() for p in model.discriminator.parameters())
     floats = {"single": 0, "ddp_find_unused": (n_dis + 1) * (g + d)}.get(variant, n_dis * d + g)
     wall, cpu = [1000 * t for t in times["wall"][warmup:]], [1000 * t for t in times["cpu"][warmup:]]
-    return {"variant": variant, "ms": statistics.median(wall), "min_ms": min(wall), "cpu_ms": statistics.median(cpu),
-            "iters": len(wall), "wall_ms_all": wall, "cpu_ms_all": cpu,
-            "allreduce_floats": floats, "g_params": g, "d_params": d}
+    return {
+        "variant": variant,
+        "ms": statistics.median(wall),
+        "min_ms": min(wall),
+        "cpu_ms": statistics.median(cpu),
+        "iters": len(wall),
+        "wall_ms_all": wall,
+        "cpu_ms_all": cpu,
+        "allreduce_floats": floats,
+        "g_params": g,
+        "d_params": d,
+    }
 
 
 def main() -> None:
@@ -131,20 +155,35 @@ def main() -> None:
                 for variant in args.variants:
                     if variant == "ddp" and rep > 0:
                         continue
-                    r = {"size": size, "n_dis": n_dis, "repeat": rep, **run(variant, size, n_dis, args.iters,
-                                                                         args.warmup)}
+                    r = {
+                        "size": size,
+                        "n_dis": n_dis,
+                        "repeat": rep,
+                        **run(variant, size, n_dis, args.iters, args.warmup),
+                    }
                     rows.append(r)
-                    shown = r.get("error") or (f"{r['ms']:.1f} ms/iter (min {r['min_ms']:.1f}, CPU {r['cpu_ms']:.1f}), "
-                                               f"all-reduce {r['allreduce_floats']:,} floats/iter")
+                    shown = r.get("error") or (
+                        f"{r['ms']:.1f} ms/iter (min {r['min_ms']:.1f}, CPU {r['cpu_ms']:.1f}), "
+                        f"all-reduce {r['allreduce_floats']:,} floats/iter"
+                    )
                     print(f"{size:5s} n_dis={n_dis} rep {rep} {variant:16s} {shown}", flush=True)
 
-    header = (f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; 2 ranks x 1 thread "
-              f"(gloo, fork); 'single': 1 process x 1 thread. SNDCGAN-32, widths {WIDTHS}, alpha 20, batch per "
-              f"rank and D step: " + ", ".join(f"{k} {v['batch']} (ngf/ndf {v['ngf']})" for k, v in SIZES.items())
-              + f". Median ms per iteration over {args.iters} iterations after {args.warmup} warm-up, rank 0.")
-    lines = ["# DDP variants for the SlimGAN step (2 CPU processes)", "", header, "",
-             "| size | n_dis | variant | wall ms / iter, median (per repeat) | wall ms, min | CPU ms / iter, rank 0 "
-             "| floats all-reduced / iter |", "|---|---|---|---|---|---|---|"]
+    header = (
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; 2 ranks x 1 thread "
+        f"(gloo, fork); 'single': 1 process x 1 thread. SNDCGAN-32, widths {WIDTHS}, alpha 20, batch per "
+        f"rank and D step: "
+        + ", ".join(f"{k} {v['batch']} (ngf/ndf {v['ngf']})" for k, v in SIZES.items())
+        + f". Median ms per iteration over {args.iters} iterations after {args.warmup} warm-up, rank 0."
+    )
+    lines = [
+        "# DDP variants for the SlimGAN step (2 CPU processes)",
+        "",
+        header,
+        "",
+        "| size | n_dis | variant | wall ms / iter, median (per repeat) | wall ms, min | CPU ms / iter, rank 0 "
+        "| floats all-reduced / iter |",
+        "|---|---|---|---|---|---|---|",
+    ]
     keys = []
     for r in rows:
         key = (r["size"], r["n_dis"], r["variant"])

@@ -47,21 +47,38 @@ class IterationClock(pl.Callback):
 def seconds_per_iteration(experiment: str, iters: int, warmup: int, extra: Sequence[str] = ()) -> dict:
     register_resolvers()
     with tempfile.TemporaryDirectory() as out, initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            f"experiment={experiment}", f"train.g_steps={iters}", f"train.checkpoint_every={iters}",
-            "callbacks.fid=null", "callbacks.sample_grid=null", "callbacks.model_checkpoint=null",
-            "callbacks.progress_bar=null", "evaluate.after_training=false", "logger=none",
-            "+trainer.enable_checkpointing=false", "trainer.enable_model_summary=false", "+trainer.enable_progress_bar=false",
-            f"paths.output_dir={out}", *extra])
+        cfg = compose(
+            "config",
+            overrides=[
+                f"experiment={experiment}",
+                f"train.g_steps={iters}",
+                f"train.checkpoint_every={iters}",
+                "callbacks.fid=null",
+                "callbacks.sample_grid=null",
+                "callbacks.model_checkpoint=null",
+                "callbacks.progress_bar=null",
+                "evaluate.after_training=false",
+                "logger=none",
+                "+trainer.enable_checkpointing=false",
+                "trainer.enable_model_summary=false",
+                "+trainer.enable_progress_bar=false",
+                f"paths.output_dir={out}",
+                *extra,
+            ],
+        )
         pl.seed_everything(cfg.seed)
         model, datamodule, trainer = build(cfg)
         clock = IterationClock(warmup)
         trainer.callbacks.append(clock)
         trainer.fit(model, datamodule=datamodule)
-    return {"experiment": experiment, "iterations_timed": clock.timed,
-            "s_per_iteration": clock.seconds / clock.timed, "batch_size": cfg.data.batch_size,
-            "model": f"{cfg.model.generator.arch} ngf {cfg.model.generator.ngf}",
-            "widths": list(cfg.slim.widths)}
+    return {
+        "experiment": experiment,
+        "iterations_timed": clock.timed,
+        "s_per_iteration": clock.seconds / clock.timed,
+        "batch_size": cfg.data.batch_size,
+        "model": f"{cfg.model.generator.arch} ngf {cfg.model.generator.ngf}",
+        "widths": list(cfg.slim.widths),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
@@ -76,18 +93,27 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         raise SystemExit(f"experiment_speed: --warmup must be in [1, --iters), got {args.warmup}")
     rows = [seconds_per_iteration(e, args.iters, args.warmup, args.overrides) for e in args.experiments]
     base = rows[0]["s_per_iteration"]
-    command = (f"python experiments/benchmarks/experiment_speed.py --experiments {' '.join(args.experiments)} "
-               f"--iters {args.iters} --warmup {args.warmup}"
-               + (f" --overrides {' '.join(args.overrides)}" if args.overrides else ""))
-    lines = [f"# Seconds per training iteration ({platform.processor() or platform.machine()}, "
-             f"torch {torch.__version__}, {torch.get_num_threads()} threads)", "",
-             f"`{command}`; one run, {args.iters - args.warmup} timed iterations each; FID callback, grids, "
-             "checkpoints and loggers off.", "",
-             "| experiment | model | batch | widths | s / iteration | ratio to first |", "|---|---|---|---|---|---|"]
+    command = (
+        f"python experiments/benchmarks/experiment_speed.py --experiments {' '.join(args.experiments)} "
+        f"--iters {args.iters} --warmup {args.warmup}"
+        + (f" --overrides {' '.join(args.overrides)}" if args.overrides else "")
+    )
+    lines = [
+        f"# Seconds per training iteration ({platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads)",
+        "",
+        f"`{command}`; one run, {args.iters - args.warmup} timed iterations each; FID callback, grids, "
+        "checkpoints and loggers off.",
+        "",
+        "| experiment | model | batch | widths | s / iteration | ratio to first |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         r["ratio"] = r["s_per_iteration"] / base
-        lines.append(f"| {r['experiment']} | {r['model']} | {r['batch_size']} | {len(r['widths'])} | "
-                     f"{r['s_per_iteration']:.3f} | {r['ratio']:.2f} |")
+        lines.append(
+            f"| {r['experiment']} | {r['model']} | {r['batch_size']} | {len(r['widths'])} | "
+            f"{r['s_per_iteration']:.3f} | {r['ratio']:.2f} |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out)

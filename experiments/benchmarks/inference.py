@@ -57,8 +57,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def alternate(a: torch.nn.Module, width_a: float, b: torch.nn.Module, width_b: float, batch: int, pairs: int,
-              warmup: int) -> dict[str, float]:
+def alternate(
+    a: torch.nn.Module, width_a: float, b: torch.nn.Module, width_b: float, batch: int, pairs: int, warmup: int
+) -> dict[str, float]:
     """Forwards of ``a`` and ``b`` timed alternately, one each per pair (each a ``latency_ms`` call
     with one repeat), so that both see the same machine load: the median ms of each and the median
     of the per-pair ratios b / a (robust to the load drifting during the run: the machine is shared)."""
@@ -68,10 +69,13 @@ def alternate(a: torch.nn.Module, width_a: float, b: torch.nn.Module, width_b: f
     a_ms, b_ms = [], []
     for i in range(pairs):
         order = [(a, width_a, a_ms), (b, width_b, b_ms)]
-        for net, w, out in (order if i % 2 == 0 else order[::-1]):
+        for net, w, out in order if i % 2 == 0 else order[::-1]:
             out.append(latency_ms(net, w, NZ, batch, repeats=1, warmup=0))
-    return {"a": statistics.median(a_ms), "b": statistics.median(b_ms),
-            "ratio": statistics.median(y / x for x, y in zip(a_ms, b_ms))}
+    return {
+        "a": statistics.median(a_ms),
+        "b": statistics.median(b_ms),
+        "ratio": statistics.median(y / x for x, y in zip(a_ms, b_ms)),
+    }
 
 
 @torch.inference_mode()
@@ -104,8 +108,11 @@ def bench_arch(arch: str, batches: list[int], repeats: int, repeats_b1: int, war
             s, d = m["a"], m["b"]
             row[f"slim_ms_b{b}"], row[f"export_ms_b{b}"], row[f"ratio_b{b}"] = s, d, m["ratio"]
             row[f"export_gflops_b{b}"] = 2 * macs[w] * b / (d / 1e3) / 1e9
-            print(f"[{arch}] w={w} b={b}: slimmable {s:.2f} ms, exported {d:.2f} ms, ratio {m['ratio']:.3f} "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"[{arch}] w={w} b={b}: slimmable {s:.2f} ms, exported {d:.2f} ms, ratio {m['ratio']:.3f} "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
         row[f"non_flop_share_b{max(batches)}"] = non_flop_share(dense, max(batches))
         rows.append(row)
         denses[w] = dense
@@ -118,8 +125,11 @@ def bench_arch(arch: str, batches: list[int], repeats: int, repeats_b1: int, war
     for kind in ("export", "slim"):
         speedup = by_w[1.0][f"{kind}_ms_b{big}"] / by_w[0.25][f"{kind}_ms_b{big}"]
         summary[kind] = {"speedup": speedup, "fraction_of_flops_ratio": speedup / flops_ratio}
-    print(f"[{arch}] speed-up of 0.25x over 1.0x at batch {big} (exported, paired): {paired:.2f}x = "
-          f"{100 * paired / flops_ratio:.0f}% of the FLOPs ratio {flops_ratio:.2f}x", flush=True)
+    print(
+        f"[{arch}] speed-up of 0.25x over 1.0x at batch {big} (exported, paired): {paired:.2f}x = "
+        f"{100 * paired / flops_ratio:.0f}% of the FLOPs ratio {flops_ratio:.2f}x",
+        flush=True,
+    )
     return {"arch": arch, "name": NAMES[arch], "kwargs": kwargs, "rows": rows, "summary": summary}
 
 
@@ -135,51 +145,85 @@ def _why(rows: list[dict[str, Any]], batch: int) -> str:
     def conv_gflops(r: dict[str, Any]) -> float:  # conv/matmul FLOPs over the time spent in them
         return 2 * r["macs"] * batch / (r[f"export_ms_b{batch}"] / 1e3 * (1 - r[f"non_flop_share_b{batch}"])) / 1e9
 
-    return (f"Why the speed-up is below the FLOPs ratio: at 0.25x, {100 * narrow[f'non_flop_share_b{batch}']:.0f}% of "
-            f"the exported model's time is outside conv/matmul (BN, ReLU, tanh; in the ResNet also upsampling "
-            f"and adds: work that "
-            f"shrinks with the channels, 4x, not with their square, 16x) against "
-            f"{100 * wide[f'non_flop_share_b{batch}']:.0f}% at 1.0x; and its convolutions run at "
-            f"{conv_gflops(narrow):.0f} GFLOP/s against {conv_gflops(wide):.0f} GFLOP/s at 1.0x (narrow layers "
-            f"keep the CPU's vector units less busy). Exporting removes only the slicing, which at batch {batch} "
-            f"is within the noise.")
+    return (
+        f"Why the speed-up is below the FLOPs ratio: at 0.25x, {100 * narrow[f'non_flop_share_b{batch}']:.0f}% of "
+        f"the exported model's time is outside conv/matmul (BN, ReLU, tanh; in the ResNet also upsampling "
+        f"and adds: work that "
+        f"shrinks with the channels, 4x, not with their square, 16x) against "
+        f"{100 * wide[f'non_flop_share_b{batch}']:.0f}% at 1.0x; and its convolutions run at "
+        f"{conv_gflops(narrow):.0f} GFLOP/s against {conv_gflops(wide):.0f} GFLOP/s at 1.0x (narrow layers "
+        f"keep the CPU's vector units less busy). Exporting removes only the slicing, which at batch {batch} "
+        f"is within the noise."
+    )
 
 
 def markdown(results: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     b_lo, b_hi = settings["batches"][0], settings["batches"][-1]
-    head = ["width", "MACs/img", "FLOPs ratio 1.0/w",
-            f"slim b{b_lo} ms", f"export b{b_lo} ms", f"export/slim b{b_lo}",
-            f"slim b{b_hi} ms", f"export b{b_hi} ms", f"export/slim b{b_hi}",
-            f"export GFLOP/s b{b_hi}", f"non-conv time b{b_hi}"]
-    out = ["# Inference benchmark: slimmable generator vs exported dense model (CPU)", "",
-           f"Machine: {settings['cpu']}, {settings['cpus']} CPUs (shared), torch {settings['torch']}, "
-           f"{settings['threads']} thread(s). Random weights, eval mode, 3x32x32. Latency: slimmable and "
-           f"exported forwards timed alternately ({settings['repeats']} pairs at batch {b_hi}, "
-           f"{settings['repeats_b1']} at batch {b_lo}, after {settings['warmup']} warm-up each); columns are "
-           f"medians, *export/slim* is the median of the per-pair ratios (the slicing overhead that exporting "
-           f"removes; target <= 1.0). *non-conv time*: share of the exported model's CPU time outside "
-           f"conv/matmul (torch.profiler, one forward). 1-min load average before/after: "
-           f"{settings['load_average_1min'][0]} / {settings['load_average_1min'][1]} on {settings['cpus']} CPUs "
-           f"(other jobs were running: expect +-10-30% noise on single timings). Date: {settings['date']}.", ""]
+    head = [
+        "width",
+        "MACs/img",
+        "FLOPs ratio 1.0/w",
+        f"slim b{b_lo} ms",
+        f"export b{b_lo} ms",
+        f"export/slim b{b_lo}",
+        f"slim b{b_hi} ms",
+        f"export b{b_hi} ms",
+        f"export/slim b{b_hi}",
+        f"export GFLOP/s b{b_hi}",
+        f"non-conv time b{b_hi}",
+    ]
+    out = [
+        "# Inference benchmark: slimmable generator vs exported dense model (CPU)",
+        "",
+        f"Machine: {settings['cpu']}, {settings['cpus']} CPUs (shared), torch {settings['torch']}, "
+        f"{settings['threads']} thread(s). Random weights, eval mode, 3x32x32. Latency: slimmable and "
+        f"exported forwards timed alternately ({settings['repeats']} pairs at batch {b_hi}, "
+        f"{settings['repeats_b1']} at batch {b_lo}, after {settings['warmup']} warm-up each); columns are "
+        f"medians, *export/slim* is the median of the per-pair ratios (the slicing overhead that exporting "
+        f"removes; target <= 1.0). *non-conv time*: share of the exported model's CPU time outside "
+        f"conv/matmul (torch.profiler, one forward). 1-min load average before/after: "
+        f"{settings['load_average_1min'][0]} / {settings['load_average_1min'][1]} on {settings['cpus']} CPUs "
+        f"(other jobs were running: expect +-10-30% noise on single timings). Date: {settings['date']}.",
+        "",
+    ]
     for res in results:
-        out += [f"## {res['name']} (ngf {res['kwargs']['ngf']})", "",
-                "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += [
+            f"## {res['name']} (ngf {res['kwargs']['ngf']})",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
         for r in res["rows"]:
-            cells = [f"{r['width']}", _si(r["macs"]), f"{r['flops_ratio']:.2f}",
-                     f"{r[f'slim_ms_b{b_lo}']:.2f}", f"{r[f'export_ms_b{b_lo}']:.2f}", f"{r[f'ratio_b{b_lo}']:.3f}",
-                     f"{r[f'slim_ms_b{b_hi}']:.1f}", f"{r[f'export_ms_b{b_hi}']:.1f}", f"{r[f'ratio_b{b_hi}']:.3f}",
-                     f"{r[f'export_gflops_b{b_hi}']:.1f}", f"{100 * r[f'non_flop_share_b{b_hi}']:.0f}%"]
+            cells = [
+                f"{r['width']}",
+                _si(r["macs"]),
+                f"{r['flops_ratio']:.2f}",
+                f"{r[f'slim_ms_b{b_lo}']:.2f}",
+                f"{r[f'export_ms_b{b_lo}']:.2f}",
+                f"{r[f'ratio_b{b_lo}']:.3f}",
+                f"{r[f'slim_ms_b{b_hi}']:.1f}",
+                f"{r[f'export_ms_b{b_hi}']:.1f}",
+                f"{r[f'ratio_b{b_hi}']:.3f}",
+                f"{r[f'export_gflops_b{b_hi}']:.1f}",
+                f"{100 * r[f'non_flop_share_b{b_hi}']:.0f}%",
+            ]
             out.append("| " + " | ".join(cells) + " |")
         p, e, s = (res["summary"][k] for k in ("export_paired", "export", "slim"))
         flops_ratio = res["rows"][0]["flops_ratio"]
         verdict = "meets" if p["fraction_of_flops_ratio"] >= 0.6 else "misses"
         worst = max(max(r[f"ratio_b{b}"] for b in settings["batches"]) for r in res["rows"])
-        out += ["", f"**Speed-up of 0.25x over 1.0x at batch {b_hi}** (exported, the two timed alternately): "
-                f"{p['speedup']:.2f}x against a FLOPs ratio of {flops_ratio:.2f}x = "
-                f"**{100 * p['fraction_of_flops_ratio']:.0f}%** ({verdict} the 60% target). From the table's medians: "
-                f"exported {e['speedup']:.2f}x ({100 * e['fraction_of_flops_ratio']:.0f}%), slimmable "
-                f"{s['speedup']:.2f}x ({100 * s['fraction_of_flops_ratio']:.0f}%). "
-                f"Worst export/slim ratio: {worst:.3f}.", "", _why(res["rows"], b_hi), ""]
+        out += [
+            "",
+            f"**Speed-up of 0.25x over 1.0x at batch {b_hi}** (exported, the two timed alternately): "
+            f"{p['speedup']:.2f}x against a FLOPs ratio of {flops_ratio:.2f}x = "
+            f"**{100 * p['fraction_of_flops_ratio']:.0f}%** ({verdict} the 60% target). From the table's medians: "
+            f"exported {e['speedup']:.2f}x ({100 * e['fraction_of_flops_ratio']:.0f}%), slimmable "
+            f"{s['speedup']:.2f}x ({100 * s['fraction_of_flops_ratio']:.0f}%). "
+            f"Worst export/slim ratio: {worst:.3f}.",
+            "",
+            _why(res["rows"], b_hi),
+            "",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -195,9 +239,17 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     batches = sorted(args.batches)
-    settings = {"batches": batches, "repeats": args.repeats, "repeats_b1": args.repeats_b1, "warmup": args.warmup,
-                "threads": torch.get_num_threads(), "torch": torch.__version__, "cpu": cpu_name(),
-                "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    settings = {
+        "batches": batches,
+        "repeats": args.repeats,
+        "repeats_b1": args.repeats_b1,
+        "warmup": args.warmup,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     load_before = os.getloadavg()[0]
     results = [bench_arch(a, batches, args.repeats, args.repeats_b1, args.warmup) for a in args.archs]
     settings["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]

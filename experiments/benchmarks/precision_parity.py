@@ -38,8 +38,15 @@ MODES = {
     "compile": ["model.compile=true"],
     "16-mixed": ["trainer.precision=16-mixed", "trainer.accelerator=gpu"],
 }
-QUICK = ["model.generator.ngf=16", "model.discriminator.ndf=16", "data.batch_size=16", "+data.limit=256",
-         "evaluate.n_fake=100", "evaluate.n_real=100", "evaluate.latency_repeats=1"]
+QUICK = [
+    "model.generator.ngf=16",
+    "model.discriminator.ndf=16",
+    "data.batch_size=16",
+    "data.limit=256",
+    "evaluate.n_fake=100",
+    "evaluate.n_real=100",
+    "evaluate.latency_repeats=1",
+]
 QUIET = ["callbacks.fid=null", "callbacks.sample_grid=null", "callbacks.progress_bar=null", "logger=none"]
 
 
@@ -47,12 +54,19 @@ def run_mode(mode: str, iters: int, work_dir: Path, overrides: list[str]) -> dic
     """Train the recipe in one mode from scratch; returns its per-width FMNIST-FID and wall time."""
     out = work_dir / mode
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", overrides=[f"paths.output_dir={out}", "resume=never", f"train.g_steps={iters}",
-                                           *overrides, *MODES[mode]])
+        cfg = compose(
+            "config",
+            overrides=[f"paths.output_dir={out}", "resume=never", f"train.g_steps={iters}", *overrides, *MODES[mode]],
+        )
     start = time.perf_counter()
     summary = train(cfg)
-    return {"mode": mode, "fmnist_fid": summary["fmnist_fid"], "wall_s": time.perf_counter() - start,
-            "iterations": summary["iterations"], "output_dir": str(out)}
+    return {
+        "mode": mode,
+        "fmnist_fid": summary["fmnist_fid"],
+        "wall_s": time.perf_counter() - start,
+        "iterations": summary["iterations"],
+        "output_dir": str(out),
+    }
 
 
 def parity_table(results: list[dict]) -> tuple[str, dict[str, bool]]:
@@ -72,16 +86,25 @@ def parity_table(results: list[dict]) -> tuple[str, dict[str, bool]]:
             verdict[r["mode"]] &= ratio <= TOLERANCE
             cells.append(f"{r['fmnist_fid'][w]:.2f} | {ratio:.2f}")
         rows += "| " + " | ".join(cells) + " |\n"
-    times = "| wall s (train + eval) | " + " | ".join(
-        [f"{reference['wall_s']:.0f}"] + [f"{r['wall_s']:.0f} | {r['wall_s'] / reference['wall_s']:.2f}" for r in fast]) + " |\n"
+    times = (
+        "| wall s (train + eval) | "
+        + " | ".join(
+            [f"{reference['wall_s']:.0f}"]
+            + [f"{r['wall_s']:.0f} | {r['wall_s'] / reference['wall_s']:.2f}" for r in fast]
+        )
+        + " |\n"
+    )
     return header + rows + times, verdict
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--iters", type=int, default=None, help="SlimGAN iterations per run (default: the recipe's; "
-                                                           "--quick: 3)")
-    p.add_argument("--modes", nargs="+", default=["bf16-mixed", "channels_last"], choices=[m for m in MODES if m != "fp32"])
+    p.add_argument(
+        "--iters", type=int, default=None, help="SlimGAN iterations per run (default: the recipe's; --quick: 3)"
+    )
+    p.add_argument(
+        "--modes", nargs="+", default=["bf16-mixed", "channels_last"], choices=[m for m in MODES if m != "fp32"]
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the pipeline, not quality")
     p.add_argument("--classifier", default=None, help="FMNIST classifier file (default: the user cache)")
     p.add_argument("--work-dir", type=Path, default=Path("outputs/precision_parity"))
@@ -106,18 +129,27 @@ def main(argv: list[str] | None = None) -> dict:
     table, verdict = parity_table(results)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()
-    lines = [f"- {mode}: {'PASSES' if ok else 'FAILS'} the rule (every width within {TOLERANCE - 1:.0%} of fp32 or better)"
-             for mode, ok in verdict.items()]
-    text = (f"# Quality parity of the fast training modes{' (QUICK: tiny sizes, FIDs mean nothing)' if args.quick else ''}\n\n"
-            f"Run {now}: demo recipe (conf/experiment/fmnist_demo.yaml) with {overrides}, {iters} iterations per "
-            f"mode, seed 0 in every mode. Load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}. "
-            f"{args.note}\n\nFMNIST-FID per width (evaluation in fp32 from the last checkpoint), ratio = mode / fp32:\n\n"
-            + table + "\n" + "\n".join(lines) + "\n")
+    lines = [
+        f"- {mode}: {'PASSES' if ok else 'FAILS'} the rule (every width within {TOLERANCE - 1:.0%} of fp32 or better)"
+        for mode, ok in verdict.items()
+    ]
+    text = (
+        f"# Quality parity of the fast training modes"
+        f"{' (QUICK: tiny sizes, FIDs mean nothing)' if args.quick else ''}\n\n"
+        f"Run {now}: demo recipe (conf/experiment/fmnist_demo.yaml) with {overrides}, {iters} iterations per "
+        f"mode, seed 0 in every mode. Load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}. "
+        f"{args.note}\n\nFMNIST-FID per width (evaluation in fp32 from the last checkpoint), ratio = mode / fp32:\n\n"
+        + table
+        + "\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     print("\n" + text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps({"iters": iters, "overrides": overrides, "results": results,
-                                                         "passes": verdict}, indent=2))
+    args.out.with_suffix(".json").write_text(
+        json.dumps({"iters": iters, "overrides": overrides, "results": results, "passes": verdict}, indent=2)
+    )
     return {"results": results, "passes": verdict, "table": text}
 
 

@@ -31,8 +31,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from slimgan_pl import SlimGAN
@@ -75,8 +75,9 @@ class IterationTimer(pl.Callback):
         self._mode = None
 
 
-def run_iterations(model: SlimGAN, batch: int, iters: int, warmup: int, precision: str = "32-true",
-                   instrument: bool = True) -> dict:
+def run_iterations(
+    model: SlimGAN, batch: int, iters: int, warmup: int, precision: str = "32-true", instrument: bool = True
+) -> dict:
     """Runs warm-up + (2 instrumented) + ``iters`` timed iterations. Returns ``sec`` (median seconds per
     timed iteration), ``first_sec`` (the first iteration: includes compilation), ``flops`` (FLOPs of
     one iteration) and ``calls`` (its conv kernel calls); the last two only when ``instrument``
@@ -87,12 +88,24 @@ def run_iterations(model: SlimGAN, batch: int, iters: int, warmup: int, precisio
     n = batch * model.hparams.n_dis * total
     data = TensorDataset(torch.rand(n, c, 32, 32) * 2 - 1, torch.zeros(n, dtype=torch.long))
     timer = IterationTimer(flop_iteration=warmup if instrument else -10)  # count FLOPs right after warm-up
-    trainer = pl.Trainer(max_steps=total * (model.hparams.n_dis + 1), accelerator="cpu", precision=precision,
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[timer])
+    trainer = pl.Trainer(
+        max_steps=total * (model.hparams.n_dis + 1),
+        accelerator="cpu",
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
     trainer.fit(model, DataLoader(data, batch_size=batch * model.hparams.n_dis, drop_last=True))
-    return dict(sec=statistics.median(timer.times[warmup:]), cpu_sec=statistics.median(timer.cpu_times[warmup:]),
-                first_sec=timer.times[0], flops=timer.flops, calls=timer.recorder.calls)
+    return dict(
+        sec=statistics.median(timer.times[warmup:]),
+        cpu_sec=statistics.median(timer.cpu_times[warmup:]),
+        first_sec=timer.times[0],
+        flops=timer.flops,
+        calls=timer.recorder.calls,
+    )
 
 
 class ConvRecorder(TorchDispatchMode):
@@ -115,6 +128,7 @@ def replay_conv_throughput(calls: list[tuple], repeats: int = 3) -> float:
     """GFLOP/s of the recorded conv kernel calls replayed alone on dense, contiguous tensors: the
     conv throughput this machine reaches on exactly the iteration's conv work, with no framework,
     slicing, BN, activation, optimizer or data overhead around it."""
+
     def materialise(spec):
         return [torch.randn(s[1], dtype=s[2]) if s[0] == "tensor" else s[1] for s in spec]
 
@@ -134,7 +148,10 @@ def replay_conv_throughput(calls: list[tuple], repeats: int = 3) -> float:
 def peak_conv_throughput(batch: int, repeats: int = 5) -> tuple[float, str]:
     """Best GFLOP/s of one large conv forward+backward among shapes of SNDCGAN-32's D."""
     shapes = [  # (C_in, C_out, k, stride, H_in)
-        (64, 128, 3, 1, 16), (128, 128, 4, 2, 16), (128, 256, 3, 1, 8), (256, 512, 3, 1, 4),
+        (64, 128, 3, 1, 16),
+        (128, 128, 4, 2, 16),
+        (128, 256, 3, 1, 8),
+        (256, 512, 3, 1, 4),
     ]
     best, best_name = 0.0, ""
     for c_in, c_out, k, s, h in shapes:
@@ -166,17 +183,33 @@ MODES = {
 
 
 def slim_model(size: dict, distill_forward: str = "separate", **switches) -> SlimGAN:
-    return SlimGAN(generator=dict(arch="sndcgan32", ngf=size["ngf"], img_channels=size["img_channels"]),
-                   discriminator=dict(arch="sndcgan32", ndf=size["ndf"]), widths=WIDTHS, n_share=2,
-                   alpha=20.0, stepwise=True, distill_forward=distill_forward, n_dis=1,
-                   g_betas=(0.5, 0.999), d_betas=(0.5, 0.999), **switches)
+    return SlimGAN(
+        generator=dict(arch="sndcgan32", ngf=size["ngf"], img_channels=size["img_channels"]),
+        discriminator=dict(arch="sndcgan32", ndf=size["ndf"]),
+        widths=WIDTHS,
+        n_share=2,
+        alpha=20.0,
+        stepwise=True,
+        distill_forward=distill_forward,
+        n_dis=1,
+        g_betas=(0.5, 0.999),
+        d_betas=(0.5, 0.999),
+        **switches,
+    )
 
 
 def single_width_model(size: dict, width: float) -> SlimGAN:
     """An ordinary GAN at one width: dense G with ngf*w channels, full-width D, no distillation."""
-    return SlimGAN(generator=dict(arch="sndcgan32", ngf=round(size["ngf"] * width), img_channels=size["img_channels"]),
-                   discriminator=dict(arch="sndcgan32", ndf=size["ndf"]), widths=[1.0], n_share=0,
-                   alpha=0.0, n_dis=1, g_betas=(0.5, 0.999), d_betas=(0.5, 0.999))
+    return SlimGAN(
+        generator=dict(arch="sndcgan32", ngf=round(size["ngf"] * width), img_channels=size["img_channels"]),
+        discriminator=dict(arch="sndcgan32", ndf=size["ndf"]),
+        widths=[1.0],
+        n_share=0,
+        alpha=0.0,
+        n_dis=1,
+        g_betas=(0.5, 0.999),
+        d_betas=(0.5, 0.999),
+    )
 
 
 def profile_iteration(size: dict, batch: int, precision: str = "32-true", rows: int = 15, **switches) -> str:
@@ -197,14 +230,23 @@ def profile_iteration(size: dict, batch: int, precision: str = "32-true", rows: 
     model = slim_model(size, **switches)
     data = TensorDataset(torch.rand(3 * batch, size["img_channels"], 32, 32) * 2 - 1, torch.zeros(3 * batch).long())
     prof = Profile()
-    pl.Trainer(max_steps=6, accelerator="cpu", precision=precision, logger=False, enable_checkpointing=False,
-               enable_progress_bar=False, enable_model_summary=False,
-               callbacks=[prof]).fit(model, DataLoader(data, batch_size=batch))
+    pl.Trainer(
+        max_steps=6,
+        accelerator="cpu",
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[prof],
+    ).fit(model, DataLoader(data, batch_size=batch))
     events = prof.prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:rows]
-    lines = [f"| {e.key} | {e.self_cpu_time_total / 1e3:.1f} | {100 * e.self_cpu_time_total / total:.1f}% | {e.count} |"
-             for e in top]
+    lines = [
+        f"| {e.key} | {e.self_cpu_time_total / 1e3:.1f} | {100 * e.self_cpu_time_total / total:.1f}% | {e.count} |"
+        for e in top
+    ]
     weight_shapes = {tuple(t.shape) for t in model.parameters()}
 
     def fits_a_weight(shape: tuple) -> bool:  # a weight or a slice of one (or an activation of such a shape)
@@ -217,15 +259,23 @@ def profile_iteration(size: dict, batch: int, precision: str = "32-true", rows: 
             by_shape.setdefault(key, []).append(e.self_cpu_time_total)
     copies = sorted(by_shape.items(), key=lambda kv: -sum(kv[1]))
     weight_ms = sum(sum(v) for (name, shape), v in copies if fits_a_weight(shape)) / 1e3
-    copy_lines = [f"| {name} | {list(shape)} | {'weight or slice' if fits_a_weight(shape) else 'activation / other'} "
-                  f"| {sum(v) / 1e3:.1f} | {len(v)} |" for (name, shape), v in copies[:rows]]
-    return ("| op | self CPU ms | share | calls |\n|---|---|---|---|\n" + "\n".join(lines)
-            + f"\n\nTotal self CPU time of the iteration (profiled, so slower than the timed runs): {total / 1e3:.0f} ms\n"
-            + "\nCopies and fills by shape (*weight or slice*: the shape fits inside a weight, so it may come "
-              "from slicing a weight or its gradient; an upper bound, as an activation may have such a shape):\n\n"
-            + "| op | shape | kind | self CPU ms | calls |\n|---|---|---|---|---|\n" + "\n".join(copy_lines)
-            + f"\n\nAll weight-or-slice-shaped copies and fills (upper bound of what slicing costs): {weight_ms:.1f} ms ({100 * weight_ms * 1e3 / total:.2f}% of the "
-            f"iteration).\n")
+    copy_lines = [
+        f"| {name} | {list(shape)} | {'weight or slice' if fits_a_weight(shape) else 'activation / other'} "
+        f"| {sum(v) / 1e3:.1f} | {len(v)} |"
+        for (name, shape), v in copies[:rows]
+    ]
+    return (
+        "| op | self CPU ms | share | calls |\n|---|---|---|---|\n"
+        + "\n".join(lines)
+        + f"\n\nTotal self CPU time of the iteration (profiled, so slower than the timed runs): {total / 1e3:.0f} ms\n"
+        + "\nCopies and fills by shape (*weight or slice*: the shape fits inside a weight, so it may come "
+        "from slicing a weight or its gradient; an upper bound, as an activation may have such a shape):\n\n"
+        + "| op | shape | kind | self CPU ms | calls |\n|---|---|---|---|---|\n"
+        + "\n".join(copy_lines)
+        + "\n\nAll weight-or-slice-shaped copies and fills (upper bound of what slicing costs): "
+        + f"{weight_ms:.1f} ms ({100 * weight_ms * 1e3 / total:.2f}% of the "
+        f"iteration).\n"
+    )
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -238,8 +288,12 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    p.add_argument("--modes", nargs="+", default=["fp32", "bf16-mixed", "channels_last", "bf16-mixed+channels_last",
-                                                  "compile"], choices=list(MODES))
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        default=["fp32", "bf16-mixed", "channels_last", "bf16-mixed+channels_last", "compile"],
+        choices=list(MODES),
+    )
     p.add_argument("--distill-forward", nargs="+", default=["separate"], choices=["separate", "concat"])
     p.add_argument("--no-separate", action="store_true", help="skip the four single-width GANs")
     p.add_argument("--no-conv-throughput", action="store_true", help="skip the peak and bare-conv measurements")
@@ -260,11 +314,14 @@ def main() -> None:
         size = SIZES[size_name]
         sep_ms = sep_gflop = None
         if not args.no_separate:
-            separate = [run_iterations(single_width_model(size, w), args.batch, args.iters, args.warmup)
-                        for w in WIDTHS]
+            separate = [
+                run_iterations(single_width_model(size, w), args.batch, args.iters, args.warmup) for w in WIDTHS
+            ]
             for w, r in zip(WIDTHS, separate):
-                print(f"[{size_name}] single-width GAN w={w}: {r['sec'] * 1e3:.0f} ms, {r['flops'] / 1e9:.1f} GFLOP",
-                      flush=True)
+                print(
+                    f"[{size_name}] single-width GAN w={w}: {r['sec'] * 1e3:.0f} ms, {r['flops'] / 1e9:.1f} GFLOP",
+                    flush=True,
+                )
             sep_ms, sep_gflop = sum(r["sec"] for r in separate) * 1e3, sum(r["flops"] for r in separate) / 1e9
         for forward in args.distill_forward:
             fp32_ms = fp32_flops = None
@@ -275,8 +332,14 @@ def main() -> None:
                 model = slim_model(size, forward, **switches)
                 try:
                     # FLOPs are counted in fp32 only: every mode does the same arithmetic
-                    r = run_iterations(model, args.batch, args.iters, args.warmup + compiled, precision,
-                                       instrument=mode == "fp32" and not args.no_flops)
+                    r = run_iterations(
+                        model,
+                        args.batch,
+                        args.iters,
+                        args.warmup + compiled,
+                        precision,
+                        instrument=mode == "fp32" and not args.no_flops,
+                    )
                 except Exception as e:  # e.g. no C++ compiler for torch.compile: report and go on
                     print(f"[{size_name}] {mode}: failed: {type(e).__name__}: {str(e).splitlines()[0]}", flush=True)
                     rows.append(dict(size=size_name, distill_forward=forward, mode=mode, failed=str(e).splitlines()[0]))
@@ -285,60 +348,91 @@ def main() -> None:
                 flops = r["flops"] or fp32_flops
                 if mode == "fp32":
                     fp32_ms, fp32_flops = ms, flops
-                row = dict(size=size_name, distill_forward=forward, mode=mode, precision=precision, **switches,
-                           ms=ms, ratio_vs_fp32=ms / fp32_ms, cpu_ms=r["cpu_sec"] * 1e3,
-                           first_iteration_s=r["first_sec"],
-                           gflop=flops / 1e9 if flops else None,
-                           gflops_per_s=flops / r["sec"] / 1e9 if flops else None,
-                           four_separate_ms=sep_ms, four_separate_gflop=sep_gflop,
-                           ratio_vs_separate=ms / sep_ms if sep_ms else None)
-                row["cpu_ratio_vs_fp32"] = row["cpu_ms"] / next(x["cpu_ms"] for x in rows + [row] if
-                                                                 x.get("mode") == "fp32" and x["size"] == size_name
-                                                                 and x["distill_forward"] == forward)
+                row = dict(
+                    size=size_name,
+                    distill_forward=forward,
+                    mode=mode,
+                    precision=precision,
+                    **switches,
+                    ms=ms,
+                    ratio_vs_fp32=ms / fp32_ms,
+                    cpu_ms=r["cpu_sec"] * 1e3,
+                    first_iteration_s=r["first_sec"],
+                    gflop=flops / 1e9 if flops else None,
+                    gflops_per_s=flops / r["sec"] / 1e9 if flops else None,
+                    four_separate_ms=sep_ms,
+                    four_separate_gflop=sep_gflop,
+                    ratio_vs_separate=ms / sep_ms if sep_ms else None,
+                )
+                row["cpu_ratio_vs_fp32"] = row["cpu_ms"] / next(
+                    x["cpu_ms"]
+                    for x in rows + [row]
+                    if x.get("mode") == "fp32" and x["size"] == size_name and x["distill_forward"] == forward
+                )
                 if mode == "fp32" and not (args.no_conv_throughput or args.no_flops):
                     bare = replay_conv_throughput(r["calls"])
-                    row.update(bare_conv_gflops_per_s=bare, pct_of_bare_conv=100 * row["gflops_per_s"] / bare,
-                               peak_conv_gflops_per_s=peak, pct_of_peak_conv=100 * row["gflops_per_s"] / peak)
+                    row.update(
+                        bare_conv_gflops_per_s=bare,
+                        pct_of_bare_conv=100 * row["gflops_per_s"] / bare,
+                        peak_conv_gflops_per_s=peak,
+                        pct_of_peak_conv=100 * row["gflops_per_s"] / peak,
+                    )
                 rows.append(row)
-                print(f"[{size_name}] {forward} {mode}: {ms:.0f} ms/iter ({row['ratio_vs_fp32']:.2f}x fp32), "
-                      f"CPU {row['cpu_ms']:.0f} ms ({row['cpu_ratio_vs_fp32']:.2f}x), "
-                      f"{fmt(row['gflop'], '.1f')} GFLOP, {fmt(row['gflops_per_s'], '.1f')} GFLOP/s, first iteration "
-                      f"{r['first_sec']:.1f} s", flush=True)
+                print(
+                    f"[{size_name}] {forward} {mode}: {ms:.0f} ms/iter ({row['ratio_vs_fp32']:.2f}x fp32), "
+                    f"CPU {row['cpu_ms']:.0f} ms ({row['cpu_ratio_vs_fp32']:.2f}x), "
+                    f"{fmt(row['gflop'], '.1f')} GFLOP, {fmt(row['gflops_per_s'], '.1f')} GFLOP/s, first iteration "
+                    f"{r['first_sec']:.1f} s",
+                    flush=True,
+                )
 
-    header = ("| size | G-step forwards | mode | ms / iter | x fp32 | CPU ms / iter | CPU x fp32 | GFLOP / iter | GFLOP/s "
-              "| first iteration s | four separate (fp32) ms | slim / separate |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    header = (
+        "| size | G-step forwards | mode | ms / iter | x fp32 | CPU ms / iter | CPU x fp32 | GFLOP / iter | GFLOP/s "
+        "| first iteration s | four separate (fp32) ms | slim / separate |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     lines = "".join(
-        f"| {r['size']} | {r['distill_forward']} | {r['mode']} | failed: {r['failed'][:80]} |||||||||\n" if "failed" in r
+        f"| {r['size']} | {r['distill_forward']} | {r['mode']} | failed: {r['failed'][:80]} |||||||||\n"
+        if "failed" in r
         else f"| {r['size']} | {r['distill_forward']} | {r['mode']} | {r['ms']:.0f} | {r['ratio_vs_fp32']:.2f} "
-             f"| {r['cpu_ms']:.0f} | {r['cpu_ratio_vs_fp32']:.2f} "
-             f"| {fmt(r['gflop'], '.1f')} | {fmt(r['gflops_per_s'], '.1f')} | {r['first_iteration_s']:.1f} "
-             f"| {fmt(r['four_separate_ms'], '.0f')} | {fmt(r['ratio_vs_separate'], '.2f')} |\n"
-        for r in rows)
+        f"| {r['cpu_ms']:.0f} | {r['cpu_ratio_vs_fp32']:.2f} "
+        f"| {fmt(r['gflop'], '.1f')} | {fmt(r['gflops_per_s'], '.1f')} | {r['first_iteration_s']:.1f} "
+        f"| {fmt(r['four_separate_ms'], '.0f')} | {fmt(r['ratio_vs_separate'], '.2f')} |\n"
+        for r in rows
+    )
     conv_lines = "".join(
         f"- {r['size']}, fp32: {r['gflops_per_s']:.1f} GFLOP/s = {r['pct_of_bare_conv']:.0f}% of the same convs "
         f"run bare ({r['bare_conv_gflops_per_s']:.1f} GFLOP/s), {r['pct_of_peak_conv']:.0f}% of peak conv.\n"
-        for r in rows if "pct_of_bare_conv" in r)
+        for r in rows
+        if "pct_of_bare_conv" in r
+    )
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()
-    meta = (f"Run {now}. Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average at the end "
-            f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min). {args.note}\n\n"
-            f"Batch {args.batch}, median of {args.iters} iterations after {args.warmup} warm-up (compiled modes: "
-            f"one more, the compiling one, whose time is *first iteration s*), through the Lightning loop. "
-            f"*x fp32*: ms / fp32's ms of the same size in this run. *CPU ms*: process CPU time of the iteration "
-            f"(all threads; less disturbed by other jobs than wall time on a shared machine). GFLOP counted by torch.utils.flop_counter "
-            f"(in the fp32 run; every mode does the same arithmetic).\n\n")
-    conv = ("Conv throughput (fp32): *same convs bare* replays every convolution kernel call of one iteration "
-            f"alone on dense contiguous tensors; *peak* is the best single large conv fwd+bwd ({peak:.1f} GFLOP/s, "
-            f"{peak_name}).\n\n" + conv_lines)
+    meta = (
+        f"Run {now}. Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average at the end "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min). {args.note}\n\n"
+        f"Batch {args.batch}, median of {args.iters} iterations after {args.warmup} warm-up (compiled modes: "
+        f"one more, the compiling one, whose time is *first iteration s*), through the Lightning loop. "
+        f"*x fp32*: ms / fp32's ms of the same size in this run. *CPU ms*: process CPU time of the iteration "
+        f"(all threads; less disturbed by other jobs than wall time on a shared machine). "
+        f"GFLOP counted by torch.utils.flop_counter "
+        f"(in the fp32 run; every mode does the same arithmetic).\n\n"
+    )
+    conv = (
+        "Conv throughput (fp32): *same convs bare* replays every convolution kernel call of one iteration "
+        f"alone on dense contiguous tensors; *peak* is the best single large conv fwd+bwd ({peak:.1f} GFLOP/s, "
+        f"{peak_name}).\n\n" + conv_lines
+    )
     table = header + lines
     print("\n" + table)
     body = "# SlimGAN training iteration benchmark (SNDCGAN-32)\n\n" + meta + table + "\n" + conv
     if args.profile:
         print("profiling one fp32 iteration at the demo size ...", flush=True)
-        body += ("\n## Profile: one fp32 iteration at the demo size (torch.profiler, top ops by self CPU time)\n\n"
-                 + profile_iteration(SIZES["demo"], args.batch))
+        body += (
+            "\n## Profile: one fp32 iteration at the demo size (torch.profiler, top ops by self CPU time)\n\n"
+            + profile_iteration(SIZES["demo"], args.batch)
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(body)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2))

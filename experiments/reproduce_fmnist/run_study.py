@@ -50,15 +50,16 @@ from omegaconf import OmegaConf
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 STUDY_FILE = HERE / "study.yaml"
-CONCLUSIONS_FILE = HERE / "conclusions.md"   # hand-written reading of the full study, included in the report
-TEMPLATE_MARK = "<!-- TEMPLATE"              # conclusions.md not written yet: the report says so instead
+CONCLUSIONS_FILE = HERE / "conclusions.md"  # hand-written reading of the full study, included in the report
+TEMPLATE_MARK = "<!-- TEMPLATE"  # conclusions.md not written yet: the report says so instead
 FULL_REPORT = REPO / "experiments" / "results" / "fmnist_reproduction.md"
 VERDICTS = ("held", "not held", "undecided")
 
 
 # ---------------------------------------------------------------------- statistics (unit-tested)
-def paired_bootstrap_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95,
-                              resamples: int = 20000, seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap_interval(
+    a: Sequence[float], b: Sequence[float], level: float = 0.95, resamples: int = 20000, seed: int = 0
+) -> tuple[float, float, float]:
     """(mean difference, low, high): percentile bootstrap interval of mean(a - b) over pairs.
 
     The pairs (a[i], b[i]) are resampled together (paired by seed). With few pairs (n^n <= 200k, e.g.
@@ -72,7 +73,7 @@ def paired_bootstrap_interval(a: Sequence[float], b: Sequence[float], level: flo
         raise ValueError(f"level must be in (0, 1), got {level}")
     diffs = [float(x) - float(y) for x, y in zip(a, b)]
     n = len(diffs)
-    if n ** n <= 200_000:
+    if n**n <= 200_000:
         means = [sum(combo) / n for combo in itertools.product(diffs, repeat=n)]
     else:
         rng = random.Random(seed)
@@ -107,8 +108,10 @@ def aggregate_curves(curves: Sequence[Sequence[tuple[int, float]]]) -> list[tupl
         return []
     common = set.intersection(*(set(it for it, _ in c) for c in curves))
     values = [dict(c) for c in curves]
-    return [(it, statistics.mean(v[it] for v in values), min(v[it] for v in values), max(v[it] for v in values))
-            for it in sorted(common)]
+    return [
+        (it, statistics.mean(v[it] for v in values), min(v[it] for v in values), max(v[it] for v in values))
+        for it in sorted(common)
+    ]
 
 
 # ---------------------------------------------------------------------- the plan
@@ -116,14 +119,14 @@ def aggregate_curves(curves: Sequence[Sequence[tuple[int, float]]]) -> list[tupl
 class Run:
     """One training run of the study."""
 
-    name: str                    # folder name, unique in the study
-    arm: str                     # slimgan | native | native_narrow_d | <ablation name>
-    kind: str                    # main | narrow_d | ablation | conditional
+    name: str  # folder name, unique in the study
+    arm: str  # slimgan | native | native_narrow_d | <ablation name>
+    kind: str  # main | narrow_d | ablation | conditional
     seed: int
     g_steps: int
-    widths: list[float]          # the widths it trains (a native run: its one width)
+    widths: list[float]  # the widths it trains (a native run: its one width)
     overrides: list[str]
-    width: float | None = None   # a native run's width
+    width: float | None = None  # a native run's width
 
     def folder(self, root: Path) -> Path:
         return root / self.name
@@ -133,13 +136,19 @@ class Run:
 class Study:
     mode: str
     spec: dict[str, Any]
-    root: Path                   # run folders
+    root: Path  # run folders
     g_steps: int
     ablation_g_steps: int
 
     @classmethod
-    def load(cls, mode: str, root: Path, g_steps: int | None = None, ablation_g_steps: int | None = None,
-             path: Path = STUDY_FILE) -> "Study":
+    def load(
+        cls,
+        mode: str,
+        root: Path,
+        g_steps: int | None = None,
+        ablation_g_steps: int | None = None,
+        path: Path = STUDY_FILE,
+    ) -> Study:
         spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
         if mode not in spec["modes"]:
             raise SystemExit(f"run_study: --mode must be one of {sorted(spec['modes'])}, got {mode!r}")
@@ -165,14 +174,25 @@ class Study:
 
     def _unconditional(self, g_steps: int, *extra: str) -> list[str]:
         s, m = self.spec["slimgan"], self.mode_spec
-        return [*self.spec["recipe"], *m["overrides"], *self._budget(g_steps),
-                f"slim.alpha={s['alpha']}", f"slim.stepwise={str(s['stepwise']).lower()}",
-                f"slim.n_share={s['n_share']}", f"slim.widths={_list(self.widths)}", *extra]
+        return [
+            *self.spec["recipe"],
+            *m["overrides"],
+            *self._budget(g_steps),
+            f"slim.alpha={s['alpha']}",
+            f"slim.stepwise={str(s['stepwise']).lower()}",
+            f"slim.n_share={s['n_share']}",
+            f"slim.widths={_list(self.widths)}",
+            *extra,
+        ]
 
     def _budget(self, g_steps: int) -> list[str]:
         m = self.mode_spec
-        return [f"train.g_steps={g_steps}", f"callbacks.fid.every_n_iterations={m['fid_every']}",
-                f"callbacks.fid.n_fake={m['fid']['n_fake']}", f"callbacks.fid.n_real={m['fid']['n_real']}"]
+        return [
+            f"train.g_steps={g_steps}",
+            f"callbacks.fid.every_n_iterations={m['fid_every']}",
+            f"callbacks.fid.n_fake={m['fid']['n_fake']}",
+            f"callbacks.fid.n_real={m['fid']['n_real']}",
+        ]
 
     # ------------------------------------------------------------------ the runs
     def main_runs(self) -> list[Run]:
@@ -180,23 +200,53 @@ class Study:
         d_width = float(self.spec["baseline"]["d_width_main"])
         runs = []
         for s in self.seeds:
-            runs.append(Run(f"slimgan_seed{s}", "slimgan", "main", s, self.g_steps, self.widths,
-                            self._unconditional(self.g_steps)))
-            runs += [Run(f"native_w{w:g}_seed{s}", "native", "main", s, self.g_steps, [w],
-                         self._unconditional(self.g_steps, f"model.baseline.g_width={w}",
-                                             f"model.baseline.d_width={d_width}"), width=w)
-                     for w in self.widths]
+            runs.append(
+                Run(
+                    f"slimgan_seed{s}",
+                    "slimgan",
+                    "main",
+                    s,
+                    self.g_steps,
+                    self.widths,
+                    self._unconditional(self.g_steps),
+                )
+            )
+            runs += [
+                Run(
+                    f"native_w{w:g}_seed{s}",
+                    "native",
+                    "main",
+                    s,
+                    self.g_steps,
+                    [w],
+                    self._unconditional(
+                        self.g_steps, f"model.baseline.g_width={w}", f"model.baseline.d_width={d_width}"
+                    ),
+                    width=w,
+                )
+                for w in self.widths
+            ]
         return runs
 
     def narrow_d_runs(self) -> list[Run]:
         """The official script's other knob: D with ndf*w channels too (first seed). The width whose
         narrow D is the main comparison's D (1.0) is that run already: not trained twice."""
         d_main = float(self.spec["baseline"]["d_width_main"])
-        return [Run(self.narrow_d_name(w, s), "native_narrow_d", "narrow_d", s, self.g_steps, [w],
-                    self._unconditional(self.g_steps, f"model.baseline.g_width={w}", f"model.baseline.d_width={w}"),
-                    width=w)
-                for s in self.seeds[: int(self.spec["baseline"]["narrow_d_seeds"])] for w in self.widths
-                if abs(w - d_main) > 1e-9]
+        return [
+            Run(
+                self.narrow_d_name(w, s),
+                "native_narrow_d",
+                "narrow_d",
+                s,
+                self.g_steps,
+                [w],
+                self._unconditional(self.g_steps, f"model.baseline.g_width={w}", f"model.baseline.d_width={w}"),
+                width=w,
+            )
+            for s in self.seeds[: int(self.spec["baseline"]["narrow_d_seeds"])]
+            for w in self.widths
+            if abs(w - d_main) > 1e-9
+        ]
 
     def narrow_d_name(self, width: float, seed: int) -> str:
         """The run that has the native network of ``width`` with a D of ndf*width channels."""
@@ -223,8 +273,12 @@ class Study:
                 widths = _widths_of(overrides) or self.widths
                 runs.append(Run(f"abl_{name}_seed{s}", name, "ablation", s, g, widths, overrides))
             else:
-                overrides = [*self.spec["conditional_recipe"], *m["conditional_overrides"], *self._budget(g),
-                             *self.spec["conditional"][name]]
+                overrides = [
+                    *self.spec["conditional_recipe"],
+                    *m["conditional_overrides"],
+                    *self._budget(g),
+                    *self.spec["conditional"][name],
+                ]
                 runs.append(Run(f"{name}_seed{s}", name, "conditional", s, g, self.widths_of_conditional(), overrides))
         return runs
 
@@ -248,8 +302,12 @@ class Study:
                 per_step *= float(c["conditional_factor"])
         n_w = len(run.widths)
         fid_points = run.g_steps // int(m["fid_every"])
-        return (float(c["startup"]) + per_step * run.g_steps + fid_points * n_w * float(c["fid_per_width"])
-                + n_w * float(c["eval_per_width"]))
+        return (
+            float(c["startup"])
+            + per_step * run.g_steps
+            + fid_points * n_w * float(c["fid_per_width"])
+            + n_w * float(c["eval_per_width"])
+        )
 
     def plan_lines(self) -> list[str]:
         """The planned runs (done / pending / refused), per-stage and total estimated hours, and whether
@@ -268,18 +326,23 @@ class Study:
         limit = float(self.spec["cost"]["limit_hours"]) * 3600
         lines.append("")
         lines += [f"{kind:<12} ~{v[0] / 3600:.2f} h planned, ~{v[1] / 3600:.2f} h left" for kind, v in stages.items()]
-        lines.append(f"total        ~{total / 3600:.2f} h planned ({len(self.all_runs())} runs, mode {self.mode}, "
-                     f"{self.g_steps} G steps main / {self.ablation_g_steps} ablations), ~{left / 3600:.2f} h left")
+        lines.append(
+            f"total        ~{total / 3600:.2f} h planned ({len(self.all_runs())} runs, mode {self.mode}, "
+            f"{self.g_steps} G steps main / {self.ablation_g_steps} ablations), ~{left / 3600:.2f} h left"
+        )
         if total <= limit:
             lines.append(f"fits the {limit / 3600:g} h limit")
         else:
             core = stages.get("main", [0.0])[0] + stages.get("narrow_d", [0.0])[0]
-            lines.append(f"does NOT fit the {limit / 3600:g} h limit in one sitting: the main comparison and the "
-                         f"narrow-D variant take ~{core / 3600:.2f} h"
-                         + (" (they fit)" if core <= limit else "") + f", the ablations ~{(total - core) / 3600:.2f} h "
-                         f"more; the study is resumable, so launch it again for the rest, or lower "
-                         f"--ablation-g-steps (each ablation G step costs "
-                         f"~{(total - core) / max(1, self.ablation_g_steps) / 60:.2f} min in all)")
+            lines.append(
+                f"does NOT fit the {limit / 3600:g} h limit in one sitting: the main comparison and the "
+                f"narrow-D variant take ~{core / 3600:.2f} h"
+                + (" (they fit)" if core <= limit else "")
+                + f", the ablations ~{(total - core) / 3600:.2f} h "
+                f"more; the study is resumable, so launch it again for the rest, or lower "
+                f"--ablation-g-steps (each ablation G step costs "
+                f"~{(total - core) / max(1, self.ablation_g_steps) / 60:.2f} min in all)"
+            )
         return lines
 
 
@@ -341,8 +404,13 @@ def execute(run: Run, study: Study, classifier: Path | None, data_root: str) -> 
     last = out / "checkpoints" / "last.ckpt"
     # Interrupted in an earlier sitting: resume=auto continues from the run folder's last.ckpt.
     resumed = last.is_file()
-    overrides = [*run.overrides, f"seed={run.seed}", f"paths.output_dir={out}", f"data.root={data_root}",
-                 "resume=auto"] + ([f"callbacks.fid.classifier={classifier}"] if classifier else [])
+    overrides = [
+        *run.overrides,
+        f"seed={run.seed}",
+        f"paths.output_dir={out}",
+        f"data.root={data_root}",
+        "resume=auto",
+    ] + ([f"callbacks.fid.classifier={classifier}"] if classifier else [])
     start = time.perf_counter()
     try:
         summary = train(compose_config(overrides))
@@ -352,19 +420,29 @@ def execute(run: Run, study: Study, classifier: Path | None, data_root: str) -> 
         raise RunRefused(str(e)) from e
     train_seconds = time.perf_counter() - start
     if summary.get("preempted"):  # SIGTERM/USR1 saved last.ckpt: leave the run unfinished, resumable
-        raise SystemExit(f"run_study: {run.name} stopped by a signal at iteration {summary['iterations']}; "
-                         "launch the study again to resume it")
+        raise SystemExit(
+            f"run_study: {run.name} stopped by a signal at iteration {summary['iterations']}; "
+            "launch the study again to resume it"
+        )
     (out / "refused.json").unlink(missing_ok=True)
 
     start = time.perf_counter()
-    result = evaluate_checkpoint(last, data_root=data_root, classifier_path=classifier, out_dir=out, log=None,
-                                 **study.mode_spec["evaluate"])
+    result = evaluate_checkpoint(
+        last, data_root=data_root, classifier_path=classifier, out_dir=out, log=None, **study.mode_spec["evaluate"]
+    )
     curves = logged_fid_curves(out)
     record = {
-        **asdict(run), "mode": study.mode, "iterations": summary["iterations"], "resumed": resumed,
-        "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - start,
-        "checkpoint": str(last), "widths": result["widths"], "consistency": result["consistency"],
-        "extractor": result["extractor"], "evaluate": result["settings"],
+        **asdict(run),
+        "mode": study.mode,
+        "iterations": summary["iterations"],
+        "resumed": resumed,
+        "train_seconds": train_seconds,
+        "eval_seconds": time.perf_counter() - start,
+        "checkpoint": str(last),
+        "widths": result["widths"],
+        "consistency": result["consistency"],
+        "extractor": result["extractor"],
+        "evaluate": result["settings"],
         "fid_curves": {str(w): points for w, points in curves.items()},
     }
     (out / "study_record.json").write_text(json.dumps(record, indent=2))
@@ -429,16 +507,29 @@ def main_comparison(study: Study, records: dict[str, dict[str, Any]]) -> list[di
     v = study.spec["verdict"]
     rows = []
     for w in study.widths:
-        pairs = [(s, fid_at(records.get(f"slimgan_seed{s}"), w), fid_at(records.get(f"native_w{w:g}_seed{s}"), w))
-                 for s in study.seeds]
+        pairs = [
+            (s, fid_at(records.get(f"slimgan_seed{s}"), w), fid_at(records.get(f"native_w{w:g}_seed{s}"), w))
+            for s in study.seeds
+        ]
         pairs = [(s, a, b) for s, a, b in pairs if a is not None and b is not None]
-        row: dict[str, Any] = {"width": w, "seeds": [s for s, _, _ in pairs], "slimgan": [a for _, a, _ in pairs],
-                               "native": [b for _, _, b in pairs], "verdict": "pending"}
+        row: dict[str, Any] = {
+            "width": w,
+            "seeds": [s for s, _, _ in pairs],
+            "slimgan": [a for _, a, _ in pairs],
+            "native": [b for _, _, b in pairs],
+            "verdict": "pending",
+        }
         if pairs:
             mean_d, low, high = paired_bootstrap_interval(row["slimgan"], row["native"], level=float(v["level"]))
             margin = float(v["margin"]) * statistics.mean(row["native"])
-            row.update(diffs=[a - b for _, a, b in pairs], mean_diff=mean_d, low=low, high=high, margin=margin,
-                       verdict=verdict(low, high, margin) if len(pairs) == len(study.seeds) else "pending")
+            row.update(
+                diffs=[a - b for _, a, b in pairs],
+                mean_diff=mean_d,
+                low=low,
+                high=high,
+                margin=margin,
+                verdict=verdict(low, high, margin) if len(pairs) == len(study.seeds) else "pending",
+            )
         rows.append(row)
     return rows
 
@@ -463,10 +554,16 @@ def consistency(study: Study, seed: int, classifier: Path | None, data_root: str
     extractor = FMNISTFeatureExtractor(loaded.model, "features", sha256=loaded.sha256)
     slim_model = load_slimgan(slim["checkpoint"])
     slim_feats = [extract(extractor, slim_model.sample(n, w, seed=0)).features for w in study.widths]
-    native_feats = [extract(extractor, load_slimgan(r["checkpoint"]).sample(n, w, seed=0)).features
-                    for w, r in zip(study.widths, natives)]
-    result = {"n": n, "iterations": trained, "slimgan": mean_inconsistency(study.widths, slim_feats).to_json(),
-              "native": mean_inconsistency(study.widths, native_feats).to_json()}
+    native_feats = [
+        extract(extractor, load_slimgan(r["checkpoint"]).sample(n, w, seed=0)).features
+        for w, r in zip(study.widths, natives)
+    ]
+    result = {
+        "n": n,
+        "iterations": trained,
+        "slimgan": mean_inconsistency(study.widths, slim_feats).to_json(),
+        "native": mean_inconsistency(study.widths, native_feats).to_json(),
+    }
     cache.write_text(json.dumps(result, indent=2))
     return result
 
@@ -518,7 +615,7 @@ def curves_plot(study: Study, records: dict[str, dict[str, Any]], path: Path) ->
             if not agg:
                 continue
             its, mean, low, high = zip(*agg)
-            line, = ax.plot(its, mean, marker="o", ms=3, label=f"{label} (n={sum(1 for c in curves if c)})")
+            (line,) = ax.plot(its, mean, marker="o", ms=3, label=f"{label} (n={sum(1 for c in curves if c)})")
             ax.fill_between(its, low, high, color=line.get_color(), alpha=0.2)
             drawn = True
         narrow = curve(records.get(study.narrow_d_name(w, study.seeds[0])), w)
@@ -533,7 +630,7 @@ def curves_plot(study: Study, records: dict[str, dict[str, Any]], path: Path) ->
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(widths):]:
+    for ax in list(axes.flat)[len(widths) :]:
         ax.set_visible(False)
     if not drawn:
         plt.close(fig)
@@ -551,8 +648,11 @@ def run_row(name: str, record: dict[str, Any] | None, widths: Sequence[float], s
         return f"| {name} | " + " | ".join(status for _ in widths) + " | | |"
     fids = [fid_at(record, w) for w in widths]
     mic = f"{record['consistency']['mIC']:.2f}" if record.get("consistency") else "-"
-    return (f"| {name} | " + " | ".join(f"{f:.2f}" if f is not None else "-" for f in fids)
-            + f" | {mic} | {record['train_seconds']:.0f} |")
+    return (
+        f"| {name} | "
+        + " | ".join(f"{f:.2f}" if f is not None else "-" for f in fids)
+        + f" | {mic} | {record['train_seconds']:.0f} |"
+    )
 
 
 def build_report(study: Study, report: Path, classifier: Path | None, data_root: str) -> str:
@@ -564,82 +664,140 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
     v = study.spec["verdict"]
     lines = [f"# SlimGAN vs the official individually trained baseline on Fashion-MNIST ({study.mode} mode)", ""]
     if study.mode != "full":
-        lines += ["**Quick mode: toy sizes and a few iterations. These numbers check the pipeline and mean "
-                  "nothing about the method.**", ""]
-    lines += ["Generated by `python experiments/reproduce_fmnist/run_study.py"
-              + (f" --mode {study.mode}" if study.mode != "full" else "") + "` from `study.yaml`. "
-              "FMNIST-FID/IS/KID/mIC use the project's own Fashion-MNIST classifier, not Inception-v3: they are "
-              "not comparable with published Inception numbers.", ""]
+        lines += [
+            "**Quick mode: toy sizes and a few iterations. These numbers check the pipeline and mean "
+            "nothing about the method.**",
+            "",
+        ]
+    lines += [
+        "Generated by `python experiments/reproduce_fmnist/run_study.py"
+        + (f" --mode {study.mode}" if study.mode != "full" else "")
+        + "` from `study.yaml`. "
+        "FMNIST-FID/IS/KID/mIC use the project's own Fashion-MNIST classifier, not Inception-v3: they are "
+        "not comparable with published Inception numbers.",
+        "",
+    ]
     s = study.spec["slimgan"]
-    lines += [f"Arms: **SlimGAN** ({len(widths)} widths {', '.join(f'{w:g}' for w in widths)}, stepwise="
-              f"{s['stepwise']}, alpha {s['alpha']:g}, n_share {s['n_share']}) against the **official baseline**: one "
-              "native generator per width, built and initialised with ngf*w channels (`model.baseline.g_width`), "
-              f"with a full-size D (`model.baseline.d_width=1.0`, every seed; **the verdict rests on this one**) "
-              f"and with a narrow D of ndf*w channels (seed {s0}). Same recipe (`{' '.join(study.spec['recipe'])}`), "
-              f"same data order (same seed), {study.g_steps} G steps per run (ablations {study.ablation_g_steps}).", ""]
+    lines += [
+        f"Arms: **SlimGAN** ({len(widths)} widths {', '.join(f'{w:g}' for w in widths)}, stepwise="
+        f"{s['stepwise']}, alpha {s['alpha']:g}, n_share {s['n_share']}) against the **official baseline**: one "
+        "native generator per width, built and initialised with ngf*w channels (`model.baseline.g_width`), "
+        f"with a full-size D (`model.baseline.d_width=1.0`, every seed; **the verdict rests on this one**) "
+        f"and with a narrow D of ndf*w channels (seed {s0}). Same recipe (`{' '.join(study.spec['recipe'])}`), "
+        f"same data order (same seed), {study.g_steps} G steps per run (ablations {study.ablation_g_steps}).",
+        "",
+    ]
     any_rec = next(iter(records.values()), None)
     if any_rec:
         ev = any_rec["evaluate"]
-        lines += [f"Final evaluation: {ev['n_fake']} fakes per width vs {ev['n_real']} real {ev['split']} images "
-                  f"(classifier test accuracy {any_rec['extractor']['test_accuracy']:.3f}); curves: callbacks.fid "
-                  f"every {study.mode_spec['fid_every']} G steps with {study.mode_spec['fid']['n_fake']} fakes.", ""]
+        lines += [
+            f"Final evaluation: {ev['n_fake']} fakes per width vs {ev['n_real']} real {ev['split']} images "
+            f"(classifier test accuracy {any_rec['extractor']['test_accuracy']:.3f}); curves: callbacks.fid "
+            f"every {study.mode_spec['fid_every']} G steps with {study.mode_spec['fid']['n_fake']} fakes.",
+            "",
+        ]
 
     # main comparison and verdicts
     comparison = main_comparison(study, records)
-    lines += [f"## Per-width verdict: SlimGAN vs native networks with a full-size D ({len(seeds)} seeds, paired)", "",
-              f"Difference = FID(SlimGAN) - FID(native) per seed; interval: paired percentile bootstrap over seeds "
-              f"({v['level']:.0%}); the claim \"SlimGAN matches or beats the native network\" is **held** when the "
-              f"whole interval is below the margin ({v['margin']:.0%} of the native mean FID), **not held** when it "
-              "is wholly above, else **undecided**.", "",
-              "| width | MACs | SlimGAN FID | native FID | per-seed differences | mean difference | interval | "
-              "margin | verdict |", "|---" * 9 + "|"]
+    lines += [
+        f"## Per-width verdict: SlimGAN vs native networks with a full-size D ({len(seeds)} seeds, paired)",
+        "",
+        f"Difference = FID(SlimGAN) - FID(native) per seed; interval: paired percentile bootstrap over seeds "
+        f'({v["level"]:.0%}); the claim "SlimGAN matches or beats the native network" is **held** when the '
+        f"whole interval is below the margin ({v['margin']:.0%} of the native mean FID), **not held** when it "
+        "is wholly above, else **undecided**.",
+        "",
+        "| width | MACs | SlimGAN FID | native FID | per-seed differences | mean difference | interval | "
+        "margin | verdict |",
+        "|---" * 9 + "|",
+    ]
     for row in comparison:
         w = row["width"]
-        macs = next((r["macs"] for rec in records.values() for r in rec["widths"]
-                     if rec["arm"] == "native" and abs(float(r["width"]) - w) < 1e-9), None)
+        macs = next(
+            (
+                r["macs"]
+                for rec in records.values()
+                for r in rec["widths"]
+                if rec["arm"] == "native" and abs(float(r["width"]) - w) < 1e-9
+            ),
+            None,
+        )
         if "diffs" in row:
-            lines.append(f"| {w:g} | {macs / 1e6:.2f}M | {fmt(row['slimgan'])} | {fmt(row['native'])} | "
-                         + ", ".join(f"{d:+.2f}" for d in row["diffs"])
-                         + f" | {row['mean_diff']:+.2f} | [{row['low']:+.2f}, {row['high']:+.2f}] | "
-                         f"{row['margin']:.2f} | **{row['verdict']}** |")
+            lines.append(
+                f"| {w:g} | {macs / 1e6:.2f}M | {fmt(row['slimgan'])} | {fmt(row['native'])} | "
+                + ", ".join(f"{d:+.2f}" for d in row["diffs"])
+                + f" | {row['mean_diff']:+.2f} | [{row['low']:+.2f}, {row['high']:+.2f}] | "
+                f"{row['margin']:.2f} | **{row['verdict']}** |"
+            )
         else:
             lines.append(f"| {w:g} | - | - | - | - | - | - | - | pending |")
-    lines += ["", "Narrow-D variant (seed %d, one seed: no interval):" % s0, "",
-              "| width | SlimGAN FID | native, full D | native, narrow D (ndf*w) |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "Narrow-D variant (seed %d, one seed: no interval):" % s0,
+        "",
+        "| width | SlimGAN FID | native, full D | native, narrow D (ndf*w) |",
+        "|---|---|---|---|",
+    ]
     for w in widths:
-        cells = [fid_at(records.get(n), w) for n in (f"slimgan_seed{s0}", f"native_w{w:g}_seed{s0}",
-                                                     study.narrow_d_name(w, s0))]
+        cells = [
+            fid_at(records.get(n), w)
+            for n in (f"slimgan_seed{s0}", f"native_w{w:g}_seed{s0}", study.narrow_d_name(w, s0))
+        ]
         lines.append(f"| {w:g} | " + " | ".join(f"{c:.2f}" if c is not None else "pending" for c in cells) + " |")
 
     # curves
     lines += ["", "## FMNIST-FID during training", ""]
     plot = curves_plot(study, records, assets / "fid_curves.png")
     if plot:
-        lines += [f"Mean over seeds, band: min to max over seeds; log scale. ![FMNIST-FID curves]"
-                  f"({assets.name}/{plot.name})", ""]
+        lines += [
+            f"Mean over seeds, band: min to max over seeds; log scale. ![FMNIST-FID curves]({assets.name}/{plot.name})",
+            "",
+        ]
     else:
         lines += ["pending", ""]
 
     # consistency
     n_mic = min(int(study.mode_spec["evaluate"]["n_fake"]), 2000)
     mics = {sd: c for sd in seeds if (c := consistency(study, sd, classifier, data_root, n_mic))}
-    lines += ["## Consistency between widths (FMNIST-mIC, same z at every width; lower = more consistent)", "",
-              f"Both from the same {n_mic} seeded z and classifier.", "",
-              "| generators | mIC (mean ± std over seeds) | per seed |", "|---|---|---|"]
-    for key, label in (("slimgan", "SlimGAN (one network, all widths)"), ("native", "the native networks (one per width)")):
+    lines += [
+        "## Consistency between widths (FMNIST-mIC, same z at every width; lower = more consistent)",
+        "",
+        f"Both from the same {n_mic} seeded z and classifier.",
+        "",
+        "| generators | mIC (mean ± std over seeds) | per seed |",
+        "|---|---|---|",
+    ]
+    for key, label in (
+        ("slimgan", "SlimGAN (one network, all widths)"),
+        ("native", "the native networks (one per width)"),
+    ):
         values = [mics[sd][key]["mIC"] for sd in mics]
         lines.append(f"| {label} | {fmt(values)} | " + ", ".join(f"{x:.2f}" for x in values) + " |")
 
     # wall time
-    lines += ["", "## Training wall time (this machine, seconds)", "",
-              "| arm | per seed | mean ± std |", "|---|---|---|"]
+    lines += [
+        "",
+        "## Training wall time (this machine, seconds)",
+        "",
+        "| arm | per seed | mean ± std |",
+        "|---|---|---|",
+    ]
     slim_t = [records[n]["train_seconds"] for sd in seeds if (n := f"slimgan_seed{sd}") in records]
-    native_t = [sum(records[f"native_w{w:g}_seed{sd}"]["train_seconds"] for w in widths) for sd in seeds
-                if all(f"native_w{w:g}_seed{sd}" in records for w in widths)]
-    narrow_t = [sum(records[study.narrow_d_name(w, s0)]["train_seconds"] for w in widths)] if all(
-        study.narrow_d_name(w, s0) in records for w in widths) else []
-    for label, values in (("SlimGAN (all widths, one run)", slim_t), ("native networks, full D (sum over widths)", native_t),
-                          ("native networks, narrow D (sum, first seed)", narrow_t)):
+    native_t = [
+        sum(records[f"native_w{w:g}_seed{sd}"]["train_seconds"] for w in widths)
+        for sd in seeds
+        if all(f"native_w{w:g}_seed{sd}" in records for w in widths)
+    ]
+    narrow_t = (
+        [sum(records[study.narrow_d_name(w, s0)]["train_seconds"] for w in widths)]
+        if all(study.narrow_d_name(w, s0) in records for w in widths)
+        else []
+    )
+    for label, values in (
+        ("SlimGAN (all widths, one run)", slim_t),
+        ("native networks, full D (sum over widths)", native_t),
+        ("native networks, narrow D (sum, first seed)", narrow_t),
+    ):
         lines.append(f"| {label} | " + ", ".join(f"{x:.0f}" for x in values) + f" | {fmt(values, 0)} |")
     total_t = sum(r["train_seconds"] + r["eval_seconds"] for r in records.values())
     lines.append(f"\nWhole study so far: {total_t / 3600:.2f} h of training and evaluation ({len(records)} runs).")
@@ -647,11 +805,22 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
         lines.append("Runs resumed after an interruption count only their last sitting's time.")
 
     # ablations
-    lines += ["", f"## Ablations (seed {s0}, {study.ablation_g_steps} G steps; one change each from the SlimGAN arm)", "",
-              "| arm | " + " | ".join(f"FID w{w:g}" for w in widths) + " | mIC | train s |", "|---" * (len(widths) + 3) + "|"]
+    lines += [
+        "",
+        f"## Ablations (seed {s0}, {study.ablation_g_steps} G steps; one change each from the SlimGAN arm)",
+        "",
+        "| arm | " + " | ".join(f"FID w{w:g}" for w in widths) + " | mIC | train s |",
+        "|---" * (len(widths) + 3) + "|",
+    ]
     ref = records.get(f"slimgan_seed{s0}")
-    lines.append(run_row(f"SlimGAN reference (alpha {s['alpha']:g}, stepwise, n_share {s['n_share']}, "
-                         f"{len(widths)} widths; {study.g_steps} G steps)", ref, widths))
+    lines.append(
+        run_row(
+            f"SlimGAN reference (alpha {s['alpha']:g}, stepwise, n_share {s['n_share']}, "
+            f"{len(widths)} widths; {study.g_steps} G steps)",
+            ref,
+            widths,
+        )
+    )
     for run in study.ablation_runs():
         if run.kind != "ablation":
             continue
@@ -664,43 +833,73 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
     for run in study.ablation_runs():
         rec = records.get(run.name)
         if rec and run.kind == "ablation" and set(run.widths) - set(widths):
-            lines.append(f"\n{run.arm}: also widths " + ", ".join(
-                f"{w:g}: {fid_at(rec, w):.2f}" for w in run.widths if w not in widths and fid_at(rec, w) is not None))
+            lines.append(
+                f"\n{run.arm}: also widths "
+                + ", ".join(
+                    f"{w:g}: {fid_at(rec, w):.2f}" for w in run.widths if w not in widths and fid_at(rec, w) is not None
+                )
+            )
     n_share_runs = {r.arm: records.get(r.name) for r in study.ablation_runs() if r.arm.startswith("n_share")}
     candidates = {f"n_share {s['n_share']} (main)": ref, **n_share_runs}
     finished = {k: statistics.mean(x["fmnist_fid"] for x in rec["widths"]) for k, rec in candidates.items() if rec}
     if len(finished) > 1:
         best = min(finished, key=finished.get)
-        lines.append(f"\nn_share by mean FID over widths: " + ", ".join(f"{k} {x:.2f}" for k, x in finished.items())
-                     + f"; best: **{best}**" + (" (agrees with the main arm's choice)" if "(main)" in best else
-                                                 " (the main arm used another n_share: see the reading)"))
+        lines.append(
+            "\nn_share by mean FID over widths: "
+            + ", ".join(f"{k} {x:.2f}" for k, x in finished.items())
+            + f"; best: **{best}**"
+            + (
+                " (agrees with the main arm's choice)"
+                if "(main)" in best
+                else " (the main arm used another n_share: see the reading)"
+            )
+        )
 
     cond_runs = [r for r in study.ablation_runs() if r.kind == "conditional"]
     if cond_runs:
         cw = study.widths_of_conditional()
-        lines += ["", f"## Conditional (`{study.spec['conditional_recipe'][0]}`, seed {s0}): scBN vs switchable CBN", "",
-                  "| conditional BN | " + " | ".join(f"FID w{w:g}" for w in cw) + " | mIC | train s |",
-                  "|---" * (len(cw) + 3) + "|"]
+        lines += [
+            "",
+            f"## Conditional (`{study.spec['conditional_recipe'][0]}`, seed {s0}): scBN vs switchable CBN",
+            "",
+            "| conditional BN | " + " | ".join(f"FID w{w:g}" for w in cw) + " | mIC | train s |",
+            "|---" * (len(cw) + 3) + "|",
+        ]
         lines += [run_row(r.arm, records.get(r.name), cw, run_status(r, study.root)) for r in cond_runs]
 
     # figures
     lines += ["", "## Samples", ""]
     grid = side_by_side_grid(study, s0, assets / "slimgan_vs_native.png")
     if grid:
-        lines += [f"Same z (seed {s0} runs): for each width ({', '.join(f'{w:g}' for w in widths)}), one row "
-                  "from SlimGAN, then one row from the native network of that width.", "",
-                  f"![SlimGAN vs native networks]({assets.name}/{grid.name})", ""]
+        lines += [
+            f"Same z (seed {s0} runs): for each width ({', '.join(f'{w:g}' for w in widths)}), one row "
+            "from SlimGAN, then one row from the native network of that width.",
+            "",
+            f"![SlimGAN vs native networks]({assets.name}/{grid.name})",
+            "",
+        ]
     else:
         lines += ["pending", ""]
 
     lines += ["## Verdicts (computed from the intervals above)", ""]
-    lines += [f"- width {row['width']:g}: **{row['verdict']}**" + (
-        f" (mean difference {row['mean_diff']:+.2f}, interval [{row['low']:+.2f}, {row['high']:+.2f}], margin "
-        f"{row['margin']:.2f})" if "diffs" in row else "") for row in comparison]
+    lines += [
+        f"- width {row['width']:g}: **{row['verdict']}**"
+        + (
+            f" (mean difference {row['mean_diff']:+.2f}, interval [{row['low']:+.2f}, {row['high']:+.2f}], margin "
+            f"{row['margin']:.2f})"
+            if "diffs" in row
+            else ""
+        )
+        for row in comparison
+    ]
     if study.mode == "full":
         reading = CONCLUSIONS_FILE.read_text().strip() if CONCLUSIONS_FILE.is_file() else ""
-        lines += ["", reading if reading and TEMPLATE_MARK not in reading else
-                  "## Reading\n\n(pending: written by hand once the full study has run; see conclusions.md)"]
+        lines += [
+            "",
+            reading
+            if reading and TEMPLATE_MARK not in reading
+            else "## Reading\n\n(pending: written by hand once the full study has run; see conclusions.md)",
+        ]
     text = "\n".join(lines) + "\n"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(text)
@@ -718,18 +917,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", default="full", help="full | quick (study.yaml's modes)")
     p.add_argument("--runs-dir", default=None, help="run folders (default experiments/reproduce_fmnist/runs/<mode>)")
-    p.add_argument("--report", default=None, help=f"report path (default {FULL_REPORT.relative_to(REPO)} in full "
-                                                  "mode once the main comparison has finished, else <runs-dir>/report.md)")
-    p.add_argument("--classifier", default=None, help="FMNIST classifier file (default: the user cache; quick "
-                                                      "mode trains a small one in the runs folder)")
+    p.add_argument(
+        "--report",
+        default=None,
+        help=f"report path (default {FULL_REPORT.relative_to(REPO)} in full "
+        "mode once the main comparison has finished, else <runs-dir>/report.md)",
+    )
+    p.add_argument(
+        "--classifier",
+        default=None,
+        help="FMNIST classifier file (default: the user cache; quick mode trains a small one in the runs folder)",
+    )
     p.add_argument("--data-root", default=None, help="Fashion-MNIST root (default: Debian's)")
     p.add_argument("--g-steps", type=int, default=None, help="G steps of every run (default: the mode's, full 2000)")
-    p.add_argument("--ablation-g-steps", type=int, default=None,
-                   help="G steps of the ablation and conditional runs (default: --g-steps, else the mode's)")
+    p.add_argument(
+        "--ablation-g-steps",
+        type=int,
+        default=None,
+        help="G steps of the ablation and conditional runs (default: --g-steps, else the mode's)",
+    )
     p.add_argument("--plan", action="store_true", help="list the runs, which have finished and the estimated time")
     p.add_argument("--report-only", action="store_true", help="tabulate the finished runs without training")
-    p.add_argument("--only", nargs="+", default=(), metavar="PATTERN",
-                   help="train only the runs whose names match (fnmatch, e.g. 'abl_*'); see --plan for names")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        default=(),
+        metavar="PATTERN",
+        help="train only the runs whose names match (fnmatch, e.g. 'abl_*'); see --plan for names",
+    )
     args = p.parse_args(argv)
 
     from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT
@@ -743,8 +958,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print("\n".join(plan[-3:]), flush=True)  # the estimate, before hours of training
     root.mkdir(parents=True, exist_ok=True)
-    classifier = Path(args.classifier) if args.classifier else (
-        quick_classifier(root, data_root) if args.mode != "full" else None)
+    classifier = (
+        Path(args.classifier)
+        if args.classifier
+        else (quick_classifier(root, data_root) if args.mode != "full" else None)
+    )
     if not args.report_only:
         run_all(study, classifier, data_root, only=args.only)
     if args.report:

@@ -36,10 +36,12 @@ class SlurmLauncher(SubmititSlurmLauncher):
                 raise LaunchConfigError("sinfo not found: hydra/launcher=slurm must run on a SLURM login node")
             partition, nodes = partition_nodes(self.params.get("partition"))
             accelerator, devices, num_nodes = trainer_request(self.config)
-            resources = launch_resources("slurm", accelerator, devices, num_nodes,
-                                         partition_has_gpus=any(n.gpus for n in nodes))
-            self.params.update(nodes=resources.nodes, tasks_per_node=resources.tasks_per_node,
-                               gpus_per_node=resources.gpus_per_node)
+            resources = launch_resources(
+                "slurm", accelerator, devices, num_nodes, partition_has_gpus=any(n.gpus for n in nodes)
+            )
+            self.params.update(
+                nodes=resources.nodes, tasks_per_node=resources.tasks_per_node, gpus_per_node=resources.gpus_per_node
+            )
             check_request(self.params, partition, nodes)
         except LaunchConfigError as e:
             refuse("slurm", e)
@@ -67,6 +69,7 @@ class LocalLauncher(SubmititLocalLauncher):
             resources = launch_resources("local", accelerator, devices, num_nodes, cuda_count=local_cuda_count())
         except LaunchConfigError as e:
             refuse("local", e)
-        self.params.update(nodes=resources.nodes, tasks_per_node=resources.tasks_per_node,
-                           gpus_per_node=resources.gpus_per_node)
+        self.params.update(
+            nodes=resources.nodes, tasks_per_node=resources.tasks_per_node, gpus_per_node=resources.gpus_per_node
+        )
         return super().launch(job_overrides, initial_job_idx)

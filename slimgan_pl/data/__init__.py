@@ -14,6 +14,17 @@ from slimgan_pl.data.fashion_mnist import FashionMNISTDataModule, load_fashion_m
 from slimgan_pl.data.image_folder import ImageFolderDataModule
 from slimgan_pl.data.stl10 import STL10DataModule
 
-__all__ = ["CIFARDataModule", "CelebADataModule", "CorruptImageError", "DataNotFoundError", "FashionMNISTDataModule",
-           "FileImageDataModule", "ImageDataModule", "ImageFolderDataModule", "InMemoryImageDataModule",
-           "STL10DataModule", "load_fashion_mnist", "to_model_range"]
+__all__ = [
+    "CIFARDataModule",
+    "CelebADataModule",
+    "CorruptImageError",
+    "DataNotFoundError",
+    "FashionMNISTDataModule",
+    "FileImageDataModule",
+    "ImageDataModule",
+    "ImageFolderDataModule",
+    "InMemoryImageDataModule",
+    "STL10DataModule",
+    "load_fashion_mnist",
+    "to_model_range",
+]

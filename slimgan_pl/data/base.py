@@ -27,8 +27,9 @@ class CorruptImageError(ValueError):
     """An image file (or an image inside a container file) cannot be decoded; the message names it."""
 
 
-def open_torchvision_dataset(cls: type, root: str, download: bool, required: Sequence[str], layout: str,
-                             **kwargs) -> Dataset:
+def open_torchvision_dataset(
+    cls: type, root: str, download: bool, required: Sequence[str], layout: str, **kwargs
+) -> Dataset:
     """``cls(root, download=download, **kwargs)`` (a torchvision dataset class), with one clear
     :class:`DataNotFoundError` when files are missing or fail torchvision's checks. ``required``:
     paths relative to ``root`` that must exist when not downloading; ``layout``: what the user
@@ -37,13 +38,15 @@ def open_torchvision_dataset(cls: type, root: str, download: bool, required: Seq
     if missing and not download:
         raise DataNotFoundError(
             f"{cls.__name__} not found under data.root={root!r}: missing {', '.join(missing)}. Set "
-            f"data.download=true (needs network) or point data.root at a folder holding {layout}.")
+            f"data.download=true (needs network) or point data.root at a folder holding {layout}."
+        )
     try:
         return cls(root, download=download, **kwargs)
     except RuntimeError as e:  # torchvision: md5 mismatch ("not found or corrupted"), failed download
         raise DataNotFoundError(
             f"{cls.__name__} under data.root={root!r} is incomplete or corrupt ({e}). Set data.download=true "
-            f"(needs network) or replace the files ({layout}).") from e
+            f"(needs network) or replace the files ({layout})."
+        ) from e
 
 
 def to_model_range(images_uint8: torch.Tensor, image_size: int) -> torch.Tensor:
@@ -61,8 +64,9 @@ def to_model_range(images_uint8: torch.Tensor, image_size: int) -> torch.Tensor:
     if h == w and image_size > h and (image_size - h) % 2 == 0 and image_size - h <= 8:
         pad = (image_size - h) // 2
         return F.pad(x, (pad, pad, pad, pad), value=-1.0)
-    return F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False,
-                         antialias=True).clamp(-1, 1)
+    return F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True).clamp(
+        -1, 1
+    )
 
 
 class TensorImageDataset(Dataset):
@@ -86,14 +90,23 @@ class DecodedImageDataset(Dataset):
     (one container file). ``on_corrupt="skip"``: an image that fails anyway (changed after the
     pre-flight check) is replaced by the next readable one, with a warning, instead of ending the run."""
 
-    def __init__(self, source: Dataset, labels: torch.Tensor, names: Sequence[str] | str, image_size: int,
-                 img_channels: int, crop: int | None = None, on_corrupt: str = "error") -> None:
+    def __init__(
+        self,
+        source: Dataset,
+        labels: torch.Tensor,
+        names: Sequence[str] | str,
+        image_size: int,
+        img_channels: int,
+        crop: int | None = None,
+        on_corrupt: str = "error",
+    ) -> None:
         self.source, self.labels, self.names, self.on_corrupt = source, labels, names, on_corrupt
         self.mode = {1: "L", 3: "RGB"}[img_channels]
         # crop (CelebA: the central 178x178 face region), then shorter side -> image_size, central square
-        self.transform = v2.Compose(([v2.CenterCrop(crop)] if crop else [])
-                                    + [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size),
-                                       v2.PILToTensor()])
+        self.transform = v2.Compose(
+            ([v2.CenterCrop(crop)] if crop else [])
+            + [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size), v2.PILToTensor()]
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -106,8 +119,9 @@ class DecodedImageDataset(Dataset):
             image = self.source[i][0].convert(self.mode)
             return self.transform(image)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            raise CorruptImageError(f"cannot read {self.name(i)}: {type(e).__name__}: {e} "
-                                    "(replace or delete the file)") from e
+            raise CorruptImageError(
+                f"cannot read {self.name(i)}: {type(e).__name__}: {e} (replace or delete the file)"
+            ) from e
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         for attempt in range(min(len(self), 16)):
@@ -135,8 +149,16 @@ class ImageDataModule(pl.LightningDataModule):
 
     num_classes: int | None = None
 
-    def __init__(self, batch_size: int = 64, n_dis: int = 1, image_size: int = 32, img_channels: int = 3,
-                 num_workers: int = 0, limit: int | None = None, shuffle_seed: int | None = None) -> None:
+    def __init__(
+        self,
+        batch_size: int = 64,
+        n_dis: int = 1,
+        image_size: int = 32,
+        img_channels: int = 3,
+        num_workers: int = 0,
+        limit: int | None = None,
+        shuffle_seed: int | None = None,
+    ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
@@ -164,12 +186,15 @@ class ImageDataModule(pl.LightningDataModule):
         assert self.dataset is not None, "call setup() first"
         per_step = self.batch_size * self.n_dis
         if len(self.dataset) < per_step:
-            raise ValueError(f"dataset has {len(self.dataset)} images, fewer than one training step "
-                             f"needs (data.batch_size * optim.n_dis = {per_step})")
+            raise ValueError(
+                f"dataset has {len(self.dataset)} images, fewer than one training step "
+                f"needs (data.batch_size * optim.n_dis = {per_step})"
+            )
         trainer = self.trainer  # under DDP every rank shuffles the same permutation and takes its shard
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        return resumable_loader(self.dataset, per_step, seed=self.shuffle_seed, num_replicas=world, rank=rank,
-                                num_workers=self.num_workers)
+        return resumable_loader(
+            self.dataset, per_step, seed=self.shuffle_seed, num_replicas=world, rank=rank, num_workers=self.num_workers
+        )
 
 
 class InMemoryImageDataModule(ImageDataModule):
@@ -194,19 +219,34 @@ class FileImageDataModule(ImageDataModule):
     names for error messages; see :class:`DecodedImageDataset`). ``crop``: central crop before
     resizing. ``check()`` also decodes the first image, so a wrong format fails before training."""
 
-    def __init__(self, batch_size: int = 64, n_dis: int = 1, image_size: int = 32, img_channels: int = 3,
-                 num_workers: int = 0, limit: int | None = None, crop: int | None = None,
-                 on_corrupt: str = "error") -> None:
-        super().__init__(batch_size=batch_size, n_dis=n_dis, image_size=image_size, img_channels=img_channels,
-                         num_workers=num_workers, limit=limit)
+    def __init__(
+        self,
+        batch_size: int = 64,
+        n_dis: int = 1,
+        image_size: int = 32,
+        img_channels: int = 3,
+        num_workers: int = 0,
+        limit: int | None = None,
+        crop: int | None = None,
+        on_corrupt: str = "error",
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size,
+            n_dis=n_dis,
+            image_size=image_size,
+            img_channels=img_channels,
+            num_workers=num_workers,
+            limit=limit,
+        )
         if on_corrupt not in ON_CORRUPT:
             raise ValueError(f"data.on_corrupt must be one of {list(ON_CORRUPT)}, got {on_corrupt!r}")
         self.on_corrupt = on_corrupt
         # (file, why) of the images left out by on_corrupt=skip; slimgan-train lists them in the run folder
         self.corrupt_files: list[tuple[str, str]] = []
         if img_channels not in (1, 3):
-            raise ValueError(f"data.img_channels must be 1 (images converted to grayscale) or 3 (RGB), "
-                             f"got {img_channels}")
+            raise ValueError(
+                f"data.img_channels must be 1 (images converted to grayscale) or 3 (RGB), got {img_channels}"
+            )
         if crop is not None and crop < image_size:
             raise ValueError(f"data.crop must be null or >= data.image_size={image_size}, got {crop}")
         self.crop = crop
@@ -216,8 +256,9 @@ class FileImageDataModule(ImageDataModule):
 
     def build_dataset(self) -> Dataset:
         source, labels, names = self.open_source()
-        dataset = DecodedImageDataset(source, labels, names, self.image_size, self.img_channels, self.crop,
-                                      self.on_corrupt)
+        dataset = DecodedImageDataset(
+            source, labels, names, self.image_size, self.img_channels, self.crop, self.on_corrupt
+        )
         used = list(range(min(self.limit, len(dataset)) if self.limit else len(dataset)))
         if not isinstance(names, str):  # one file per image: decode every used file before training
             bad = find_unreadable_images([names[i] for i in used], workers=max(self.num_workers, 4))
@@ -227,8 +268,11 @@ class FileImageDataModule(ImageDataModule):
                 self.corrupt_files = bad
                 left_out = {name for name, _ in bad}
                 used = [i for i in used if names[i] not in left_out]
-                warnings.warn(f"data.on_corrupt=skip: {len(bad)} of {len(bad) + len(used)} images cannot be decoded "
-                              f"and are left out (first: {bad[0][0]})", stacklevel=2)
+                warnings.warn(
+                    f"data.on_corrupt=skip: {len(bad)} of {len(bad) + len(used)} images cannot be decoded "
+                    f"and are left out (first: {bad[0][0]})",
+                    stacklevel=2,
+                )
         if len(used) < len(dataset):
             return Subset(dataset, used)
         return dataset

@@ -12,8 +12,16 @@ from slimgan_pl.data.base import DataNotFoundError, InMemoryImageDataModule, to_
 
 DEBIAN_ROOT = "/usr/share/datasets/fashion-mnist"
 CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -44,11 +52,12 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise ValueError(f"{path} is not an unsigned-byte idx file (bad magic {data[:4].hex()})")
     ndim = data[3]
     header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape))
     if len(data) - header != expected:
-        raise ValueError(f"{path} is truncated or corrupt: header says {shape} "
-                         f"({expected} bytes), file has {len(data) - header}")
+        raise ValueError(
+            f"{path} is truncated or corrupt: header says {shape} ({expected} bytes), file has {len(data) - header}"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -67,8 +76,9 @@ def load_fashion_mnist(root: str | Path = DEBIAN_ROOT, split: str = "train") -> 
         )
     images, labels = (read_idx(p) for p in paths)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f"Fashion-MNIST {split} files under {root} disagree: images {images.shape}, "
-                         f"labels {labels.shape}")
+        raise ValueError(
+            f"Fashion-MNIST {split} files under {root} disagree: images {images.shape}, labels {labels.shape}"
+        )
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
@@ -78,16 +88,31 @@ class FashionMNISTDataModule(InMemoryImageDataModule):
     num_classes = 10
     name = "fashion_mnist"
 
-    def __init__(self, root: str = DEBIAN_ROOT, batch_size: int = 64, n_dis: int = 1, image_size: int = 32,
-                 img_channels: int = 1, num_workers: int = 0, split: str = "train", limit: int | None = None,
-                 num_classes: int = 10) -> None:
+    def __init__(
+        self,
+        root: str = DEBIAN_ROOT,
+        batch_size: int = 64,
+        n_dis: int = 1,
+        image_size: int = 32,
+        img_channels: int = 1,
+        num_workers: int = 0,
+        split: str = "train",
+        limit: int | None = None,
+        num_classes: int = 10,
+    ) -> None:
         if img_channels != 1:
             raise ValueError(f"data.img_channels must be 1 for Fashion-MNIST (grayscale), got {img_channels}")
         # Accepted so that configs can read ${data.num_classes} (conditional models); always 10.
         if num_classes != 10:
             raise ValueError(f"data.num_classes must be 10 for Fashion-MNIST, got {num_classes}")
-        super().__init__(batch_size=batch_size, n_dis=n_dis, image_size=image_size, img_channels=1,
-                         num_workers=num_workers, limit=limit)
+        super().__init__(
+            batch_size=batch_size,
+            n_dis=n_dis,
+            image_size=image_size,
+            img_channels=1,
+            num_workers=num_workers,
+            limit=limit,
+        )
         self.root, self.split = root, split
 
     def check(self) -> None:

@@ -11,8 +11,10 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, has_file
 
 from slimgan_pl.data.base import DataNotFoundError, FileImageDataModule
 
-LAYOUT = ("root/<class>/<image> (one subfolder per class) or root/<image> (flat, unconditional); "
-          f"extensions {', '.join(IMG_EXTENSIONS)}")
+LAYOUT = (
+    "root/<class>/<image> (one subfolder per class) or root/<image> (flat, unconditional); "
+    f"extensions {', '.join(IMG_EXTENSIONS)}"
+)
 
 
 def _is_image(path: Path) -> bool:
@@ -43,13 +45,31 @@ class ImageFolderDataModule(FileImageDataModule):
     (``skip``), see :mod:`slimgan_pl.data.preflight`.
     """
 
-    def __init__(self, root: str, num_classes: int = 0, image_size: int = 32, img_channels: int = 3,
-                 crop: int | None = None, batch_size: int = 64, n_dis: int = 1, num_workers: int = 0,
-                 limit: int | None = None, on_corrupt: str = "error") -> None:
+    def __init__(
+        self,
+        root: str,
+        num_classes: int = 0,
+        image_size: int = 32,
+        img_channels: int = 3,
+        crop: int | None = None,
+        batch_size: int = 64,
+        n_dis: int = 1,
+        num_workers: int = 0,
+        limit: int | None = None,
+        on_corrupt: str = "error",
+    ) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"data.num_classes must be an integer >= 0 (0: unconditional), got {num_classes!r}")
-        super().__init__(batch_size=batch_size, n_dis=n_dis, image_size=image_size, img_channels=img_channels,
-                         num_workers=num_workers, limit=limit, crop=crop, on_corrupt=on_corrupt)
+        super().__init__(
+            batch_size=batch_size,
+            n_dis=n_dis,
+            image_size=image_size,
+            img_channels=img_channels,
+            num_workers=num_workers,
+            limit=limit,
+            crop=crop,
+            on_corrupt=on_corrupt,
+        )
         self.root, self.num_classes = root, num_classes
         self.classes: list[str] = []
 
@@ -60,8 +80,10 @@ class ImageFolderDataModule(FileImageDataModule):
         subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         flat = sorted(p for p in root.iterdir() if _is_image(p))
         if subfolders and flat:
-            raise ValueError(f"data.root={self.root!r} holds both images and subfolders "
-                             f"({flat[0].name}, {subfolders[0].name}/, ...): use one layout, {LAYOUT}")
+            raise ValueError(
+                f"data.root={self.root!r} holds both images and subfolders "
+                f"({flat[0].name}, {subfolders[0].name}/, ...): use one layout, {LAYOUT}"
+            )
         if subfolders:
             try:
                 source = ImageFolder(str(root), loader=default_loader)
@@ -74,8 +96,13 @@ class ImageFolderDataModule(FileImageDataModule):
         else:
             raise DataNotFoundError(f"no images under data.root={self.root!r}; expected {LAYOUT}")
         if self.num_classes and self.num_classes != len(self.classes):
-            found = (f"{len(self.classes)} class subfolders ({', '.join(self.classes)})" if self.classes
-                     else "a flat folder of images (no classes)")
-            raise ValueError(f"data.num_classes={self.num_classes} but data.root={self.root!r} has {found}; set "
-                             f"data.num_classes to the number of class subfolders, or 0 for an unconditional model")
+            found = (
+                f"{len(self.classes)} class subfolders ({', '.join(self.classes)})"
+                if self.classes
+                else "a flat folder of images (no classes)"
+            )
+            raise ValueError(
+                f"data.num_classes={self.num_classes} but data.root={self.root!r} has {found}; set "
+                f"data.num_classes to the number of class subfolders, or 0 for an unconditional model"
+            )
         return source, labels, [str(n) for n in names]

@@ -74,8 +74,14 @@ def find_unreadable_images(files: Sequence[str], workers: int = 4) -> list[tuple
             todo.append(f)
     if todo:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # Pillow decodes without the GIL
-            checked = tqdm(pool.map(decode_problem, todo), total=len(todo), desc="checking images", unit="img",
-                           disable=None, leave=False)  # disable=None: a bar on terminals only
+            checked = tqdm(
+                pool.map(decode_problem, todo),
+                total=len(todo),
+                desc="checking images",
+                unit="img",
+                disable=None,
+                leave=False,
+            )  # disable=None: a bar on terminals only
             for f, problem in zip(todo, checked):
                 results[f] = problem if signatures[f] is not None else "FileNotFoundError: cannot stat the file"
                 if signatures[f] is not None:
@@ -94,5 +100,7 @@ def corrupt_files_message(bad: Sequence[tuple[str, str]], total: int, shown: int
     """One line: how many, which (the first ``shown``), why, and the two ways out."""
     listed = ", ".join(f"{name} ({why.split(':')[0]})" for name, why in bad[:shown])
     more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
-    return (f"data.on_corrupt=error: {len(bad)} of {total} images cannot be decoded: {listed}{more}; "
-            "delete or replace them, or set data.on_corrupt=skip to train without them")
+    return (
+        f"data.on_corrupt=error: {len(bad)} of {total} images cannot be decoded: {listed}{more}; "
+        "delete or replace them, or set data.on_corrupt=skip to train without them"
+    )

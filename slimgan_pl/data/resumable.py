@@ -51,26 +51,41 @@ class ResumableDataLoader(DataLoader):
 
     def state_dict(self) -> dict[str, int]:
         sampler: ResumableSampler = self.sampler  # type: ignore[assignment]
-        return {"epoch": sampler.epoch, "consumed_batches": self._consumed, "batch_size": int(self.batch_size),
-                "seed": sampler.seed, "num_replicas": sampler.num_replicas}
+        return {
+            "epoch": sampler.epoch,
+            "consumed_batches": self._consumed,
+            "batch_size": int(self.batch_size),
+            "seed": sampler.seed,
+            "num_replicas": sampler.num_replicas,
+        }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         sampler: ResumableSampler = self.sampler  # type: ignore[assignment]
-        mismatched = [k for k, now in (("batch_size", self.batch_size), ("seed", sampler.seed),
-                                       ("num_replicas", sampler.num_replicas)) if state.get(k, now) != now]
+        mismatched = [
+            k
+            for k, now in (
+                ("batch_size", self.batch_size),
+                ("seed", sampler.seed),
+                ("num_replicas", sampler.num_replicas),
+            )
+            if state.get(k, now) != now
+        ]
         if mismatched:
             # Another batch size / seed / world size: the old sequence does not exist here.
             from pytorch_lightning.utilities import rank_zero_warn
 
-            rank_zero_warn(f"resuming with different {', '.join(mismatched)} than the checkpoint: the data "
-                           "order restarts at the beginning of the epoch instead of continuing the same sequence")
+            rank_zero_warn(
+                f"resuming with different {', '.join(mismatched)} than the checkpoint: the data "
+                "order restarts at the beginning of the epoch instead of continuing the same sequence"
+            )
             return
         sampler.set_epoch(int(state["epoch"]))
         sampler.skip = int(state["consumed_batches"]) * int(self.batch_size)
 
 
-def resumable_loader(dataset: Dataset, batch_size: int, seed: int, num_replicas: int = 1, rank: int = 0,
-                     num_workers: int = 0) -> ResumableDataLoader:
+def resumable_loader(
+    dataset: Dataset, batch_size: int, seed: int, num_replicas: int = 1, rank: int = 0, num_workers: int = 0
+) -> ResumableDataLoader:
     """The training loader of every data module, in-memory and file-backed (see module docstring).
 
     The loader gets its own ``torch.Generator`` so that creating an iterator (every epoch, and once
@@ -78,5 +93,11 @@ def resumable_loader(dataset: Dataset, batch_size: int, seed: int, num_replicas:
     """
     sampler = ResumableSampler(dataset, seed=seed, num_replicas=num_replicas, rank=rank)
     generator = torch.Generator().manual_seed(seed)
-    return ResumableDataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                               persistent_workers=num_workers > 0, generator=generator)
+    return ResumableDataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        generator=generator,
+    )

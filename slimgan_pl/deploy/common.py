@@ -15,4 +15,3 @@ def fail(prog: str, error: BaseException | str, code: int = 2) -> NoReturn:
     """One line on stderr, then exit: the CLIs' way of reporting a user error."""
     print(f"{prog}: error: {error}", file=sys.stderr)
     sys.exit(code)
-

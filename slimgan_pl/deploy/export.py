@@ -58,8 +58,10 @@ from slimgan_pl.nn.conditional import modulate
 PROG = "slimgan-export"
 FORMAT = "slimgan-dense-v1"
 FORMATS = ("state_dict", "torchscript", "onnx")
-ONNX_MISSING = ("ONNX export needs the onnx and onnxscript packages: pip install 'slimgan-pl[deploy]' "
-                "(or pass --formats state_dict torchscript)")
+ONNX_MISSING = (
+    "ONNX export needs the onnx and onnxscript packages: pip install 'slimgan-pl[deploy]' "
+    "(or pass --formats state_dict torchscript)"
+)
 VERIFY_ATOL = 1e-4  # export-time self-check; float32 reorderings stay far below this, wrong weights do not
 
 
@@ -142,30 +144,52 @@ def _dense_linear(m: SlimmableLinear, width: float) -> nn.Module:
 def _dense_conv(m: SlimmableConv2d, width: float) -> nn.Module:
     in_w, out_w = m.active(width)
     # stride and padding are all SlimmableConv2d.forward passes to F.conv2d
-    layer = DenseConv2d(in_w, out_w, m.kernel_size, stride=m.stride, padding=m.padding, bias=m.bias is not None,
-                        device=m.weight.device, dtype=m.weight.dtype)
+    layer = DenseConv2d(
+        in_w,
+        out_w,
+        m.kernel_size,
+        stride=m.stride,
+        padding=m.padding,
+        bias=m.bias is not None,
+        device=m.weight.device,
+        dtype=m.weight.dtype,
+    )
     return _fill(layer, m.weight[:out_w, :in_w], None if m.bias is None else m.bias[:out_w])
 
 
 def _dense_conv_transpose(m: SlimmableConvTranspose2d, width: float) -> nn.Module:
     in_w, out_w = m.active(width)
-    layer = DenseConvTranspose2d(in_w, out_w, m.kernel_size, stride=m.stride, padding=m.padding,
-                                 bias=m.bias is not None, device=m.weight.device, dtype=m.weight.dtype)
+    layer = DenseConvTranspose2d(
+        in_w,
+        out_w,
+        m.kernel_size,
+        stride=m.stride,
+        padding=m.padding,
+        bias=m.bias is not None,
+        device=m.weight.device,
+        dtype=m.weight.dtype,
+    )
     return _fill(layer, m.weight[:in_w, :out_w], None if m.bias is None else m.bias[:out_w])
 
 
 def _dense_batchnorm(m: SwitchableBatchNorm2d, width: float) -> nn.Module:
     bn = m.for_width(width)
-    layer = DenseBatchNorm2d(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
-                             track_running_stats=bn.track_running_stats,
-                             device=bn.running_mean.device if bn.running_mean is not None else None)
+    layer = DenseBatchNorm2d(
+        bn.num_features,
+        eps=bn.eps,
+        momentum=bn.momentum,
+        affine=bn.affine,
+        track_running_stats=bn.track_running_stats,
+        device=bn.running_mean.device if bn.running_mean is not None else None,
+    )
     layer.load_state_dict(bn.state_dict())  # affine + running stats, copied
     return layer
 
 
 def _dense_conditional(bn: nn.BatchNorm2d, class_affine: torch.Tensor, num_classes: int) -> nn.Module:
-    layer = DenseConditionalBatchNorm2d(bn.num_features, num_classes, affine=bn.affine, momentum=bn.momentum,
-                                        eps=bn.eps).to(class_affine.device)
+    layer = DenseConditionalBatchNorm2d(
+        bn.num_features, num_classes, affine=bn.affine, momentum=bn.momentum, eps=bn.eps
+    ).to(class_affine.device)
     layer.bn.load_state_dict(bn.state_dict())
     with torch.no_grad():
         layer.embed.weight.copy_(class_affine)
@@ -176,8 +200,9 @@ def _dense_scbn(m: SliceableConditionalBatchNorm2d, width: float) -> nn.Module:
     # the shared embedding is [gamma (C_max) | beta (C_max)]; width w reads the first C_w of each half
     c, c_max = slim_channels(m.num_features, width), m.num_features
     e = m.embed.weight
-    return _dense_conditional(m.norm.for_width(width), torch.cat([e[:, :c], e[:, c_max:c_max + c]], dim=1),
-                              m.num_classes)
+    return _dense_conditional(
+        m.norm.for_width(width), torch.cat([e[:, :c], e[:, c_max : c_max + c]], dim=1), m.num_classes
+    )
 
 
 def _dense_switchable_cbn(m: SwitchableConditionalBatchNorm2d, width: float) -> nn.Module:
@@ -190,8 +215,9 @@ def _dense_attention(m: SlimmableSelfAttention, width: float) -> nn.Module:
 
 
 def _dense_projected_bn(m: SlimmableProjectedBatchNorm2d, width: float) -> nn.Module:
-    return DenseProjectedBatchNorm2d(_dense_batchnorm(m.norm, width), _dense_linear(m.gain, width),
-                                     _dense_linear(m.bias, width))
+    return DenseProjectedBatchNorm2d(
+        _dense_batchnorm(m.norm, width), _dense_linear(m.gain, width), _dense_linear(m.bias, width)
+    )
 
 
 def _dense_native(m: NativeGenerator, width: float) -> nn.Module:
@@ -232,7 +258,8 @@ def _width_dependent(module: nn.Module) -> bool:
     if not _takes_width(module):
         return False
     owns_tensors = any(True for _ in module.parameters(recurse=False)) or any(
-        True for _ in module.buffers(recurse=False))
+        True for _ in module.buffers(recurse=False)
+    )
     return owns_tensors or type(module).__module__.startswith("slimgan_pl.nn")
 
 
@@ -248,8 +275,10 @@ def _cut(module: nn.Module, width: float, path: str) -> nn.Module:
     if convert is not None:
         return convert(module, width)
     if _width_dependent(module):
-        raise ExportError(f"cannot export: module '{path or '<root>'}' ({type(module).__name__}) depends on the "
-                          "width but has no dense converter; add one to slimgan_pl.deploy.export.DENSE_CONVERTERS")
+        raise ExportError(
+            f"cannot export: module '{path or '<root>'}' ({type(module).__name__}) depends on the "
+            "width but has no dense converter; add one to slimgan_pl.deploy.export.DENSE_CONVERTERS"
+        )
     for name, child in list(module.named_children()):
         module.add_module(name, _cut(child, width, f"{path}.{name}" if path else name))
     return module
@@ -275,19 +304,34 @@ class DenseGenerator(nn.Module):
         return self.body(z, self.width, y)
 
 
-def generator_meta(generator: SlimmableGenerator, generator_hparams: dict[str, Any], width: float,
-                   weights: str = "live", source: str | None = None,
-                   statistics: dict[str, Any] | None = None) -> dict[str, Any]:
+def generator_meta(
+    generator: SlimmableGenerator,
+    generator_hparams: dict[str, Any],
+    width: float,
+    weights: str = "live",
+    source: str | None = None,
+    statistics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """``statistics``: which BN statistics the dense model holds (``bn_statistics`` and, when
     ``standing``, how they were computed; see :func:`slimgan_pl.inference.bn_statistics`)."""
     statistics = {k: v for k, v in (statistics or {"bn_statistics": "running"}).items() if k != "weights"}
-    return {"format": FORMAT, "arch": generator_hparams["arch"], "width": float(width), "nz": generator.nz,
-            "img_channels": generator.img_channels, "img_size": generator.img_size,
-            "n_classes": int(getattr(generator, "n_classes", 0) or 0), "generator": dict(generator_hparams),
-            "widths": list(generator.widths), "weights": weights, **statistics, "source_checkpoint": source,
-            "torch": str(torch.__version__),
-            # native baseline (model.baseline): rebuilt as one by build_dense; null for slimmable generators
-            "baseline": {"g_width": generator.width} if isinstance(generator, NativeGenerator) else None}
+    return {
+        "format": FORMAT,
+        "arch": generator_hparams["arch"],
+        "width": float(width),
+        "nz": generator.nz,
+        "img_channels": generator.img_channels,
+        "img_size": generator.img_size,
+        "n_classes": int(getattr(generator, "n_classes", 0) or 0),
+        "generator": dict(generator_hparams),
+        "widths": list(generator.widths),
+        "weights": weights,
+        **statistics,
+        "source_checkpoint": source,
+        "torch": str(torch.__version__),
+        # native baseline (model.baseline): rebuilt as one by build_dense; null for slimmable generators
+        "baseline": {"g_width": generator.width} if isinstance(generator, NativeGenerator) else None,
+    }
 
 
 def example_inputs(dense: DenseGenerator, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -311,13 +355,16 @@ def verify(generator: nn.Module, dense: DenseGenerator, atol: float = VERIFY_ATO
         generator.train(was_training)
     diff = (dense(*inputs) - ref).abs().max().item()
     if not diff <= atol:
-        raise ExportError(f"exported width {dense.width} differs from the slimmable model by {diff:.3g} "
-                          f"(> {atol}); a layer was cut wrongly")
+        raise ExportError(
+            f"exported width {dense.width} differs from the slimmable model by {diff:.3g} "
+            f"(> {atol}); a layer was cut wrongly"
+        )
     return diff
 
 
-def dense_generator(generator: SlimmableGenerator, width: float, meta: dict[str, Any] | None = None,
-                    check: bool = True) -> DenseGenerator:
+def dense_generator(
+    generator: SlimmableGenerator, width: float, meta: dict[str, Any] | None = None, check: bool = True
+) -> DenseGenerator:
     """Cut ``generator`` at ``width`` (a trained width) into a :class:`DenseGenerator` in eval mode;
     the slimmable generator is not changed. ``check``: compare outputs (see :func:`verify`).
     ``meta``: see :func:`generator_meta`; pass it (with the generator's constructor kwargs) for
@@ -325,8 +372,14 @@ def dense_generator(generator: SlimmableGenerator, width: float, meta: dict[str,
     generator.check_width(width)
     if meta is None:  # without the constructor kwargs the state dict cannot be rebuilt by load_dense
         # several archs share a class (sndcgan32/48/64): the one whose fixed kwargs the generator has
-        arch = next((name for name, (cls, fixed) in GENERATORS.items() if type(generator) is cls
-                     and all(getattr(generator, k, v) == v for k, v in fixed.items())), type(generator).__name__)
+        arch = next(
+            (
+                name
+                for name, (cls, fixed) in GENERATORS.items()
+                if type(generator) is cls and all(getattr(generator, k, v) == v for k, v in fixed.items())
+            ),
+            type(generator).__name__,
+        )
         meta = generator_meta(generator, {"arch": arch}, width)
     # eval: a spectrally normalised weight is read without another power iteration, as the forward does
     body = _cut(copy.deepcopy(generator).eval(), float(width), "")
@@ -403,19 +456,27 @@ def save_onnx(dense: DenseGenerator, path: Path, opset: int | None = None) -> Pa
         raise ExportError(ONNX_MISSING)
     inputs = example_inputs(dense)
     batch = torch.export.Dim("batch", min=1)
-    names = ["z", "y"][:len(inputs)]
+    names = ["z", "y"][: len(inputs)]
     with warnings.catch_warnings():  # z and y share the batch dimension: torch notes it drops one name
         warnings.filterwarnings("ignore", message="# The axis name")
-        program = torch.onnx.export(dense.eval(), inputs, input_names=names, output_names=["images"],
-                                    dynamic_shapes={n: {0: batch} for n in names}, opset_version=opset,
-                                    dynamo=True, verbose=False)
+        program = torch.onnx.export(
+            dense.eval(),
+            inputs,
+            input_names=names,
+            output_names=["images"],
+            dynamic_shapes={n: {0: batch} for n in names},
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
     program.model.metadata_props["slimgan"] = json.dumps(dense.meta)
     program.save(str(path), external_data=False)  # small models: weights inside the .onnx file
     return path
 
 
-def export_files(dense: DenseGenerator, out_dir: Path, stem: str, formats: Sequence[str] = FORMATS,
-                 opset: int | None = None) -> dict[str, list[Path]]:
+def export_files(
+    dense: DenseGenerator, out_dir: Path, stem: str, formats: Sequence[str] = FORMATS, opset: int | None = None
+) -> dict[str, list[Path]]:
     """Write the requested formats; returns {format: [paths]}."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -469,15 +530,21 @@ def onnx_max_diff(path: Path, inputs: Sequence[torch.Tensor], ref: torch.Tensor)
 
 # ----------------------------------------------------------------------------- CLI
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=PROG, description="Cut a SlimGAN generator at one width into a dense model "
-                                "(state dict, TorchScript, ONNX).")
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Cut a SlimGAN generator at one width into a dense model (state dict, TorchScript, ONNX).",
+    )
     p.add_argument("checkpoint", help="Lightning checkpoint, e.g. outputs/<run>/checkpoints/last.ckpt")
     p.add_argument("--width", type=float, required=True, help="a trained width")
     p.add_argument("--out", default=None, help="output folder (default: <run dir>/export)")
     p.add_argument("--name", default=None, help="file stem (default: <arch>_w<width>)")
     p.add_argument("--formats", nargs="+", default=list(FORMATS), help=f"any of {list(FORMATS)} (default: all)")
-    p.add_argument("--weights", choices=WEIGHTS, default="auto",
-                   help="EMA or live generator weights (default auto: EMA when the checkpoint has it)")
+    p.add_argument(
+        "--weights",
+        choices=WEIGHTS,
+        default="auto",
+        help="EMA or live generator weights (default auto: EMA when the checkpoint has it)",
+    )
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's choice)")
     return p.parse_args(argv)
 
@@ -502,9 +569,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         diff = diffs.get(fmt)
         check = "not checked (onnxruntime missing)" if diff is None else f"max abs diff {diff:.2e}"
         print(f"{fmt}: {', '.join(str(p) for p in paths)} ({check})")
-    print(f"width {dense.width} ({dense.meta['weights']} weights, BN {dense.meta['bn_statistics']} statistics) "
-          f"of {dense.meta['arch']}; "
-          f"load with slimgan_pl.deploy.export.load_dense or torch.jit.load / onnxruntime")
+    print(
+        f"width {dense.width} ({dense.meta['weights']} weights, BN {dense.meta['bn_statistics']} statistics) "
+        f"of {dense.meta['arch']}; "
+        f"load with slimgan_pl.deploy.export.load_dense or torch.jit.load / onnxruntime"
+    )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ model ``slimgan-export`` would write (what gets deployed; ``--model slimmable`` 
 generator instead). The table lists latency, MACs per image and, when the run directory has a
 ``metrics.json`` from ``slimgan-eval`` (its full evaluation; reduced ones are named
 ``metrics-<protocol>-<counts>.json`` and not read), its FID: FMNIST-FID (Fashion-MNIST classifier)
-or FID (Inception), labelled as the file says (``fmnist_fid`` below holds either). Exit status 0 with a pick, 1 when even the
-narrowest width is over budget, 2 for usage errors.
+or FID (Inception), labelled as the file says (``fmnist_fid`` below holds either). Exit status 0 with
+a pick, 1 when even the narrowest width is over budget, 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -66,8 +66,15 @@ def _lookup(fids: dict[float, float], width: float) -> float | None:
     return next((fid for w, fid in fids.items() if abs(w - width) < 1e-6), None)
 
 
-def measure(model: SlimGAN, batch: int = 1, repeats: int = 20, warmup: int = 3, weights: str = "auto",
-            model_kind: str = "exported", fids: dict[float, float] | None = None) -> list[WidthCost]:
+def measure(
+    model: SlimGAN,
+    batch: int = 1,
+    repeats: int = 20,
+    warmup: int = 3,
+    weights: str = "auto",
+    model_kind: str = "exported",
+    fids: dict[float, float] | None = None,
+) -> list[WidthCost]:
     """Latency (ms, one forward of ``batch`` images), MACs per image and FID of every trained width."""
     if model_kind not in MODELS:
         raise ValueError(f"--model must be one of {list(MODELS)}, got {model_kind!r}")
@@ -81,8 +88,14 @@ def measure(model: SlimGAN, batch: int = 1, repeats: int = 20, warmup: int = 3, 
         if model_kind == "exported":
             net = dense_generator(generator, w, generator_meta(generator, dict(model.hparams.generator), w, used))
         # cost.py passes class labels to conditional models (both kinds expose num_classes)
-        rows.append(WidthCost(w, latency_ms(net, w, generator.nz, batch, repeats, warmup),
-                              generator_macs(generator, w, generator.nz), _lookup(fids or {}, w)))
+        rows.append(
+            WidthCost(
+                w,
+                latency_ms(net, w, generator.nz, batch, repeats, warmup),
+                generator_macs(generator, w, generator.nz),
+                _lookup(fids or {}, w),
+            )
+        )
     return rows
 
 
@@ -114,10 +127,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=20, help="timed forwards per width; the median counts")
     p.add_argument("--warmup", type=int, default=3, help="untimed forwards per width first")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--model", choices=MODELS, default="exported",
-                   help="time the dense exported model (default) or the slimmable generator")
-    p.add_argument("--weights", choices=WEIGHTS, default="auto",
-                   help="EMA or live generator weights (default auto: EMA when the checkpoint has it)")
+    p.add_argument(
+        "--model",
+        choices=MODELS,
+        default="exported",
+        help="time the dense exported model (default) or the slimmable generator",
+    )
+    p.add_argument(
+        "--weights",
+        choices=WEIGHTS,
+        default="auto",
+        help="EMA or live generator weights (default auto: EMA when the checkpoint has it)",
+    )
     p.add_argument("--metrics", default=None, help="slimgan-eval metrics.json (default: <run dir>/metrics.json)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     return p.parse_args(argv)
@@ -139,19 +160,36 @@ def main(argv: Sequence[str] | None = None) -> None:
         fail(PROG, e)
     best = pick(rows, args.budget_ms)
     if args.json:
-        print(json.dumps({"budget_ms": args.budget_ms, "batch": args.batch, "threads": torch.get_num_threads(),
-                          "model": args.model, "fid_metric": label, "widths": [asdict(r) for r in rows],
-                          "pick": asdict(best) if best else None}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "budget_ms": args.budget_ms,
+                    "batch": args.batch,
+                    "threads": torch.get_num_threads(),
+                    "model": args.model,
+                    "fid_metric": label,
+                    "widths": [asdict(r) for r in rows],
+                    "pick": asdict(best) if best else None,
+                },
+                indent=2,
+            )
+        )
     else:
         print(table(rows, args.budget_ms, args.batch, label))
     if best is None:
         narrowest = rows[0]
-        fail(PROG, f"no width fits: the narrowest width {narrowest.width} takes {narrowest.latency_ms:.2f} ms at "
-                   f"batch {args.batch}, above the budget of {args.budget_ms:g} ms", code=1)
+        fail(
+            PROG,
+            f"no width fits: the narrowest width {narrowest.width} takes {narrowest.latency_ms:.2f} ms at "
+            f"batch {args.batch}, above the budget of {args.budget_ms:g} ms",
+            code=1,
+        )
     if not args.json:
         fid = "" if best.fmnist_fid is None else f", {label} {best.fmnist_fid:.2f}"
-        print(f"pick: width {best.width} ({best.latency_ms:.2f} ms at batch {args.batch}, "
-              f"{_fmt_macs(best.macs)} MACs/image{fid})")
+        print(
+            f"pick: width {best.width} ({best.latency_ms:.2f} ms at batch {args.batch}, "
+            f"{_fmt_macs(best.macs)} MACs/image{fid})"
+        )
 
 
 if __name__ == "__main__":

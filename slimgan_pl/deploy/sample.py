@@ -72,9 +72,16 @@ def check_labels(generator: SlimmableGenerator, arch: str, labels: torch.Tensor 
 
 # ----------------------------------------------------------------------------- generation
 @torch.no_grad()
-def generate(model: SlimGAN, generator: SlimmableGenerator, n: int, width: float,
-             labels: torch.Tensor | None = None, seed: int | None = None, truncation: float | None = None,
-             batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
+def generate(
+    model: SlimGAN,
+    generator: SlimmableGenerator,
+    n: int,
+    width: float,
+    labels: torch.Tensor | None = None,
+    seed: int | None = None,
+    truncation: float | None = None,
+    batch_size: int = 500,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(images in [-1, 1], class labels or None) from ``generator`` (the live or the EMA one) at
     ``width``, eval mode, with the latents :meth:`SlimGAN.sample` draws for the same seed and
     truncation; a conditional model without ``labels`` gets uniform labels from the same seeded
@@ -93,8 +100,10 @@ def generate(model: SlimGAN, generator: SlimmableGenerator, n: int, width: float
     was_training = generator.training
     generator.eval()
     try:
-        out = [generator(z[i:i + batch_size], width=width, y=None if y is None else y[i:i + batch_size])
-               for i in range(0, n, batch_size)]
+        out = [
+            generator(z[i : i + batch_size], width=width, y=None if y is None else y[i : i + batch_size])
+            for i in range(0, n, batch_size)
+        ]
     finally:
         generator.train(was_training)
     return torch.cat(out), None if y is None else y.cpu()
@@ -126,8 +135,16 @@ def write_folder(images_u8: torch.Tensor, folder: Path, labels: torch.Tensor | N
     return paths
 
 
-def write_npz(path: Path, images_u8: torch.Tensor, labels: torch.Tensor | None, width: float, seed: int | None,
-              truncation: float | None, weights: str, bn_statistics: str = "running") -> Path:
+def write_npz(
+    path: Path,
+    images_u8: torch.Tensor,
+    labels: torch.Tensor | None,
+    width: float,
+    seed: int | None,
+    truncation: float | None,
+    weights: str,
+    bn_statistics: str = "running",
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(images_u8)
     np.savez_compressed(
@@ -144,10 +161,17 @@ def write_npz(path: Path, images_u8: torch.Tensor, labels: torch.Tensor | None, 
 
 
 # ----------------------------------------------------------------------------- main entry
-def sample_images(checkpoint: str | os.PathLike, n: int = 64, width: float | None = None,
-                  labels: torch.Tensor | None = None, seed: int | None = 0, truncation: float | None = None,
-                  weights: str = "auto", batch_size: int = 500,
-                  device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None, float, dict[str, Any]]:
+def sample_images(
+    checkpoint: str | os.PathLike,
+    n: int = 64,
+    width: float | None = None,
+    labels: torch.Tensor | None = None,
+    seed: int | None = 0,
+    truncation: float | None = None,
+    weights: str = "auto",
+    batch_size: int = 500,
+    device: str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor | None, float, dict[str, Any]]:
     """(images in [-1, 1], labels or None, width, statistics record) of a checkpoint, from the
     generator with the BN statistics that ``slimgan-eval`` and ``slimgan-export`` use
     (:func:`slimgan_pl.inference.prepare_sampling_generator`). ``width=None``: the widest."""
@@ -160,30 +184,49 @@ def sample_images(checkpoint: str | os.PathLike, n: int = 64, width: float | Non
     return images, labels, width, statistics
 
 
-def sample_checkpoint(checkpoint: str | os.PathLike, n: int = 64, width: float | None = None,
-                      labels: torch.Tensor | None = None, seed: int | None = 0, truncation: float | None = None,
-                      weights: str = "auto", grid: str | os.PathLike | None = None,
-                      folder: str | os.PathLike | None = None, npz: str | os.PathLike | None = None,
-                      nrow: int | None = None, batch_size: int = 500, device: str = "cpu") -> dict[str, Any]:
+def sample_checkpoint(
+    checkpoint: str | os.PathLike,
+    n: int = 64,
+    width: float | None = None,
+    labels: torch.Tensor | None = None,
+    seed: int | None = 0,
+    truncation: float | None = None,
+    weights: str = "auto",
+    grid: str | os.PathLike | None = None,
+    folder: str | os.PathLike | None = None,
+    npz: str | os.PathLike | None = None,
+    nrow: int | None = None,
+    batch_size: int = 500,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Load, generate, write the requested outputs; returns a summary (paths, width, weights, ...).
     ``width=None`` takes the widest trained width."""
     if grid is None and folder is None and npz is None:
         raise ValueError("give at least one output: --grid PATH.png, --folder DIR or --npz PATH.npz")
-    images, labels, width, statistics = sample_images(checkpoint, n, width, labels, seed, truncation, weights,
-                                                      batch_size, device)
+    images, labels, width, statistics = sample_images(
+        checkpoint, n, width, labels, seed, truncation, weights, batch_size, device
+    )
     used = statistics["weights"]
     images_u8 = to_uint8(images)
-    summary: dict[str, Any] = {"n": n, "width": width, "seed": seed, "truncation": truncation, "weights": used,
-                               "bn_statistics": statistics["bn_statistics"], "shape": list(images.shape),
-                               "outputs": []}
+    summary: dict[str, Any] = {
+        "n": n,
+        "width": width,
+        "seed": seed,
+        "truncation": truncation,
+        "weights": used,
+        "bn_statistics": statistics["bn_statistics"],
+        "shape": list(images.shape),
+        "outputs": [],
+    }
     if grid is not None:
         summary["outputs"].append(str(write_grid(images, Path(grid), nrow)))
     if folder is not None:
         write_folder(images_u8, Path(folder), labels)
         summary["outputs"].append(str(folder))
     if npz is not None:
-        summary["outputs"].append(str(write_npz(Path(npz), images_u8, labels, width, seed, truncation, used,
-                                                statistics["bn_statistics"])))
+        summary["outputs"].append(
+            str(write_npz(Path(npz), images_u8, labels, width, seed, truncation, used, statistics["bn_statistics"]))
+        )
     return summary
 
 
@@ -192,14 +235,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("checkpoint", help="Lightning checkpoint, e.g. outputs/<run>/checkpoints/last.ckpt")
     p.add_argument("-n", "--num", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--width", type=float, default=None, help="a trained width (default: the widest)")
-    p.add_argument("--labels", default=None, help="class ids, comma-separated, repeated to fill -n "
-                   "(class-conditional models only; default: uniform random labels from --seed)")
+    p.add_argument(
+        "--labels",
+        default=None,
+        help="class ids, comma-separated, repeated to fill -n "
+        "(class-conditional models only; default: uniform random labels from --seed)",
+    )
     p.add_argument("--class-id", type=int, default=None, help="one class id for every image (conditional models)")
-    p.add_argument("--truncation", type=float, default=None,
-                   help="resample latent entries with |z| above this threshold (default: no truncation)")
+    p.add_argument(
+        "--truncation",
+        type=float,
+        default=None,
+        help="resample latent entries with |z| above this threshold (default: no truncation)",
+    )
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
-    p.add_argument("--weights", choices=WEIGHTS, default="auto",
-                   help="EMA or live generator weights (default auto: EMA when the checkpoint has it)")
+    p.add_argument(
+        "--weights",
+        choices=WEIGHTS,
+        default="auto",
+        help="EMA or live generator weights (default auto: EMA when the checkpoint has it)",
+    )
     p.add_argument("--grid", default=None, help="write a PNG grid here")
     p.add_argument("--nrow", type=int, default=None, help="images per grid row (default: ceil(sqrt(n)))")
     p.add_argument("--folder", default=None, help="write one PNG per image into this folder")
@@ -214,14 +269,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         labels = parse_labels(args.labels, args.class_id, args.num)
-        summary = sample_checkpoint(args.checkpoint, n=args.num, width=args.width, labels=labels, seed=args.seed,
-                                    truncation=args.truncation, weights=args.weights, grid=args.grid,
-                                    folder=args.folder, npz=args.npz, nrow=args.nrow, batch_size=args.batch_size,
-                                    device=args.device)
+        summary = sample_checkpoint(
+            args.checkpoint,
+            n=args.num,
+            width=args.width,
+            labels=labels,
+            seed=args.seed,
+            truncation=args.truncation,
+            weights=args.weights,
+            grid=args.grid,
+            folder=args.folder,
+            npz=args.npz,
+            nrow=args.nrow,
+            batch_size=args.batch_size,
+            device=args.device,
+        )
     except (CheckpointError, ValueError) as e:
         fail(PROG, e)
-    print(f"{summary['n']} images at width {summary['width']} ({summary['weights']} weights, seed "
-          f"{summary['seed']}, BN {summary['bn_statistics']} statistics) -> {', '.join(summary['outputs'])}")
+    print(
+        f"{summary['n']} images at width {summary['width']} ({summary['weights']} weights, seed "
+        f"{summary['seed']}, BN {summary['bn_statistics']} statistics) -> {', '.join(summary['outputs'])}"
+    )
 
 
 if __name__ == "__main__":

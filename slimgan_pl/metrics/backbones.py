@@ -24,26 +24,26 @@ from torch import nn
 BACKBONES = ("inception", "fmnist_classifier")
 NOTES = {
     "inception": "FID/IS/KID/mIC use Inception-v3 (torch-fidelity's TF-compatible port: pool3 features, "
-                 "unbiased logits, images resized to 299 without antialiasing).",
+    "unbiased logits, images resized to 299 without antialiasing).",
     "fmnist_classifier": "FMNIST-FID/IS/KID/mIC use the project's Fashion-MNIST classifier (penultimate features, "
-                         "logits) instead of Inception-v3; they are not comparable with Inception FID/IS/KID.",
+    "logits) instead of Inception-v3; they are not comparable with Inception FID/IS/KID.",
 }
 
 
 @dataclass
 class FeatureSet:
     features: torch.Tensor  # (N, D): pool3 (Inception) or penultimate (classifier) features
-    logits: torch.Tensor    # (N, K): class logits, for IS
+    logits: torch.Tensor  # (N, K): class logits, for IS
 
 
 @dataclass
 class Backbone:
     """A loaded feature network plus what the reports need to name its numbers."""
 
-    kind: str                  # one of BACKBONES
-    net: nn.Module             # has features_and_logits(images) -> (features, logits)
+    kind: str  # one of BACKBONES
+    net: nn.Module  # has features_and_logits(images) -> (features, logits)
     description: dict[str, Any]  # the ``extractor`` entry of metrics.json (path, sha256, ...)
-    batch_size: int            # images per forward pass (Inception at 299px is memory-hungry)
+    batch_size: int  # images per forward pass (Inception at 299px is memory-hungry)
 
     @property
     def key_prefix(self) -> str:
@@ -71,7 +71,7 @@ class Backbone:
     def note(self) -> str:
         return NOTES[self.kind]
 
-    def to(self, device: torch.device | str) -> "Backbone":
+    def to(self, device: torch.device | str) -> Backbone:
         self.net.to(device)
         return self
 
@@ -80,8 +80,9 @@ class Backbone:
         """Features and logits of ``images`` (float64 on the CPU, in batches)."""
         step = min(batch_size or self.batch_size, self.batch_size)
         parts = [self.net.features_and_logits(x) for x in images.split(step)]
-        return FeatureSet(torch.cat([f.double().cpu() for f, _ in parts]),
-                          torch.cat([lg.double().cpu() for _, lg in parts]))
+        return FeatureSet(
+            torch.cat([f.double().cpu() for f, _ in parts]), torch.cat([lg.double().cpu() for _, lg in parts])
+        )
 
 
 def default_backbone(dataset: str) -> str:
@@ -89,9 +90,13 @@ def default_backbone(dataset: str) -> str:
     return "fmnist_classifier" if dataset == "fashion_mnist" else "inception"
 
 
-def load_backbone(kind: str, image_shape: tuple[int, int, int], classifier_path: str | os.PathLike | None = None,
-                  inception_weights: str | os.PathLike | None = None,
-                  log: Callable[[str], None] | None = print) -> Backbone:
+def load_backbone(
+    kind: str,
+    image_shape: tuple[int, int, int],
+    classifier_path: str | os.PathLike | None = None,
+    inception_weights: str | os.PathLike | None = None,
+    log: Callable[[str], None] | None = print,
+) -> Backbone:
     """Load backbone ``kind`` for generated images of ``image_shape`` (C, H, W); one-line errors
     (ValueError, InceptionWeightsError, ClassifierCacheError) naming what to change."""
     if kind not in BACKBONES:
@@ -101,17 +106,23 @@ def load_backbone(kind: str, image_shape: tuple[int, int, int], classifier_path:
 
         net = InceptionV3(inception_weights)
         if not net.official_weights and log:
-            log(f"warning: {net.weights_path} is not the official Inception file (sha256 {net.sha256[:12]}): "
-                "these numbers are not FID/IS/KID")
+            log(
+                f"warning: {net.weights_path} is not the official Inception file (sha256 {net.sha256[:12]}): "
+                "these numbers are not FID/IS/KID"
+            )
         return Backbone(kind, net, net.describe(), batch_size=64)
     from slimgan_pl.metrics.fmnist_classifier import IMAGE_SIZE, FMNISTFeatureExtractor, load_classifier
 
     if tuple(image_shape) != (1, IMAGE_SIZE, IMAGE_SIZE):
-        raise ValueError(f"backbone fmnist_classifier needs 1x{IMAGE_SIZE}x{IMAGE_SIZE} images, this generator "
-                         f"makes {'x'.join(map(str, image_shape))}; use backbone inception")
+        raise ValueError(
+            f"backbone fmnist_classifier needs 1x{IMAGE_SIZE}x{IMAGE_SIZE} images, this generator "
+            f"makes {'x'.join(map(str, image_shape))}; use backbone inception"
+        )
     loaded = load_classifier(classifier_path)
     if not loaded.shipped and log:
-        log(f"warning: FMNIST classifier {loaded.path} is not the shipped one (weights sha256 {loaded.sha256[:12]}): "
-            "FMNIST-FID numbers are comparable only with numbers from the same file")
+        log(
+            f"warning: FMNIST classifier {loaded.path} is not the shipped one (weights sha256 {loaded.sha256[:12]}): "
+            "FMNIST-FID numbers are comparable only with numbers from the same file"
+        )
     net = FMNISTFeatureExtractor(loaded.model, "features", sha256=loaded.sha256)
     return Backbone(kind, net, loaded.describe(), batch_size=500)

@@ -17,15 +17,19 @@ import torch
 
 @dataclass
 class Consistency:
-    mic: float                                   # mean over all pairs
-    pairs: dict[tuple[float, float], float]      # every pair (narrow, wide)
+    mic: float  # mean over all pairs
+    pairs: dict[tuple[float, float], float]  # every pair (narrow, wide)
     adjacent: dict[tuple[float, float], float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         def key(p: tuple[float, float]) -> str:
             return f"{p[0]}-{p[1]}"
-        return {"mIC": self.mic, "pairs": {key(p): v for p, v in self.pairs.items()},
-                "adjacent": {key(p): v for p, v in self.adjacent.items()}}
+
+        return {
+            "mIC": self.mic,
+            "pairs": {key(p): v for p, v in self.pairs.items()},
+            "adjacent": {key(p): v for p, v in self.adjacent.items()},
+        }
 
 
 def pair_inconsistency(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -48,9 +52,13 @@ def mean_inconsistency(widths: Sequence[float], features: Sequence[torch.Tensor]
 
 
 @torch.no_grad()
-def generator_consistency(sample: Callable[..., torch.Tensor],
-                          extract: Callable[[torch.Tensor], torch.Tensor],
-                          widths: Sequence[float], n: int = 1000, seed: int = 0) -> Consistency:
+def generator_consistency(
+    sample: Callable[..., torch.Tensor],
+    extract: Callable[[torch.Tensor], torch.Tensor],
+    widths: Sequence[float],
+    n: int = 1000,
+    seed: int = 0,
+) -> Consistency:
     """mIC of a generator: ``sample(n, width, seed=seed)`` must use the same z for the same seed at every
     width (as :meth:`SlimGAN.sample` does); ``extract`` maps images to features."""
     return mean_inconsistency(widths, [extract(sample(n, w, seed=seed)) for w in widths])

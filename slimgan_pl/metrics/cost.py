@@ -64,8 +64,9 @@ def generator_macs(generator: nn.Module, width: float, nz: int) -> int:
 
 
 @torch.inference_mode()
-def latency_ms(generator: nn.Module, width: float, nz: int, batch: int, repeats: int = 20,
-               warmup: int = 3, seed: int = 0) -> float:
+def latency_ms(
+    generator: nn.Module, width: float, nz: int, batch: int, repeats: int = 20, warmup: int = 3, seed: int = 0
+) -> float:
     """Median wall time (ms) of one eval-mode forward of ``batch`` images on the CPU, after warm-up
     runs (allocator and kernel selection settle). Uses torch's current thread count."""
     was_training = generator.training

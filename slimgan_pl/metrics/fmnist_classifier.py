@@ -140,19 +140,32 @@ def resolve_path(path: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser()
 
 
-def save_classifier(model: FMNISTClassifier, path: str | os.PathLike, test_accuracy: float,
-                    train_info: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
+def save_classifier(
+    model: FMNISTClassifier,
+    path: str | os.PathLike,
+    test_accuracy: float,
+    train_info: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write the classifier file atomically (a half-written file never replaces a good one). An
     existing file is never replaced unless ``overwrite`` (FileExistsError naming it)."""
     path = Path(path).expanduser()
     if path.exists() and not overwrite:
-        raise FileExistsError(f"FMNIST classifier file {path} already exists; not overwriting it "
-                              "(choose another path, or pass --overwrite / overwrite=True)")
+        raise FileExistsError(
+            f"FMNIST classifier file {path} already exists; not overwriting it "
+            "(choose another path, or pass --overwrite / overwrite=True)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "version": VERSION, "arch": model.arch(), "state_dict": state,
-               "sha256": weights_sha256(state), "test_accuracy": float(test_accuracy),
-               "train": dict(train_info or {})}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": model.arch(),
+        "state_dict": state,
+        "sha256": weights_sha256(state),
+        "test_accuracy": float(test_accuracy),
+        "train": dict(train_info or {}),
+    }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(payload, tmp)
     try:
@@ -179,8 +192,14 @@ class LoadedClassifier:
 
     def describe(self) -> dict[str, Any]:
         """The ``extractor`` entry of metrics.json."""
-        return {"name": f"fmnist_classifier_v{VERSION}", "path": str(self.path), "sha256": self.sha256,
-                "shipped": self.shipped, "shipped_sha256": SHIPPED_SHA256, "test_accuracy": self.test_accuracy}
+        return {
+            "name": f"fmnist_classifier_v{VERSION}",
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "shipped": self.shipped,
+            "shipped_sha256": SHIPPED_SHA256,
+            "test_accuracy": self.test_accuracy,
+        }
 
 
 def read_classifier(path: str | os.PathLike) -> LoadedClassifier:
@@ -200,20 +219,26 @@ def read_classifier(path: str | os.PathLike) -> LoadedClassifier:
     if not isinstance(state, dict) or weights_sha256(state) != payload.get("sha256"):
         raise ClassifierCacheError(path, "weights checksum mismatch (file modified or corrupt)")
     if path.resolve() == SHIPPED_PATH and payload.get("sha256") != SHIPPED_SHA256:
-        raise ClassifierCacheError(path, f"the shipped file was replaced (weights sha256 {payload.get('sha256')}, "
-                                         f"pinned {SHIPPED_SHA256})")
+        raise ClassifierCacheError(
+            path, f"the shipped file was replaced (weights sha256 {payload.get('sha256')}, pinned {SHIPPED_SHA256})"
+        )
     try:
         model = FMNISTClassifier(**payload["arch"])
         model.load_state_dict(state)
     except (KeyError, TypeError, RuntimeError) as e:
         raise ClassifierCacheError(path, f"weights do not fit the network ({e})") from e
     model.eval().requires_grad_(False)
-    return LoadedClassifier(model, path, payload["sha256"], float(payload["test_accuracy"]),
-                            dict(payload.get("train", {})))
+    return LoadedClassifier(
+        model, path, payload["sha256"], float(payload["test_accuracy"]), dict(payload.get("train", {}))
+    )
 
 
-def load_classifier(path: str | os.PathLike | None = None, train_if_missing: bool = False,
-                    root: str = DEBIAN_ROOT, log: Callable[[str], None] | None = print) -> LoadedClassifier:
+def load_classifier(
+    path: str | os.PathLike | None = None,
+    train_if_missing: bool = False,
+    root: str = DEBIAN_ROOT,
+    log: Callable[[str], None] | None = print,
+) -> LoadedClassifier:
     """The classifier (default: the shipped file). ``train_if_missing`` (explicit opt-in, off by
     default) trains the full recipe into a missing file first, on an isolated RNG."""
     path = resolve_path(path)
@@ -230,16 +255,25 @@ def load_classifier(path: str | os.PathLike | None = None, train_if_missing: boo
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
     was_training = model.training
     model.eval()
-    correct = sum(int((model(x).argmax(1) == y).sum())
-                  for x, y in zip(images.split(batch_size), labels.split(batch_size)))
+    correct = sum(
+        int((model(x).argmax(1) == y).sum()) for x, y in zip(images.split(batch_size), labels.split(batch_size))
+    )
     model.train(was_training)
     return correct / len(labels)
 
 
-def train_classifier(root: str = DEBIAN_ROOT, epochs: int = 4, batch_size: int = 128, lr: float = 3e-3,
-                     weight_decay: float = 5e-4, seed: int = 0, limit: int | None = None,
-                     channels: tuple[int, ...] = DEFAULT_CHANNELS, test_limit: int | None = None,
-                     log: Callable[[str], None] | None = print) -> tuple[FMNISTClassifier, float, dict[str, Any]]:
+def train_classifier(
+    root: str = DEBIAN_ROOT,
+    epochs: int = 4,
+    batch_size: int = 128,
+    lr: float = 3e-3,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    limit: int | None = None,
+    channels: tuple[int, ...] = DEFAULT_CHANNELS,
+    test_limit: int | None = None,
+    log: Callable[[str], None] | None = print,
+) -> tuple[FMNISTClassifier, float, dict[str, Any]]:
     """Train on the train split (optionally its first ``limit`` images); return the network in
     eval mode, its test-split accuracy and a record of the recipe.
 
@@ -252,9 +286,18 @@ def train_classifier(root: str = DEBIAN_ROOT, epochs: int = 4, batch_size: int =
         return _train_classifier(root, epochs, batch_size, lr, weight_decay, seed, limit, channels, test_limit, log)
 
 
-def _train_classifier(root: str, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
-                      limit: int | None, channels: tuple[int, ...], test_limit: int | None,
-                      log: Callable[[str], None] | None) -> tuple[FMNISTClassifier, float, dict[str, Any]]:
+def _train_classifier(
+    root: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    limit: int | None,
+    channels: tuple[int, ...],
+    test_limit: int | None,
+    log: Callable[[str], None] | None,
+) -> tuple[FMNISTClassifier, float, dict[str, Any]]:
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     train_x, train_y = _split(root, "train", limit)
@@ -267,7 +310,7 @@ def _train_classifier(root: str, epochs: int, batch_size: int, lr: float, weight
     for epoch in range(epochs):
         order = torch.randperm(len(train_x), generator=gen)
         for step in range(steps_per_epoch):
-            idx = order[step * batch_size:(step + 1) * batch_size]
+            idx = order[step * batch_size : (step + 1) * batch_size]
             x, y = _flip_half(train_x[idx], gen), train_y[idx]
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
@@ -278,10 +321,18 @@ def _train_classifier(root: str, epochs: int, batch_size: int, lr: float, weight
             log(f"  epoch {epoch + 1}/{epochs}: loss {loss.item():.3f} ({time.perf_counter() - start:.0f} s)")
     model.eval().requires_grad_(False)
     test_acc = accuracy(model, test_x, test_y)
-    info = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
-            "train_images": len(train_x), "test_images": len(test_x),
-            "seconds": round(time.perf_counter() - start, 1), "threads": torch.get_num_threads(),
-            "torch": str(torch.__version__)}  # str: TorchVersion is not loadable with weights_only
+    info = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "seed": seed,
+        "train_images": len(train_x),
+        "test_images": len(test_x),
+        "seconds": round(time.perf_counter() - start, 1),
+        "threads": torch.get_num_threads(),
+        "torch": str(torch.__version__),
+    }  # str: TorchVersion is not loadable with weights_only
     return model, test_acc, info
 
 
@@ -319,7 +370,7 @@ class FMNISTFeatureExtractor(nn.Module):
         self.requires_grad_(False)
         super().train(False)
 
-    def train(self, mode: bool = True) -> "FMNISTFeatureExtractor":
+    def train(self, mode: bool = True) -> FMNISTFeatureExtractor:
         return super().train(False)
 
     @torch.no_grad()
@@ -336,8 +387,9 @@ class FMNISTFeatureExtractor(nn.Module):
         return feats, self.classifier.head(feats)
 
 
-def fmnist_feature_extractor(output: str = "features", path: str | os.PathLike | None = None,
-                             train_if_missing: bool = False) -> FMNISTFeatureExtractor:
+def fmnist_feature_extractor(
+    output: str = "features", path: str | os.PathLike | None = None, train_if_missing: bool = False
+) -> FMNISTFeatureExtractor:
     """The classifier (default: the shipped file) wrapped for torchmetrics."""
     loaded = load_classifier(path, train_if_missing=train_if_missing)
     return FMNISTFeatureExtractor(loaded.model, output=output, sha256=loaded.sha256)
@@ -358,8 +410,9 @@ class TorchFidelityFMNISTExtractor(FeatureExtractorBase):
     required (it is not trained here).
     """
 
-    def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(name, features_list)
         self.extractor = FMNISTFeatureExtractor(read_classifier(resolve_path(feature_extractor_weights_path)).model)
 
@@ -398,13 +451,22 @@ def register_torch_fidelity_extractor() -> str:
 
 # ----------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m slimgan_pl.metrics.fmnist_classifier",
-                                     description="Train or inspect the FMNIST-FID/IS/KID classifier.")
-    parser.add_argument("--train", action="store_true",
-                        help=f"train a new file and print its test accuracy (default output: "
-                             f"{TRAINED_DIR}/fmnist_classifier_v{VERSION}-<weights sha256[:12]>.pt)")
-    parser.add_argument("--path", default=None, help=f"classifier file (default ${ENV_VAR} or the shipped "
-                        f"{SHIPPED_PATH.name}); with --train, where to write it")
+    parser = argparse.ArgumentParser(
+        prog="python -m slimgan_pl.metrics.fmnist_classifier",
+        description="Train or inspect the FMNIST-FID/IS/KID classifier.",
+    )
+    parser.add_argument(
+        "--train",
+        action="store_true",
+        help=f"train a new file and print its test accuracy (default output: "
+        f"{TRAINED_DIR}/fmnist_classifier_v{VERSION}-<weights sha256[:12]>.pt)",
+    )
+    parser.add_argument(
+        "--path",
+        default=None,
+        help=f"classifier file (default ${ENV_VAR} or the shipped "
+        f"{SHIPPED_PATH.name}); with --train, where to write it",
+    )
     parser.add_argument("--overwrite", action="store_true", help="with --train: replace an existing file")
     parser.add_argument("--root", default=DEBIAN_ROOT, help="Fashion-MNIST folder")
     parser.add_argument("--epochs", type=int, default=4)
@@ -419,16 +481,21 @@ def main(argv: list[str] | None = None) -> int:
     except ClassifierCacheError as e:
         print(e, file=sys.stderr)
         return 1
-    print(f"{path}: test accuracy {loaded.test_accuracy:.4f}, sha256 {loaded.sha256[:16]}..., "
-          f"trained {loaded.train_info.get('epochs')} epochs in {loaded.train_info.get('seconds')} s")
+    print(
+        f"{path}: test accuracy {loaded.test_accuracy:.4f}, sha256 {loaded.sha256[:16]}..., "
+        f"trained {loaded.train_info.get('epochs')} epochs in {loaded.train_info.get('seconds')} s"
+    )
     return 0
 
 
 def _train_cli(args: argparse.Namespace) -> int:
     target = Path(args.path).expanduser() if args.path else None
     if target is not None and target.exists() and not args.overwrite:  # before minutes of training
-        print(f"FMNIST classifier file {target} already exists; not overwriting it (choose another --path "
-              "or add --overwrite)", file=sys.stderr)
+        print(
+            f"FMNIST classifier file {target} already exists; not overwriting it (choose another --path "
+            "or add --overwrite)",
+            file=sys.stderr,
+        )
         return 1
     print(f"Training the FMNIST classifier ({args.epochs} epochs, {torch.get_num_threads()} threads) ...")
     model, acc, info = train_classifier(root=args.root, epochs=args.epochs, seed=args.seed, limit=args.limit)

@@ -45,10 +45,12 @@ def torch_fidelity_cache_path() -> Path:
 
 
 def _where_to_put_it() -> str:
-    return (f"Put {WEIGHTS_FILENAME} at {torch_fidelity_cache_path()} (torch-fidelity's cache), or anywhere with "
-            f"--inception-weights PATH / ${ENV_VAR}=PATH; get it on a machine with network access with "
-            f"'wget {WEIGHTS_URL}' (or python -c \"import torch; torch.hub.download_url_to_file('{WEIGHTS_URL}', "
-            f"'{WEIGHTS_FILENAME}')\") and copy it over.")
+    return (
+        f"Put {WEIGHTS_FILENAME} at {torch_fidelity_cache_path()} (torch-fidelity's cache), or anywhere with "
+        f"--inception-weights PATH / ${ENV_VAR}=PATH; get it on a machine with network access with "
+        f"'wget {WEIGHTS_URL}' (or python -c \"import torch; torch.hub.download_url_to_file('{WEIGHTS_URL}', "
+        f"'{WEIGHTS_FILENAME}')\") and copy it over."
+    )
 
 
 def resolve_inception_weights(weights_path: str | os.PathLike | None = None, allow_download: bool = False) -> Path:
@@ -58,8 +60,9 @@ def resolve_inception_weights(weights_path: str | os.PathLike | None = None, all
         path = Path(explicit).expanduser()
         if not path.is_file():
             source = "--inception-weights" if weights_path is not None else f"${ENV_VAR}"
-            raise InceptionWeightsError(f"Inception-v3 weights file {path} (from {source}) does not exist. "
-                                        + _where_to_put_it())
+            raise InceptionWeightsError(
+                f"Inception-v3 weights file {path} (from {source}) does not exist. " + _where_to_put_it()
+            )
         return path
     cached = torch_fidelity_cache_path()
     if cached.is_file():
@@ -67,14 +70,17 @@ def resolve_inception_weights(weights_path: str | os.PathLike | None = None, all
     if allow_download:
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(WEIGHTS_URL, str(cached), hash_prefix=OFFICIAL_SHA256_PREFIX,
-                                           progress=False)
+            torch.hub.download_url_to_file(WEIGHTS_URL, str(cached), hash_prefix=OFFICIAL_SHA256_PREFIX, progress=False)
             return cached
         except Exception as e:  # no network, proxy, hash mismatch ...
-            raise InceptionWeightsError(f"Inception-v3 weights not found and the download failed "
-                                        f"({type(e).__name__}: {e}). " + _where_to_put_it()) from e
-    raise InceptionWeightsError("Inception-v3 weights not found (no --inception-weights, no "
-                                f"${ENV_VAR}, nothing at {cached}). " + _where_to_put_it())
+            raise InceptionWeightsError(
+                f"Inception-v3 weights not found and the download failed "
+                f"({type(e).__name__}: {e}). " + _where_to_put_it()
+            ) from e
+    raise InceptionWeightsError(
+        "Inception-v3 weights not found (no --inception-weights, no "
+        f"${ENV_VAR}, nothing at {cached}). " + _where_to_put_it()
+    )
 
 
 def file_sha256(path: Path) -> str:
@@ -91,11 +97,15 @@ def _check_state_dict(path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise InceptionWeightsError(f"Inception-v3 weights file {path} cannot be read "
-                                    f"({type(e).__name__}: {_one_line(e)}). " + _where_to_put_it()) from e
+        raise InceptionWeightsError(
+            f"Inception-v3 weights file {path} cannot be read "
+            f"({type(e).__name__}: {_one_line(e)}). " + _where_to_put_it()
+        ) from e
     if not isinstance(state, dict) or "fc.weight" not in state:
-        raise InceptionWeightsError(f"{path} is not a torch-fidelity Inception-v3 state dict "
-                                    f"(format of {WEIGHTS_FILENAME}). " + _where_to_put_it())
+        raise InceptionWeightsError(
+            f"{path} is not a torch-fidelity Inception-v3 state dict "
+            f"(format of {WEIGHTS_FILENAME}). " + _where_to_put_it()
+        )
 
 
 def _one_line(error: Exception, limit: int = 300) -> str:
@@ -107,23 +117,25 @@ class InceptionV3(nn.Module):
     loaded from a local file, computing pool3 features and unbiased logits in one pass."""
 
     num_features = 2048  # pool3
-    num_classes = 1008   # unbiased logits (IS)
+    num_classes = 1008  # unbiased logits (IS)
 
     def __init__(self, weights_path: str | os.PathLike | None = None, allow_download: bool = False) -> None:
         super().__init__()
         path = resolve_inception_weights(weights_path, allow_download)
         _check_state_dict(path)
         try:
-            self.net = FeatureExtractorInceptionV3("inception-v3-compat", list(FEATURE_LAYERS),
-                                                   feature_extractor_weights_path=str(path))
+            self.net = FeatureExtractorInceptionV3(
+                "inception-v3-compat", list(FEATURE_LAYERS), feature_extractor_weights_path=str(path)
+            )
         except RuntimeError as e:  # wrong keys or shapes
-            raise InceptionWeightsError(f"Inception-v3 weights file {path} does not fit the network "
-                                        f"({_one_line(e)}). " + _where_to_put_it()) from e
+            raise InceptionWeightsError(
+                f"Inception-v3 weights file {path} does not fit the network ({_one_line(e)}). " + _where_to_put_it()
+            ) from e
         self.weights_path = path
         self.sha256 = file_sha256(path)
         self.official_weights = self.sha256.startswith(OFFICIAL_SHA256_PREFIX)
 
-    def train(self, mode: bool = True) -> "InceptionV3":
+    def train(self, mode: bool = True) -> InceptionV3:
         return super().train(False)  # a metric network never trains (BN statistics stay fixed)
 
     @torch.no_grad()
@@ -139,8 +151,13 @@ class InceptionV3(nn.Module):
 
     def describe(self) -> dict[str, object]:
         """The ``extractor`` entry of metrics.json."""
-        return {"name": "inception_v3_torch_fidelity", "path": str(self.weights_path), "sha256": self.sha256,
-                "official_weights": self.official_weights, "resize": "TF1-compatible bilinear to 299 (no antialias)"}
+        return {
+            "name": "inception_v3_torch_fidelity",
+            "path": str(self.weights_path),
+            "sha256": self.sha256,
+            "official_weights": self.official_weights,
+            "resize": "TF1-compatible bilinear to 299 (no antialias)",
+        }
 
 
 def to_inception_input(images: torch.Tensor) -> torch.Tensor:
@@ -162,27 +179,34 @@ class InceptionOutput(nn.Module):
         self.inception, self.index = inception, FEATURE_LAYERS.index(output)
         self.num_features = 2048 if output == "2048" else 1008
 
-    def train(self, mode: bool = True) -> "InceptionOutput":
+    def train(self, mode: bool = True) -> InceptionOutput:
         return super().train(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.inception(images)[self.index]
 
 
-def inception_feature_modules(weights_path: str | os.PathLike | None = None,
-                              allow_download: bool = False) -> tuple[InceptionOutput, InceptionOutput]:
+def inception_feature_modules(
+    weights_path: str | os.PathLike | None = None, allow_download: bool = False
+) -> tuple[InceptionOutput, InceptionOutput]:
     """(pool3 module for FID/KID, logits module for IS), sharing one network."""
     net = InceptionV3(weights_path, allow_download)
     return InceptionOutput(net, "2048"), InceptionOutput(net, "logits_unbiased")
 
 
-def inception_metrics(weights_path: str | os.PathLike | None = None, allow_download: bool = False,
-                      kid_subset_size: int = 1000, is_splits: int = 10) -> dict[str, nn.Module]:
+def inception_metrics(
+    weights_path: str | os.PathLike | None = None,
+    allow_download: bool = False,
+    kid_subset_size: int = 1000,
+    is_splits: int = 10,
+) -> dict[str, nn.Module]:
     """torchmetrics FID, KID and IS on the local Inception weights. Feed uint8 [0, 255] or float
     [-1, 1] images (``normalize`` stays False: the modules convert inputs themselves)."""
     from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelInceptionDistance
 
     pool3, logits = inception_feature_modules(weights_path, allow_download)
-    return {"fid": FrechetInceptionDistance(feature=pool3),
-            "kid": KernelInceptionDistance(feature=pool3, subset_size=kid_subset_size),
-            "is": InceptionScore(feature=logits, splits=is_splits)}
+    return {
+        "fid": FrechetInceptionDistance(feature=pool3),
+        "kid": KernelInceptionDistance(feature=pool3, subset_size=kid_subset_size),
+        "is": InceptionScore(feature=logits, splits=is_splits),
+    }

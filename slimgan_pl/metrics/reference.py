@@ -41,9 +41,14 @@ _SPLITS: dict[str, Callable[[str], dict[str, Any]] | None] = {
     "celeba": lambda s: {"split": s} if s in ("train", "valid", "test", "all") else None,
     "image_folder": lambda s: {} if s == "all" else None,
 }
-_SPLIT_NAMES = {"fashion_mnist": "train | test", "cifar10": "train | test", "cifar100": "train | test",
-                "stl10": "train | test | unlabeled | train+unlabeled", "celeba": "train | valid | test | all",
-                "image_folder": "all (the folder)"}
+_SPLIT_NAMES = {
+    "fashion_mnist": "train | test",
+    "cifar10": "train | test",
+    "cifar100": "train | test",
+    "stl10": "train | test | unlabeled | train+unlabeled",
+    "celeba": "train | valid | test | all",
+    "image_folder": "all (the folder)",
+}
 Log = Callable[[str], None]
 
 
@@ -65,22 +70,32 @@ def datamodule_config(datamodule: Any) -> dict[str, Any]:
 def dataset_kind(data_config: Mapping[str, Any]) -> str:
     """fashion_mnist | cifar10 | cifar100 | stl10 | celeba | image_folder, from ``_target_``."""
     target = str(data_config.get("_target_", "")).rsplit(".", 1)[-1]
-    kinds = {"FashionMNISTDataModule": "fashion_mnist", "STL10DataModule": "stl10", "CelebADataModule": "celeba",
-             "ImageFolderDataModule": "image_folder"}
+    kinds = {
+        "FashionMNISTDataModule": "fashion_mnist",
+        "STL10DataModule": "stl10",
+        "CelebADataModule": "celeba",
+        "ImageFolderDataModule": "image_folder",
+    }
     if target == "CIFARDataModule":
         return "cifar100" if int(data_config.get("num_classes", 10)) == 100 else "cifar10"
     if target not in kinds:
-        raise ValueError(f"data module {data_config.get('_target_')!r} has no evaluation support; known: "
-                         f"{', '.join(DATASETS)}")
+        raise ValueError(
+            f"data module {data_config.get('_target_')!r} has no evaluation support; known: {', '.join(DATASETS)}"
+        )
     return kinds[target]
 
 
-FASHION_MNIST_CONFIG = {"_target_": "slimgan_pl.data.FashionMNISTDataModule",
-                        "root": "/usr/share/datasets/fashion-mnist", "image_size": 32, "img_channels": 1}
+FASHION_MNIST_CONFIG = {
+    "_target_": "slimgan_pl.data.FashionMNISTDataModule",
+    "root": "/usr/share/datasets/fashion-mnist",
+    "image_size": 32,
+    "img_channels": 1,
+}
 
 
-def checkpoint_data_config(checkpoint: str | os.PathLike, payload: Mapping[str, Any],
-                           image_shape: tuple[int, int, int]) -> tuple[dict[str, Any], str]:
+def checkpoint_data_config(
+    checkpoint: str | os.PathLike, payload: Mapping[str, Any], image_shape: tuple[int, int, int]
+) -> tuple[dict[str, Any], str]:
     """(data config, where it came from) of a checkpoint: its ``data_config`` entry, else the run's
     ``config_resolved.yaml``, else Fashion-MNIST for a 1x32x32 generator; ValueError otherwise."""
     if isinstance(payload.get("data_config"), Mapping):
@@ -94,8 +109,10 @@ def checkpoint_data_config(checkpoint: str | os.PathLike, payload: Mapping[str, 
             return dict(data), str(resolved)
     if tuple(image_shape) == (1, 32, 32):
         return dict(FASHION_MNIST_CONFIG), "assumed (1x32x32 generator, no data config in the checkpoint)"
-    raise ValueError(f"checkpoint {checkpoint} records no data config and {resolved} does not exist: evaluate it "
-                     "from its run directory, or retrain with this version (checkpoints now carry data_config)")
+    raise ValueError(
+        f"checkpoint {checkpoint} records no data config and {resolved} does not exist: evaluate it "
+        "from its run directory, or retrain with this version (checkpoints now carry data_config)"
+    )
 
 
 # ----------------------------------------------------------------------------- protocols
@@ -165,8 +182,10 @@ def real_images(data_config: Mapping[str, Any], split: str, n: int | None) -> to
     size = len(dataset)
     n = size if n is None else n
     if n > size:
-        raise ValueError(f"{n} real images requested but {dataset_kind(data_config)} split {split!r} has {size}; "
-                         f"use --n-real {size} or less")
+        raise ValueError(
+            f"{n} real images requested but {dataset_kind(data_config)} split {split!r} has {size}; "
+            f"use --n-real {size} or less"
+        )
     index = range(size) if n == size else torch.randperm(size, generator=torch.Generator().manual_seed(SUBSET_SEED))[:n]
     if hasattr(dataset, "images") and len(dataset.images) == size:  # in memory: one gather
         return dataset.images[torch.as_tensor(list(index))]
@@ -174,11 +193,20 @@ def real_images(data_config: Mapping[str, Any], split: str, n: int | None) -> to
 
 
 # Sizes of the fixed datasets' splits (a look-up instead of loading 60k images to count them).
-KNOWN_SPLIT_SIZES = {("fashion_mnist", "train"): 60_000, ("fashion_mnist", "test"): 10_000,
-                     ("cifar10", "train"): 50_000, ("cifar10", "test"): 10_000, ("cifar100", "train"): 50_000,
-                     ("cifar100", "test"): 10_000, ("stl10", "train"): 5_000, ("stl10", "test"): 8_000,
-                     ("stl10", "unlabeled"): 100_000, ("celeba", "train"): 162_770, ("celeba", "valid"): 19_867,
-                     ("celeba", "test"): 19_962}
+KNOWN_SPLIT_SIZES = {
+    ("fashion_mnist", "train"): 60_000,
+    ("fashion_mnist", "test"): 10_000,
+    ("cifar10", "train"): 50_000,
+    ("cifar10", "test"): 10_000,
+    ("cifar100", "train"): 50_000,
+    ("cifar100", "test"): 10_000,
+    ("stl10", "train"): 5_000,
+    ("stl10", "test"): 8_000,
+    ("stl10", "unlabeled"): 100_000,
+    ("celeba", "train"): 162_770,
+    ("celeba", "valid"): 19_867,
+    ("celeba", "test"): 19_962,
+}
 
 
 def split_size(data_config: Mapping[str, Any], split: str) -> int:
@@ -195,8 +223,16 @@ def cache_dir(path: str | os.PathLike | None = None) -> Path:
 def real_cache_key(data_config: Mapping[str, Any], split: str, n: int, backbone: Backbone) -> dict[str, Any]:
     kind = dataset_kind(data_config)
     root = str(Path(str(data_config.get("root", ""))).expanduser().resolve()) if data_config.get("root") else None
-    return {"dataset": kind, "root": root, "split": split, "image_size": int(data_config.get("image_size", 32)),
-            "n": n, "subset_seed": SUBSET_SEED, "backbone": backbone.name, "backbone_sha256": backbone.sha256}
+    return {
+        "dataset": kind,
+        "root": root,
+        "split": split,
+        "image_size": int(data_config.get("image_size", 32)),
+        "n": n,
+        "subset_seed": SUBSET_SEED,
+        "backbone": backbone.name,
+        "backbone_sha256": backbone.sha256,
+    }
 
 
 def cache_paths(key: Mapping[str, Any], directory: Path) -> tuple[Path, Path]:
@@ -206,9 +242,15 @@ def cache_paths(key: Mapping[str, Any], directory: Path) -> tuple[Path, Path]:
     return directory / f"{stem}.pt", directory / f"{stem}.npz"
 
 
-def real_features(backbone: Backbone, data_config: Mapping[str, Any], split: str, n: int,
-                  directory: str | os.PathLike | None = None, batch_size: int = 500,
-                  log: Log | None = print) -> tuple[FeatureSet, Path]:
+def real_features(
+    backbone: Backbone,
+    data_config: Mapping[str, Any],
+    split: str,
+    n: int,
+    directory: str | os.PathLike | None = None,
+    batch_size: int = 500,
+    log: Log | None = print,
+) -> tuple[FeatureSet, Path]:
     """Features of ``n`` real images of ``split`` and the path of their statistics file; from the
     cache when the key matches, else computed and cached (features .pt + mu/sigma .npz)."""
     key = real_cache_key(data_config, split, n, backbone)
@@ -275,10 +317,14 @@ def read_stats(path: str | os.PathLike, num_features: int) -> tuple[torch.Tensor
     except Exception as e:
         raise ValueError(f"--ref-stats {path}: not a readable .npz file ({type(e).__name__})") from None
     if missing:
-        raise ValueError(f"--ref-stats {path}: no {' or '.join(repr(k) for k in missing)} array; expected an .npz "
-                         "with 'mu' (D,) and 'sigma' (D, D)")
+        raise ValueError(
+            f"--ref-stats {path}: no {' or '.join(repr(k) for k in missing)} array; expected an .npz "
+            "with 'mu' (D,) and 'sigma' (D, D)"
+        )
     d = num_features
     if mu.shape != (d,) or sigma.shape != (d, d):
-        raise ValueError(f"--ref-stats {path}: mu {mu.shape} and sigma {sigma.shape} do not match the backbone's "
-                         f"{d}-d features (expected ({d},) and ({d}, {d}))")
+        raise ValueError(
+            f"--ref-stats {path}: mu {mu.shape} and sigma {sigma.shape} do not match the backbone's "
+            f"{d}-d features (expected ({d},) and ({d}, {d}))"
+        )
     return torch.from_numpy(mu), torch.from_numpy(sigma)

@@ -47,8 +47,9 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(fid.compute())
 
 
-def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
-                    seed: int = 0) -> MeanStd:
+def kernel_distance(
+    real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> MeanStd:
     """KID (polynomial kernel, mean and std over random subsets) with torchmetrics'
     KernelInceptionDistance. ``subset_size`` is capped at the smaller set; the subsets are drawn
     from a seeded RNG so reruns agree (the global RNG is left untouched)."""
@@ -79,8 +80,9 @@ def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> Me
 
 def _check_pair(real: torch.Tensor, fake: torch.Tensor) -> None:
     if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
-        raise ValueError(f"feature sets must be (N, D) with the same D, got {tuple(real.shape)} "
-                         f"and {tuple(fake.shape)}")
+        raise ValueError(
+            f"feature sets must be (N, D) with the same D, got {tuple(real.shape)} and {tuple(fake.shape)}"
+        )
     if len(real) < 2 or len(fake) < 2:
         raise ValueError("each feature set needs at least 2 samples")
 

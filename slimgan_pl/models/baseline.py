@@ -56,8 +56,10 @@ def check_baseline(baseline: Mapping[str, Any] | None) -> BaselineWidths | None:
     g_width, d_width = _width(baseline.get("g_width"), "g_width"), _width(baseline.get("d_width"), "d_width")
     if g_width is None:
         if d_width is not None:
-            raise ValueError(f"model.baseline.d_width={d_width} needs model.baseline.g_width (a number in (0, 1]); "
-                             "g_width null turns the baseline off")
+            raise ValueError(
+                f"model.baseline.d_width={d_width} needs model.baseline.g_width (a number in (0, 1]); "
+                "g_width null turns the baseline off"
+            )
         return None
     return BaselineWidths(g_width, 1.0 if d_width is None else d_width)
 
@@ -101,8 +103,9 @@ class NativeGenerator(SlimmableGenerator):
         return net(z, width=inner_width, y=y)
 
 
-def build_model_generator(generator: Mapping[str, Any], widths: list[float],
-                          baseline: BaselineWidths | None) -> SlimmableGenerator:
+def build_model_generator(
+    generator: Mapping[str, Any], widths: list[float], baseline: BaselineWidths | None
+) -> SlimmableGenerator:
     """The generator a SlimGAN run trains: the slimmable ``generator["arch"]`` at ``widths``, or the
     native baseline generator of width ``baseline.g_width``."""
     kwargs = {k: v for k, v in generator.items() if k != "arch"}

@@ -71,8 +71,9 @@ def check_attn_resolution(resolution: int | None, allowed: Sequence[int], key: s
         return None
     allowed = sorted(set(allowed))
     if isinstance(resolution, bool) or resolution not in allowed:
-        raise ValueError(f"{key} must be one of {allowed} (resolutions this network has) or null (off), "
-                         f"got {resolution!r}")
+        raise ValueError(
+            f"{key} must be one of {allowed} (resolutions this network has) or null (off), got {resolution!r}"
+        )
     return int(resolution)
 
 
@@ -118,8 +119,9 @@ class BigGANGBlock(nn.Module):
     """BigGAN residual up-block: CBN-ReLU-up-conv3-CBN-ReLU-conv3, shortcut up + conv1x1.
     ``upsample``: ``nearest`` (BigGAN) or ``bilinear``."""
 
-    def __init__(self, in_channels: int, out_channels: int, widths: Sequence[float], cond_dim: int,
-                 upsample: str = "nearest") -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, widths: Sequence[float], cond_dim: int, upsample: str = "nearest"
+    ) -> None:
         super().__init__()
         self.upsample = check_upsample(upsample)
         self.bn1 = _block_norm(in_channels, cond_dim, widths)
@@ -139,12 +141,22 @@ class BigGANDeepGBlock(nn.Module):
     upsampling (optional) after the second; skip: drop channels to ``out`` (first ``out_w`` at width
     w), upsample. No learnable shortcut. ``upsample_mode``: ``nearest`` (BigGAN) or ``bilinear``."""
 
-    def __init__(self, in_channels: int, out_channels: int, widths: Sequence[float], cond_dim: int,
-                 upsample: bool, channel_ratio: int = 4, upsample_mode: str = "nearest") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        widths: Sequence[float],
+        cond_dim: int,
+        upsample: bool,
+        channel_ratio: int = 4,
+        upsample_mode: str = "nearest",
+    ) -> None:
         super().__init__()
         self.upsample_mode = check_upsample(upsample_mode)
         if out_channels > in_channels:
-            raise ValueError(f"a BigGAN-deep G block drops channels, it cannot add them ({in_channels} -> {out_channels})")
+            raise ValueError(
+                f"a BigGAN-deep G block drops channels, it cannot add them ({in_channels} -> {out_channels})"
+            )
         hidden = max(1, in_channels // channel_ratio)
         self.in_channels, self.out_channels, self.upsample = in_channels, out_channels, upsample
         self.bn1 = _block_norm(in_channels, cond_dim, widths)
@@ -160,7 +172,7 @@ class BigGANDeepGBlock(nn.Module):
         h = self.conv1(F.relu(_norm(self.bn1, x, width, c)), width)
         h = F.relu(_norm(self.bn2, h, width, c))
         if self.out_channels != self.in_channels:  # drop the last channels (the width's prefix stays nested)
-            x = x[:, :slim_channels(self.out_channels, width)]
+            x = x[:, : slim_channels(self.out_channels, width)]
         if self.upsample:
             h, x = upsample2x(h, self.upsample_mode), upsample2x(x, self.upsample_mode)
         h = self.conv2(h, width)
@@ -172,8 +184,7 @@ class BigGANDeepGBlock(nn.Module):
 class _BigGANGeneratorBase(SlimmableGenerator):
     """Shared parts: class embedding, attention placement, output layers, init and spectral norm."""
 
-    def _setup_common(self, ngf: int, shared_dim: int, attn_resolution: int | None,
-                      resolutions: Sequence[int]) -> None:
+    def _setup_common(self, ngf: int, shared_dim: int, attn_resolution: int | None, resolutions: Sequence[int]) -> None:
         if self.num_classes and (isinstance(shared_dim, bool) or not isinstance(shared_dim, int) or shared_dim < 1):
             raise ValueError(f"model.generator.shared_dim must be an integer >= 1, got {shared_dim!r}")
         self.shared_dim = shared_dim if self.num_classes else 0
@@ -208,10 +219,23 @@ class BigGANGenerator(_BigGANGeneratorBase):
     ``log2(img_size / 4)`` residual up-blocks ngf -> ngf with conditional BNs; self-attention after
     the block at ``attn_resolution``; BN; ReLU; conv3x3 -> image; tanh. Switches: module docstring."""
 
-    def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 256, img_channels: int = 3,
-                 img_size: int = 32, bottom: int = 4, num_classes: int | None = None, shared_dim: int = 128,
-                 skip_z: bool = True, attn_resolution: int | None = 16, spectral_norm: bool = True,
-                 init: str = "ortho", upsample: str = "nearest", bias_init: str = "default") -> None:
+    def __init__(
+        self,
+        widths: Sequence[float],
+        nz: int = 128,
+        ngf: int = 256,
+        img_channels: int = 3,
+        img_size: int = 32,
+        bottom: int = 4,
+        num_classes: int | None = None,
+        shared_dim: int = 128,
+        skip_z: bool = True,
+        attn_resolution: int | None = 16,
+        spectral_norm: bool = True,
+        init: str = "ortho",
+        upsample: str = "nearest",
+        bias_init: str = "default",
+    ) -> None:
         super().__init__(widths, nz, img_channels, img_size, num_classes)
         self.upsample = check_upsample(upsample)
         check_bias_init(bias_init, "model.generator.bias_init")
@@ -219,9 +243,11 @@ class BigGANGenerator(_BigGANGeneratorBase):
         self.skip_z, self.bottom, self.n_blocks = _check_bool(skip_z, "model.generator.skip_z"), bottom, n_up
         if self.skip_z and nz % (n_up + 1):
             slots = n_up + 1
-            raise ValueError(f"model.generator.nz={nz} must be a multiple of {slots} with model.generator.skip_z=true "
-                             f"(z is split into n_blocks + 1 = {slots} equal chunks), e.g. {nz - nz % slots or slots} "
-                             f"or {nz - nz % slots + slots}")
+            raise ValueError(
+                f"model.generator.nz={nz} must be a multiple of {slots} with model.generator.skip_z=true "
+                f"(z is split into n_blocks + 1 = {slots} equal chunks), e.g. {nz - nz % slots or slots} "
+                f"or {nz - nz % slots + slots}"
+            )
         self.z_chunk = nz // (n_up + 1) if self.skip_z else 0
         resolutions = [bottom * 2 ** (i + 1) for i in range(n_up)]
         self._setup_common(ngf, shared_dim, attn_resolution, resolutions)
@@ -256,10 +282,24 @@ class BigGANDeepGenerator(_BigGANGeneratorBase):
     ``attn_resolution``; BN; ReLU; conv3x3 -> image; tanh. Every block BN is conditional on
     ``cat(embedding, z)`` (z alone when unconditional)."""
 
-    def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 256, img_channels: int = 3,
-                 img_size: int = 32, bottom: int = 4, num_classes: int | None = None, shared_dim: int = 128,
-                 attn_resolution: int | None = 16, spectral_norm: bool = True, init: str = "ortho",
-                 depth: int = 2, channel_ratio: int = 4, upsample: str = "nearest", bias_init: str = "default") -> None:
+    def __init__(
+        self,
+        widths: Sequence[float],
+        nz: int = 128,
+        ngf: int = 256,
+        img_channels: int = 3,
+        img_size: int = 32,
+        bottom: int = 4,
+        num_classes: int | None = None,
+        shared_dim: int = 128,
+        attn_resolution: int | None = 16,
+        spectral_norm: bool = True,
+        init: str = "ortho",
+        depth: int = 2,
+        channel_ratio: int = 4,
+        upsample: str = "nearest",
+        bias_init: str = "default",
+    ) -> None:
         super().__init__(widths, nz, img_channels, img_size, num_classes)
         self.upsample = check_upsample(upsample)
         check_bias_init(bias_init, "model.generator.bias_init")
@@ -272,9 +312,20 @@ class BigGANDeepGenerator(_BigGANGeneratorBase):
         cond_dim = self.shared_dim + nz
         self.fc = SlimmableLinear(cond_dim, bottom * bottom * ngf, slice_in=False, out_unit=bottom * bottom)
         self.stages = nn.ModuleList(
-            nn.ModuleList(BigGANDeepGBlock(ngf, ngf, self.widths, cond_dim, upsample=(d == depth - 1),
-                                           channel_ratio=channel_ratio, upsample_mode=upsample) for d in range(depth))
-            for _ in range(n_up))
+            nn.ModuleList(
+                BigGANDeepGBlock(
+                    ngf,
+                    ngf,
+                    self.widths,
+                    cond_dim,
+                    upsample=(d == depth - 1),
+                    channel_ratio=channel_ratio,
+                    upsample_mode=upsample,
+                )
+                for d in range(depth)
+            )
+            for _ in range(n_up)
+        )
         self._finish(init, spectral_norm, bias_init)
 
     def forward(self, z: torch.Tensor, width: float, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -307,15 +358,18 @@ class BigGANDeepDBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, down: bool, init: str, channel_ratio: int = 4) -> None:
         super().__init__()
         if out_channels < in_channels:
-            raise ValueError(f"a BigGAN-deep D block adds channels, it cannot drop them ({in_channels} -> {out_channels})")
+            raise ValueError(
+                f"a BigGAN-deep D block adds channels, it cannot drop them ({in_channels} -> {out_channels})"
+            )
         hidden = max(1, out_channels // channel_ratio)
         self.down = down
         self.conv1 = _sn(nn.Conv2d(in_channels, hidden, 1), init)
         self.conv2 = _sn(nn.Conv2d(hidden, hidden, 3, 1, 1), init)
         self.conv3 = _sn(nn.Conv2d(hidden, hidden, 3, 1, 1), init)
         self.conv4 = _sn(nn.Conv2d(hidden, out_channels, 1), init)
-        self.shortcut = _sn(nn.Conv2d(in_channels, out_channels - in_channels, 1), init) \
-            if out_channels > in_channels else None
+        self.shortcut = (
+            _sn(nn.Conv2d(in_channels, out_channels - in_channels, 1), init) if out_channels > in_channels else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.relu(x))
@@ -338,13 +392,12 @@ class _AttentionPlan:
 
     specs: list
     resolutions: list[int]  # output resolution of every block
-    stage_ends: list[int]   # index of the last block of every stage
+    stage_ends: list[int]  # index of the last block of every stage
 
     def _setup(self, ndf: int, init: str, num_classes: int, attn_resolution: int | None) -> None:
         self.ndf, self.init, self.num_classes, self.n_blocks = ndf, init, num_classes, len(self.specs)
         ends = {self.resolutions[i]: i for i in reversed(self.stage_ends)}  # first stage per resolution
-        self.attn_resolution = check_attn_resolution(attn_resolution, list(ends),
-                                                     "model.discriminator.attn_resolution")
+        self.attn_resolution = check_attn_resolution(attn_resolution, list(ends), "model.discriminator.attn_resolution")
         self.attn_after = ends[self.attn_resolution] if self.attn_resolution else None
 
     def _make_block(self, i: int) -> nn.Module:
@@ -371,12 +424,24 @@ class BigGANDiscriminatorPlan(_AttentionPlan):
     the 4 residual blocks. ``shortcut_input`` (:class:`ResDBlock`): ``identity`` by default, as
     BigGAN-PyTorch's block (out-of-place pre-activation ReLU)."""
 
-    def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str = "ortho",
-                 num_classes: int = 0, attn_resolution: int | None = 16, shortcut_input: str = "identity") -> None:
+    def __init__(
+        self,
+        ndf: int,
+        img_channels: int,
+        img_size: int,
+        bottom: int,
+        init: str = "ortho",
+        num_classes: int = 0,
+        attn_resolution: int | None = 16,
+        shortcut_input: str = "identity",
+    ) -> None:
         self.shortcut_input = check_shortcut_input(shortcut_input)
         n_down = int(round(math.log2(img_size / bottom))) - 1
-        self.specs = [(img_channels, ndf, True, True)] + [(ndf, ndf, True, False)] * (n_down - 1) \
+        self.specs = (
+            [(img_channels, ndf, True, True)]
+            + [(ndf, ndf, True, False)] * (n_down - 1)
             + [(ndf, ndf, False, False)] * 2
+        )
         self.resolutions, size = [], img_size
         for _, _, down, _ in self.specs:
             size //= 2 if down else 1
@@ -396,8 +461,17 @@ class BigGANDeepDiscriminatorPlan(_AttentionPlan):
     at ``attn_resolution`` (16: after stage 1, 8: after stage 2); sum-pool (projection) head.
     ``n_share`` counts the 6 bottleneck blocks."""
 
-    def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str = "ortho",
-                 num_classes: int = 0, attn_resolution: int | None = 16, depth: int = 2) -> None:
+    def __init__(
+        self,
+        ndf: int,
+        img_channels: int,
+        img_size: int,
+        bottom: int,
+        init: str = "ortho",
+        num_classes: int = 0,
+        attn_resolution: int | None = 16,
+        depth: int = 2,
+    ) -> None:
         if ndf < 8:
             raise ValueError(f"model.discriminator.ndf must be >= 8 for arch biggan_deep32, got {ndf}")
         n_down = int(round(math.log2(img_size / bottom))) - 1

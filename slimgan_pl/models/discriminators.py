@@ -46,8 +46,9 @@ class DCGANDLayer(nn.Sequential):
 def check_shortcut_input(shortcut_input: str) -> str:
     """``model.discriminator.shortcut_input``: one of :data:`SHORTCUT_INPUTS`."""
     if shortcut_input not in SHORTCUT_INPUTS:
-        raise ValueError(f"model.discriminator.shortcut_input must be one of {list(SHORTCUT_INPUTS)}, "
-                         f"got {shortcut_input!r}")
+        raise ValueError(
+            f"model.discriminator.shortcut_input must be one of {list(SHORTCUT_INPUTS)}, got {shortcut_input!r}"
+        )
     return shortcut_input
 
 
@@ -64,8 +65,9 @@ class ResDBlock(nn.Module):
     out-of-place ReLU on purpose). The optimized first block has no pre-activation: its shortcut
     reads the image in both modes, as in both references."""
 
-    def __init__(self, in_channels: int, out_channels: int, down: bool, optimized: bool, init: str,
-                 shortcut_input: str = "relu") -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, down: bool, optimized: bool, init: str, shortcut_input: str = "relu"
+    ) -> None:
         super().__init__()
         self.down, self.optimized = down, optimized
         self.shortcut_input = check_shortcut_input(shortcut_input)
@@ -130,8 +132,9 @@ class FlattenProjectionHead(nn.Module):
     """SNDCGAN's head made conditional: ``linear(flatten(h)) + <embed(y), sum_xy(h)>``. The features
     are already activated (the last conv layer's LeakyReLU); the embedding is spectrally normalised."""
 
-    def __init__(self, channels: int, spatial: int, num_classes: int, init: str,
-                 linear: nn.Module | None = None) -> None:
+    def __init__(
+        self, channels: int, spatial: int, num_classes: int, init: str, linear: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.linear = linear if linear is not None else _sn(nn.Linear(channels * spatial, 1), init)
         self.embed = _sn(nn.Embedding(num_classes, channels), init)
@@ -145,8 +148,9 @@ def _check_num_classes(num_classes: int | None) -> int:
     if num_classes is None:
         return 0
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-        raise ValueError(f"model.discriminator.num_classes must be an integer >= 0 (0 or null: unconditional), "
-                         f"got {num_classes!r}")
+        raise ValueError(
+            f"model.discriminator.num_classes must be an integer >= 0 (0 or null: unconditional), got {num_classes!r}"
+        )
     return num_classes
 
 
@@ -156,8 +160,9 @@ class SNDCGANDiscriminatorPlan:
     linear (a projection head when ``num_classes`` > 0). Each conv layer is one block for ``n_share``
     (7 at 32/48px, 9 at 64px), as in the reference implementation."""
 
-    def __init__(self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str,
-                 num_classes: int = 0) -> None:
+    def __init__(
+        self, ndf: int, img_channels: int, img_size: int, bottom: int, init: str, num_classes: int = 0
+    ) -> None:
         self.num_classes = num_classes
         n_down = int(round(math.log2(img_size / bottom)))
         stages = [max(1, ndf // 2 ** (n_down - i)) for i in range(n_down)]
@@ -189,13 +194,23 @@ class SNResGANDiscriminatorPlan:
     (48 -> 3x3, 64 -> 2x2 before the pool). ``shortcut_input``: see :class:`ResDBlock` (default
     ``relu``, the SlimGAN reference)."""
 
-    def __init__(self, ndf: int, img_channels: int, img_size: int, init: str, num_classes: int = 0,
-                 channel_divs: Sequence[int] = (1, 1, 1, 1), downs: Sequence[bool] = (True, True, False, False),
-                 shortcut_input: str = "relu") -> None:
+    def __init__(
+        self,
+        ndf: int,
+        img_channels: int,
+        img_size: int,
+        init: str,
+        num_classes: int = 0,
+        channel_divs: Sequence[int] = (1, 1, 1, 1),
+        downs: Sequence[bool] = (True, True, False, False),
+        shortcut_input: str = "relu",
+    ) -> None:
         self.shortcut_input = check_shortcut_input(shortcut_input)
         if len(channel_divs) != len(downs) or img_size % 2 ** sum(downs):
-            raise ValueError(f"SNResGAN D plan: {len(channel_divs)} channel divisors and {len(downs)} down flags "
-                             f"for {img_size}px images do not fit")
+            raise ValueError(
+                f"SNResGAN D plan: {len(channel_divs)} channel divisors and {len(downs)} down flags "
+                f"for {img_size}px images do not fit"
+            )
         channels = [max(1, ndf // div) for div in channel_divs]
         c_in = [img_channels] + channels[:-1]
         self.specs = [(c_in[i], channels[i], downs[i], i == 0) for i in range(len(channels))]
@@ -217,17 +232,24 @@ DISCRIMINATORS = {
     "sndcgan32": (SNDCGANDiscriminatorPlan, {"img_size": 32, "bottom": 4}),
     "sndcgan48": (SNDCGANDiscriminatorPlan, {"img_size": 48, "bottom": 6}),
     "sndcgan64": (SNDCGANDiscriminatorPlan, {"img_size": 64, "bottom": 4}),
-    "snresgan32": (SNResGANDiscriminatorPlan, {"img_size": 32, "channel_divs": (1, 1, 1, 1),
-                                               "downs": (True, True, False, False)}),
-    "snresgan48": (SNResGANDiscriminatorPlan, {"img_size": 48, "channel_divs": (16, 8, 4, 2, 1),
-                                               "downs": (True, True, True, True, False)}),
-    "snresgan64": (SNResGANDiscriminatorPlan, {"img_size": 64, "channel_divs": (16, 8, 4, 2, 1),
-                                               "downs": (True, True, True, True, True)}),
+    "snresgan32": (
+        SNResGANDiscriminatorPlan,
+        {"img_size": 32, "channel_divs": (1, 1, 1, 1), "downs": (True, True, False, False)},
+    ),
+    "snresgan48": (
+        SNResGANDiscriminatorPlan,
+        {"img_size": 48, "channel_divs": (16, 8, 4, 2, 1), "downs": (True, True, True, True, False)},
+    ),
+    "snresgan64": (
+        SNResGANDiscriminatorPlan,
+        {"img_size": 64, "channel_divs": (16, 8, 4, 2, 1), "downs": (True, True, True, True, True)},
+    ),
 }
 
 
-def discriminator_plan(arch: str, ndf: int, img_channels: int, init: str = "xavier", num_classes: int = 0,
-                       **plan_kwargs):
+def discriminator_plan(
+    arch: str, ndf: int, img_channels: int, init: str = "xavier", num_classes: int = 0, **plan_kwargs
+):
     """``plan_kwargs``: arch-specific options (e.g. ``attn_resolution`` of the BigGAN archs)."""
     if arch not in DISCRIMINATORS:
         raise ValueError(f"model.discriminator.arch must be one of {sorted(DISCRIMINATORS)}, got {arch!r}")
@@ -237,8 +259,9 @@ def discriminator_plan(arch: str, ndf: int, img_channels: int, init: str = "xavi
     except TypeError as e:
         if not plan_kwargs:
             raise
-        raise ValueError(f"model.discriminator options {sorted(plan_kwargs)} are not all options of arch {arch} "
-                         f"({e})") from None
+        raise ValueError(
+            f"model.discriminator options {sorted(plan_kwargs)} are not all options of arch {arch} ({e})"
+        ) from None
 
 
 class PrivateDiscriminator(nn.Module):
@@ -266,18 +289,29 @@ class MultiWidthDiscriminator(nn.Module):
     (``model.discriminator.bias_init``): see :func:`slimgan_pl.models.init.init_biases`.
     """
 
-    def __init__(self, arch: str, widths: Sequence[float], n_share: int = 2, ndf: int = 512,
-                 img_channels: int = 3, init: str = "xavier", num_classes: int | None = None,
-                 bias_init: str = "default", **plan_kwargs) -> None:
+    def __init__(
+        self,
+        arch: str,
+        widths: Sequence[float],
+        n_share: int = 2,
+        ndf: int = 512,
+        img_channels: int = 3,
+        init: str = "xavier",
+        num_classes: int | None = None,
+        bias_init: str = "default",
+        **plan_kwargs,
+    ) -> None:
         super().__init__()
         self.widths = check_widths(widths)
         self.num_classes = _check_num_classes(num_classes)
         self.bias_init = check_bias_init(bias_init, "model.discriminator.bias_init")
         plan = discriminator_plan(arch, ndf, img_channels, init, self.num_classes, **plan_kwargs)
         if isinstance(n_share, bool) or not isinstance(n_share, int) or not -1 <= n_share <= plan.n_blocks:
-            raise ValueError(f"slim.n_share must be an integer in [0, {plan.n_blocks}] for discriminator {arch} "
-                             f"({plan.n_blocks} blocks; the first n_share shared by all widths) or -1 (every block "
-                             f"private, only the head's final linear layer shared), got {n_share!r}")
+            raise ValueError(
+                f"slim.n_share must be an integer in [0, {plan.n_blocks}] for discriminator {arch} "
+                f"({plan.n_blocks} blocks; the first n_share shared by all widths) or -1 (every block "
+                f"private, only the head's final linear layer shared), got {n_share!r}"
+            )
         self.n_share, self.n_blocks = n_share, plan.n_blocks
         first_private = max(n_share, 0)
         self.shared = nn.Sequential(*(plan.block(i) for i in range(first_private)))
@@ -294,11 +328,15 @@ class MultiWidthDiscriminator(nn.Module):
     def check_labels(self, x: torch.Tensor, y: torch.Tensor | None, what: str = "y") -> None:
         """Conditional D's need labels (N,) for every batch; unconditional ones refuse them."""
         if self.num_classes and y is None:
-            raise ValueError(f"this discriminator is class-conditional (model.discriminator.num_classes="
-                             f"{self.num_classes}): pass class labels {what}")
+            raise ValueError(
+                f"this discriminator is class-conditional (model.discriminator.num_classes="
+                f"{self.num_classes}): pass class labels {what}"
+            )
         if not self.num_classes and y is not None:
-            raise ValueError(f"class labels {what} given, but this discriminator is unconditional "
-                             "(model.discriminator.num_classes=0)")
+            raise ValueError(
+                f"class labels {what} given, but this discriminator is unconditional "
+                "(model.discriminator.num_classes=0)"
+            )
         if y is not None and y.shape != (x.shape[0],):
             raise ValueError(f"{what} must have shape ({x.shape[0]},), one class id per image, got {tuple(y.shape)}")
 
@@ -307,9 +345,13 @@ class MultiWidthDiscriminator(nn.Module):
         self.check_labels(x, y)
         return self.private[width_index(self.widths, width)](self.shared(x), y)
 
-    def score_all(self, fakes: Sequence[torch.Tensor], real: torch.Tensor | None = None,
-                  fake_labels: Sequence[torch.Tensor] | None = None, real_labels: torch.Tensor | None = None,
-                  ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    def score_all(
+        self,
+        fakes: Sequence[torch.Tensor],
+        real: torch.Tensor | None = None,
+        fake_labels: Sequence[torch.Tensor] | None = None,
+        real_labels: torch.Tensor | None = None,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
         """Scores of every width's D on its own fake batch (``fakes[i]`` for width i) and, if given,
         on the one real batch they share. Conditional D's need ``fake_labels[i]`` for ``fakes[i]``
         and ``real_labels`` for ``real``.

@@ -42,8 +42,9 @@ def _check_num_classes(num_classes: int | None) -> int:
     if num_classes is None:
         return 0
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-        raise ValueError(f"model.generator.num_classes must be an integer >= 0 (0 or null: unconditional), "
-                         f"got {num_classes!r}")
+        raise ValueError(
+            f"model.generator.num_classes must be an integer >= 0 (0 or null: unconditional), got {num_classes!r}"
+        )
     return num_classes
 
 
@@ -54,8 +55,9 @@ class SlimmableGenerator(nn.Module):
     0: unconditional, ``y`` must be None.
     """
 
-    def __init__(self, widths: Sequence[float], nz: int, img_channels: int, img_size: int,
-                 num_classes: int | None = None) -> None:
+    def __init__(
+        self, widths: Sequence[float], nz: int, img_channels: int, img_size: int, num_classes: int | None = None
+    ) -> None:
         super().__init__()
         self.widths = check_widths(widths)
         if nz < 1:
@@ -77,11 +79,14 @@ class SlimmableGenerator(nn.Module):
         """Conditional generators need ``y`` (N,) integer class ids; unconditional ones refuse it.
         (Class ids are not range-checked here: that would synchronise with the GPU every forward.)"""
         if self.num_classes and y is None:
-            raise ValueError(f"this generator is class-conditional (model.generator.num_classes="
-                             f"{self.num_classes}): pass class labels y")
+            raise ValueError(
+                f"this generator is class-conditional (model.generator.num_classes="
+                f"{self.num_classes}): pass class labels y"
+            )
         if not self.num_classes and y is not None:
-            raise ValueError("class labels y given, but this generator is unconditional "
-                             "(model.generator.num_classes=0)")
+            raise ValueError(
+                "class labels y given, but this generator is unconditional (model.generator.num_classes=0)"
+            )
         if y is not None and (y.shape != (z.shape[0],) or y.dtype.is_floating_point or y.dtype == torch.bool):
             raise ValueError(f"y must be integer class ids of shape ({z.shape[0]},), got {tuple(y.shape)} {y.dtype}")
 
@@ -125,9 +130,19 @@ class SNDCGANGenerator(SlimmableGenerator):
     generator is unconditional.
     """
 
-    def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 512, img_channels: int = 3,
-                 img_size: int = 32, bottom: int = 4, init: str = "xavier", num_classes: int | None = None,
-                 cond_norm: str = "scbn", bias_init: str = "default") -> None:
+    def __init__(
+        self,
+        widths: Sequence[float],
+        nz: int = 128,
+        ngf: int = 512,
+        img_channels: int = 3,
+        img_size: int = 32,
+        bottom: int = 4,
+        init: str = "xavier",
+        num_classes: int | None = None,
+        cond_norm: str = "scbn",
+        bias_init: str = "default",
+    ) -> None:
         super().__init__(widths, nz, img_channels, img_size, num_classes)
         self.bias_init = check_bias_init(bias_init, "model.generator.bias_init")
         if cond_norm not in COND_NORMS:
@@ -138,11 +153,11 @@ class SNDCGANGenerator(SlimmableGenerator):
         self.bottom = bottom
         self.fc = SlimmableLinear(nz, bottom * bottom * channels[0], slice_in=False, out_unit=bottom * bottom)
         self.ups = nn.ModuleList(
-            SlimmableConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)
-            for c_in, c_out in zip(channels, channels[1:])
+            SlimmableConvTranspose2d(c_in, c_out, 4, stride=2, padding=1) for c_in, c_out in zip(channels, channels[1:])
         )
         self.bns = nn.ModuleList(
-            conditional_norm(cond_norm, c, self.num_classes, self.widths) if self.num_classes
+            conditional_norm(cond_norm, c, self.num_classes, self.widths)
+            if self.num_classes
             else SwitchableBatchNorm2d(c, self.widths)
             for c in channels[1:]
         )
@@ -170,8 +185,16 @@ class SlimmableGBlock(nn.Module):
     (align_corners=False, the SlimGAN reference's GBlock) or ``nearest``, on both paths.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, widths: Sequence[float], init: str = "xavier",
-                 num_classes: int = 0, cond_norm: str = "scbn", upsample: str = "bilinear") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        widths: Sequence[float],
+        init: str = "xavier",
+        num_classes: int = 0,
+        cond_norm: str = "scbn",
+        upsample: str = "bilinear",
+    ) -> None:
         super().__init__()
         self.conditional = num_classes > 0
         self.upsample = check_upsample(upsample)
@@ -217,10 +240,21 @@ class SNResGANGenerator(SlimmableGenerator):
     ``upsample``: ``bilinear`` (default, the reference's blocks) or ``nearest``.
     """
 
-    def __init__(self, widths: Sequence[float], nz: int = 128, ngf: int = 256, img_channels: int = 3,
-                 img_size: int = 32, bottom: int = 4, init: str = "xavier", num_classes: int | None = None,
-                 cond_norm: str = "scbn", halve_channels: bool = False, upsample: str = "bilinear",
-                 bias_init: str = "default") -> None:
+    def __init__(
+        self,
+        widths: Sequence[float],
+        nz: int = 128,
+        ngf: int = 256,
+        img_channels: int = 3,
+        img_size: int = 32,
+        bottom: int = 4,
+        init: str = "xavier",
+        num_classes: int | None = None,
+        cond_norm: str = "scbn",
+        halve_channels: bool = False,
+        upsample: str = "bilinear",
+        bias_init: str = "default",
+    ) -> None:
         super().__init__(widths, nz, img_channels, img_size, num_classes)
         self.upsample = check_upsample(upsample)
         self.bias_init = check_bias_init(bias_init, "model.generator.bias_init")
@@ -231,8 +265,10 @@ class SNResGANGenerator(SlimmableGenerator):
         channels = [max(1, ngf // 2**i) if halve_channels else ngf for i in range(n_up + 1)]
         self.bottom = bottom
         self.fc = SlimmableLinear(nz, bottom * bottom * ngf, slice_in=False, out_unit=bottom * bottom)
-        self.blocks = nn.ModuleList(SlimmableGBlock(c_in, c_out, self.widths, init, self.num_classes, cond_norm,
-                                                    upsample) for c_in, c_out in zip(channels, channels[1:]))
+        self.blocks = nn.ModuleList(
+            SlimmableGBlock(c_in, c_out, self.widths, init, self.num_classes, cond_norm, upsample)
+            for c_in, c_out in zip(channels, channels[1:])
+        )
         self.bn = SwitchableBatchNorm2d(channels[-1], self.widths)
         self.to_image = SlimmableConv2d(channels[-1], img_channels, 3, padding=1, slice_out=False)
         init_weight(self.fc, init)

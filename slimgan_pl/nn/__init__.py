@@ -1,5 +1,6 @@
 """Slimmable building blocks."""
 
+from slimgan_pl.nn.attention import SlimmableSelfAttention
 from slimgan_pl.nn.conditional import (
     COND_NORMS,
     ConditionalBatchNorm2d,
@@ -8,7 +9,6 @@ from slimgan_pl.nn.conditional import (
     SwitchableConditionalBatchNorm2d,
     conditional_norm,
 )
-from slimgan_pl.nn.attention import SlimmableSelfAttention
 from slimgan_pl.nn.cross_replica import CrossReplicaBatchNorm2d, convert_cross_replica_batchnorm, local_batch_statistics
 from slimgan_pl.nn.slimmable import (
     SlimmableConv2d,

@@ -21,16 +21,22 @@ from torch import nn
 from slimgan_pl.nn.slimmable import SlimmableConv2d
 
 
-def non_local(x: torch.Tensor, theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor,
-              out: Callable[[torch.Tensor], torch.Tensor], gamma: torch.Tensor) -> torch.Tensor:
+def non_local(
+    x: torch.Tensor,
+    theta: torch.Tensor,
+    phi: torch.Tensor,
+    g: torch.Tensor,
+    out: Callable[[torch.Tensor], torch.Tensor],
+    gamma: torch.Tensor,
+) -> torch.Tensor:
     """The attention arithmetic, given the 1x1-conv outputs ``theta``, ``phi``, ``g`` of ``x`` (full
     resolution; phi and g are max-pooled here) and the output conv ``out``. Shared by the slimmable
     block and its dense export, so both compute exactly the same thing."""
     n, _, h, w = x.shape
     phi, g = F.max_pool2d(phi, 2), F.max_pool2d(g, 2)
-    theta = theta.flatten(2)                                  # (N, C/8, HW)
+    theta = theta.flatten(2)  # (N, C/8, HW)
     attn = torch.softmax(theta.transpose(1, 2) @ phi.flatten(2), dim=-1)  # (N, HW, HW/4)
-    o = g.flatten(2) @ attn.transpose(1, 2)                   # (N, C/2, HW)
+    o = g.flatten(2) @ attn.transpose(1, 2)  # (N, C/2, HW)
     return x + gamma * out(o.view(n, -1, h, w))
 
 
@@ -56,5 +62,6 @@ class SlimmableSelfAttention(nn.Module):
         return self.theta, self.phi, self.g, self.o
 
     def forward(self, x: torch.Tensor, width: float = 1.0) -> torch.Tensor:
-        return non_local(x, self.theta(x, width), self.phi(x, width), self.g(x, width),
-                         lambda o: self.o(o, width), self.gamma)
+        return non_local(
+            x, self.theta(x, width), self.phi(x, width), self.g(x, width), lambda o: self.o(o, width), self.gamma
+        )

@@ -49,8 +49,9 @@ class ConditionalBatchNorm2d(nn.Module):
     usual CBN (torch_mimicry's, which the SlimGAN reference builds on); the class affine replaces it.
     """
 
-    def __init__(self, num_features: int, num_classes: int, affine: bool = False, momentum: float = 0.1,
-                 eps: float = 1e-5) -> None:
+    def __init__(
+        self, num_features: int, num_classes: int, affine: bool = False, momentum: float = 0.1, eps: float = 1e-5
+    ) -> None:
         super().__init__()
         self.num_features, self.num_classes = num_features, _check_num_classes(num_classes)
         self.bn = nn.BatchNorm2d(num_features, affine=affine, momentum=momentum, eps=eps)
@@ -71,8 +72,15 @@ class SliceableConditionalBatchNorm2d(nn.Module):
     ``nn.BatchNorm2d``); whether the paper's scBN has it is unverified.
     """
 
-    def __init__(self, num_features: int, num_classes: int, widths: Sequence[float], affine: bool = True,
-                 momentum: float = 0.1, eps: float = 1e-5) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        num_classes: int,
+        widths: Sequence[float],
+        affine: bool = True,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         self.num_features, self.num_classes = num_features, _check_num_classes(num_classes)
         self.norm = SwitchableBatchNorm2d(num_features, widths, affine=affine, momentum=momentum, eps=eps)
@@ -85,7 +93,7 @@ class SliceableConditionalBatchNorm2d(nn.Module):
         """(gamma, beta) of shape (N, C_w) for labels ``y`` at ``width``."""
         c, c_max = slim_channels(self.num_features, width), self.num_features
         e = self.embed(y)
-        return e[:, :c], e[:, c_max:c_max + c]
+        return e[:, :c], e[:, c_max : c_max + c]
 
     def forward(self, x: torch.Tensor, width: float, y: torch.Tensor) -> torch.Tensor:
         x_hat = self.norm(x, width)  # checks the width (a trained one)
@@ -101,14 +109,22 @@ class SwitchableConditionalBatchNorm2d(nn.Module):
     CBN, whose per-width layers are torch_mimicry's CBN.
     """
 
-    def __init__(self, num_features: int, num_classes: int, widths: Sequence[float], affine: bool = False,
-                 momentum: float = 0.1, eps: float = 1e-5) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        num_classes: int,
+        widths: Sequence[float],
+        affine: bool = False,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         self.widths = check_widths(widths)
         self.num_features, self.num_classes = num_features, _check_num_classes(num_classes)
         self.cbns = nn.ModuleList(
-            ConditionalBatchNorm2d(slim_channels(num_features, w), num_classes, affine=affine,
-                                   momentum=momentum, eps=eps)
+            ConditionalBatchNorm2d(
+                slim_channels(num_features, w), num_classes, affine=affine, momentum=momentum, eps=eps
+            )
             for w in self.widths
         )
 
@@ -142,8 +158,9 @@ class SlimmableProjectedBatchNorm2d(nn.Module):
     "1 +" makes zero projections the identity affine (the BigGAN formulation).
     """
 
-    def __init__(self, num_features: int, cond_dim: int, widths: Sequence[float], momentum: float = 0.1,
-                 eps: float = 1e-5) -> None:
+    def __init__(
+        self, num_features: int, cond_dim: int, widths: Sequence[float], momentum: float = 0.1, eps: float = 1e-5
+    ) -> None:
         super().__init__()
         if not isinstance(cond_dim, int) or cond_dim < 1:
             raise ValueError(f"cond_dim of a projected conditional BN must be an integer >= 1, got {cond_dim!r}")

@@ -37,7 +37,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-
 _local = threading.local()
 
 
@@ -118,7 +117,7 @@ class CrossReplicaBatchNorm2d(nn.BatchNorm2d):
         stats = torch.cat([local_mean.new_full((1,), float(n)), n * local_mean, local_m2 + n * local_mean.square()])
         stats = _AllReduceSum.apply(stats)
         c = x.shape[1]
-        count, total, total_sq = stats[0], stats[1:1 + c], stats[1 + c:]
+        count, total, total_sq = stats[0], stats[1 : 1 + c], stats[1 + c :]
         mean = total / count
         var = (total_sq / count - mean.square()).clamp_min(0.0)
         return mean, var, count
@@ -140,9 +139,14 @@ def convert_cross_replica_batchnorm(module: nn.Module) -> nn.Module:
     :class:`CrossReplicaBatchNorm2d` that shares its parameters and buffers; returns the module
     (the new one if ``module`` itself was a BN). Idempotent; state-dict keys do not change."""
     if isinstance(module, nn.BatchNorm2d) and not isinstance(module, CrossReplicaBatchNorm2d):
-        converted = CrossReplicaBatchNorm2d(module.num_features, eps=module.eps, momentum=module.momentum,
-                                            affine=module.affine, track_running_stats=module.track_running_stats,
-                                            device="meta")
+        converted = CrossReplicaBatchNorm2d(
+            module.num_features,
+            eps=module.eps,
+            momentum=module.momentum,
+            affine=module.affine,
+            track_running_stats=module.track_running_stats,
+            device="meta",
+        )
         # share, not copy: optimizers or other references to the old tensors stay valid
         for name, param in module.named_parameters(recurse=False):
             setattr(converted, name, param)
@@ -153,4 +157,3 @@ def convert_cross_replica_batchnorm(module: nn.Module) -> nn.Module:
     for name, child in module.named_children():
         module.add_module(name, convert_cross_replica_batchnorm(child))
     return module
-

@@ -54,8 +54,15 @@ class SlimmableLinear(nn.Linear):
     ``out_unit=16`` so that the active outputs are whole channels.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, slice_in: bool = True,
-                 slice_out: bool = True, out_unit: int = 1) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        slice_in: bool = True,
+        slice_out: bool = True,
+        out_unit: int = 1,
+    ) -> None:
         super().__init__(in_features, out_features, bias=bias)
         if out_features % out_unit:
             raise ValueError(f"out_features {out_features} is not a multiple of out_unit {out_unit}")
@@ -63,8 +70,11 @@ class SlimmableLinear(nn.Linear):
 
     def active(self, width: float) -> tuple[int, int]:
         in_w = slim_channels(self.in_features, width) if self.slice_in else self.in_features
-        out_w = (slim_channels(self.out_features // self.out_unit, width) * self.out_unit
-                 if self.slice_out else self.out_features)
+        out_w = (
+            slim_channels(self.out_features // self.out_unit, width) * self.out_unit
+            if self.slice_out
+            else self.out_features
+        )
         return in_w, out_w
 
     def forward(self, x: torch.Tensor, width: float = 1.0) -> torch.Tensor:
@@ -90,8 +100,17 @@ class _SlimmableConvMixin:
 class SlimmableConv2d(_SlimmableConvMixin, nn.Conv2d):
     """Conv2d using ``weight[:out_w, :in_w]`` at width w (groups=1)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, bias: bool = True, slice_in: bool = True, slice_out: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+        slice_in: bool = True,
+        slice_out: bool = True,
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
         self.slice_in, self.slice_out = slice_in, slice_out
 
@@ -104,8 +123,17 @@ class SlimmableConv2d(_SlimmableConvMixin, nn.Conv2d):
 class SlimmableConvTranspose2d(_SlimmableConvMixin, nn.ConvTranspose2d):
     """ConvTranspose2d at width w; its weight is (in, out, k, k), so it uses ``weight[:in_w, :out_w]``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, bias: bool = True, slice_in: bool = True, slice_out: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+        slice_in: bool = True,
+        slice_out: bool = True,
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
         self.slice_in, self.slice_out = slice_in, slice_out
 
@@ -122,8 +150,9 @@ class SwitchableBatchNorm2d(nn.Module):
     ``SyncBatchNorm.convert_sync_batchnorm``, exporters) handle them.
     """
 
-    def __init__(self, num_features: int, widths: Sequence[float], affine: bool = True,
-                 momentum: float = 0.1, eps: float = 1e-5) -> None:
+    def __init__(
+        self, num_features: int, widths: Sequence[float], affine: bool = True, momentum: float = 0.1, eps: float = 1e-5
+    ) -> None:
         super().__init__()
         self.widths = check_widths(widths)
         self.num_features = num_features
