@@ -2,8 +2,17 @@
 
 After every SlimGAN iteration :class:`NonFiniteGuard` checks, per width, the D and G losses, the
 distillation loss, and the max-abs of G's and D's parameters (a NaN/Inf weight, even when the losses
-computed before the step were finite) in ONE ``torch.isfinite(...).all()`` - one host sync per
-iteration, none other (under DDP the flag is summed over ranks first, so every rank decides alike).
+computed before the step were finite) in ONE ``torch.isfinite(...).all()`` on the device. When the
+host reads that flag (a host-device sync on a GPU; under DDP the flag is summed over ranks first, so
+every rank decides alike) depends on the policy:
+
+* ``stop``: the first non-finite iteration and its values are kept on the device, and the flag is
+  read only when something would be written or printed anyway: every ``trainer.log_every_n_steps``
+  iterations (when the loggers read their values), at every iteration after which a
+  ``ModelCheckpoint`` saves (``train.checkpoint_every``), and at the last one. So a training step
+  costs no extra sync, and still no checkpoint of a non-finite state is ever written; the message names the first
+  non-finite iteration (and the one where it was read, when later).
+* ``skip``: read after every iteration (the iteration must be undone before the next one).
 
 ``train.on_nonfinite``:
 
@@ -55,6 +64,8 @@ class NonFiniteGuard(pl.Callback):
         if isinstance(max_skips, bool) or not isinstance(max_skips, int) or max_skips < 1:
             raise ValueError(f"train.max_nonfinite_skips must be an integer >= 1, got {max_skips!r}")
         self.policy, self.max_skips, self.run_dir = policy, max_skips, run_dir
+        # stop policy: (any non-finite so far, first non-finite iteration, its values), all on the device
+        self._pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.skipped = 0  # iterations undone in total
         self.skipped_in_a_row = 0
         self._model_copy: dict[str, torch.Tensor] = {}
@@ -112,11 +123,19 @@ class NonFiniteGuard(pl.Callback):
             [v.detach().reshape(()).float().to(pl_module.device) for v in (*losses.values(), *params.values())]
         )
         bad = (~torch.isfinite(values)).any().float()
+        iteration = int(getattr(pl_module, "iteration", trainer.global_step))
+        detected_at = iteration
+        if self.policy == "stop":
+            bad, values, iteration = self._remember_first(bad, values, iteration)
+            if not self._read_due(trainer, detected_at):
+                return  # no host sync in this step
         if trainer.world_size > 1:  # every rank must take the same decision (collective saves follow)
             bad = trainer.strategy.reduce(bad, reduce_op="sum")
-        if not bad.item():  # the one host sync per iteration
+        if not bad.item():  # the one host sync
             self.skipped_in_a_row = 0
             return
+        if self.policy == "stop" and isinstance(iteration, torch.Tensor):
+            iteration = int(iteration.item())
         finite = torch.isfinite(values).tolist()  # only on the rare bad iteration
         culprits = [f"{_describe(n)} = {values[i].item():g}" for i, n in enumerate(names) if not finite[i]]
         what = (
@@ -124,7 +143,8 @@ class NonFiniteGuard(pl.Callback):
             if culprits
             else "on another rank"
         )
-        iteration = int(getattr(pl_module, "iteration", trainer.global_step))
+        if iteration != detected_at:
+            what += f" (read at iteration {detected_at})"
         if self.policy == "skip":
             self._restore(trainer, pl_module)
             self.skipped += 1
@@ -150,6 +170,38 @@ class NonFiniteGuard(pl.Callback):
             f"non-finite values at iteration {iteration}: {what}; stopped ({why}), nothing of "
             f"this iteration was saved{self._how_to_continue()}"
         )
+
+    def _remember_first(
+        self, bad: torch.Tensor, values: torch.Tensor, iteration: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | int]:
+        """Stop policy: fold this iteration into the device-side record of the first non-finite one
+        (element-wise ops only: no host sync). Returns (any bad so far, its values, its iteration)."""
+        pending = self._pending
+        if pending is None or pending[1].shape != values.shape:
+            here = torch.full((), iteration, dtype=torch.long, device=values.device)
+            self._pending = (bad, values, here)
+            return bad, values, iteration
+        seen, first_values, first_iteration = pending
+        new = (seen == 0) & (bad > 0)  # the first non-finite iteration: keep its values and number
+        first_values = torch.where(new, values, first_values)
+        first_iteration = torch.where(new, torch.full_like(first_iteration, iteration), first_iteration)
+        seen = torch.maximum(seen, bad)
+        self._pending = (seen, first_values, first_iteration)
+        return seen, first_values, first_iteration
+
+    def _read_due(self, trainer: pl.Trainer, iteration: int) -> bool:
+        """Stop policy: read the flag when the loggers print, before a checkpoint is saved, at the end."""
+        log_every = int(getattr(trainer, "log_every_n_steps", 1) or 1)
+        if iteration % log_every == 0:
+            return True
+        for checkpoint in getattr(trainer, "checkpoint_callbacks", None) or []:  # it saves after this hook
+            every = getattr(checkpoint, "_every_n_train_steps", 0)
+            if every and trainer.global_step % every == 0:
+                return True
+        max_steps = getattr(trainer, "max_steps", -1)
+        if max_steps is not None and max_steps > 0 and trainer.global_step >= max_steps:
+            return True
+        return bool(getattr(trainer, "should_stop", False))
 
     def _how_to_continue(self) -> str:
         if not self.run_dir:

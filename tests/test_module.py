@@ -169,9 +169,9 @@ def test_progress_bar_counts_iterations():
         callbacks=[bar],
     )
     trainer.fit(model, DataLoader(data, batch_size=8 * n_dis, drop_last=True))
-    # 4 batches per epoch, 6 iterations: the second epoch's bar ends at 2 (not 4 batches, not 18 steps)
+    # 4 batches per epoch, 6 iterations: one bar for the whole run, 6/6 (not 2 of an epoch's 4 batches, not 18 steps)
     assert model.iteration == 6
-    assert bar.train_progress_bar.total == 2 and bar.train_progress_bar.n == 2
+    assert bar.train_progress_bar.total == 6 and bar.train_progress_bar.n == 6
 
 
 def test_resume_mid_epoch_keeps_the_bar_total_and_last_ckpt_holds_the_final_iteration(tmp_path):
@@ -206,7 +206,7 @@ def test_resume_mid_epoch_keeps_the_bar_total_and_last_ckpt_holds_the_final_iter
     fit_to(4, tmp_path / "b")  # last.ckpt = the periodic save of iteration 4, mid-epoch
     bar = fit_to(6, tmp_path / "b", ckpt_path=tmp_path / "b" / "last.ckpt")
     assert (bar.train_progress_bar.n, bar.train_progress_bar.total) == (6, 6)
-    assert bar.train_progress_bar.desc.startswith("Epoch 0")
+    assert bar.train_progress_bar.desc.startswith("iteration")
 
 
 def test_sample_grid_callback_writes_every_width_and_leaves_model_alone(tmp_path):

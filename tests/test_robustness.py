@@ -197,6 +197,39 @@ def test_guard_syncs_with_the_host_once_per_finite_iteration(monkeypatch):
         guard.on_train_batch_end(trainer, module, outputs, None, 0)
 
 
+def test_stop_policy_reads_the_flag_only_when_logs_or_checkpoints_are_due(monkeypatch):
+    """Stop policy (issue 19: no host sync per step): the device flag is read every
+    log_every_n_steps iterations and before checkpoint iterations; the error still names the FIRST
+    non-finite iteration and its values, and the iteration where it was read."""
+    from types import SimpleNamespace
+
+    module = SimpleNamespace(
+        generator=torch.nn.Linear(3, 3), discriminator=torch.nn.Linear(3, 1), device=torch.device("cpu"), iteration=0
+    )
+    checkpoint = SimpleNamespace(_every_n_train_steps=8)  # every 4 iterations of 2 optimizer steps
+    trainer = SimpleNamespace(
+        world_size=1, loggers=[], global_step=0, log_every_n_steps=10, max_steps=1000, checkpoint_callbacks=[checkpoint]
+    )
+    reads = []
+    real_item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append(module.iteration) or real_item(self))
+    guard = NonFiniteGuard("stop")
+
+    def step(d_loss: float) -> None:
+        module.iteration += 1
+        trainer.global_step += 2
+        guard.on_train_batch_end(trainer, module, {"train/d_loss_w0.5": torch.tensor(d_loss)}, None, 0)
+
+    for _ in range(5):
+        step(1.0)
+    assert reads == [4]  # the checkpoint iteration only
+    step(float("nan"))  # iteration 6: not read yet
+    step(2.0)  # iteration 7
+    assert reads == [4]
+    with pytest.raises(NonFiniteError, match=r"iteration 6: d_loss of width 0\.5 = nan \(read at iteration 8\)"):
+        step(3.0)  # iteration 8: a checkpoint iteration, read before anything is saved
+
+
 def test_guard_settings_are_checked(make_cfg):
     with pytest.raises(ConfigError, match=r"train\.on_nonfinite must be one of \['stop', 'skip'\], got 'ignore'"):
         train_module.build(make_cfg(*SMOKE, "train.on_nonfinite=ignore"))
