@@ -16,7 +16,7 @@ from torch import nn
 from slimgan_pl import sampling
 from slimgan_pl.distributed import rank_seed
 from slimgan_pl.ema import ema_update
-from slimgan_pl.inference import STANDING_SEED, recompute_standing_statistics, standing_statistics
+from slimgan_pl.inference import STANDING_SEED, standing_statistics
 from slimgan_pl.losses import GAN_LOSSES, distillation_loss, gan_losses, orthogonal_penalty
 from slimgan_pl.models import MultiWidthDiscriminator, SlimmableGenerator
 from slimgan_pl.models.baseline import build_model_generator, check_baseline, native_discriminator_kwargs
@@ -286,18 +286,6 @@ class SlimGAN(pl.LightningModule):
         return sampling.sample(self.sampling_generator, n, width, labels, seed, truncation, batch_size)
 
     # ----------------------------------------------------------------- BigGAN toolbox
-    def recompute_standing_statistics(
-        self, n_batches: int | None = None, batch_size: int | None = None, seed: int = STANDING_SEED
-    ) -> None:
-        """Standing statistics (BigGAN) of the sampling generator, every trained width, in place
-        (:func:`slimgan_pl.inference.recompute_standing_statistics`); left in eval mode. Defaults:
-        ``ema.standing_batches`` / ``ema.standing_batch_size`` and the fixed seed that
-        ``slimgan-eval``, ``slimgan-sample`` and ``slimgan-export`` use too. Changes the model's
-        buffers: use :meth:`standing_statistics` to have them restored."""
-        n_batches = self.hparams.ema_standing_batches if n_batches is None else n_batches
-        batch_size = self.hparams.ema_standing_batch_size if batch_size is None else batch_size
-        recompute_standing_statistics(self.sampling_generator, self.widths, n_batches, batch_size, seed)
-
     @contextmanager
     def standing_statistics(self, seed: int = STANDING_SEED) -> Iterator[str]:
         """Inside: the sampling generator normalises as :attr:`bn_statistics` says (standing statistics
