@@ -14,8 +14,8 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torchmetrics.image import FrechetInceptionDistance
 from torchvision.utils import make_grid, save_image
 
-from slimgan_pl.evaluate import MIN_CLASSIFIER_ACCURACY
 from slimgan_pl.metrics.backbones import BACKBONES, Backbone, FeatureSet, default_backbone, load_backbone
+from slimgan_pl.metrics.evaluation import MIN_CLASSIFIER_ACCURACY
 from slimgan_pl.metrics.reference import datamodule_config, dataset_kind, load_protocol, real_features
 from slimgan_pl.metrics.scores import PrecomputedFeatures
 from slimgan_pl.module import SlimGAN, width_tag
