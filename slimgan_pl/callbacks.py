@@ -14,11 +14,12 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torchmetrics.image import FrechetInceptionDistance
 from torchvision.utils import make_grid, save_image
 
-from slimgan_pl.evaluate import MIN_CLASSIFIER_ACCURACY
 from slimgan_pl.metrics.backbones import BACKBONES, Backbone, FeatureSet, default_backbone, load_backbone
+from slimgan_pl.metrics.evaluation import MIN_CLASSIFIER_ACCURACY
 from slimgan_pl.metrics.reference import datamodule_config, dataset_kind, load_protocol, real_features
 from slimgan_pl.metrics.scores import PrecomputedFeatures
 from slimgan_pl.module import SlimGAN, width_tag
+from slimgan_pl.sampling import grid_labels, num_classes, sample
 
 
 class SampleGridCallback(pl.Callback):
@@ -55,15 +56,15 @@ class SampleGridCallback(pl.Callback):
             return []
         self._last_rendered = it
         paths, rows = [], []
-        labels = pl_module.grid_labels(self.n_samples, self.nrow)  # conditional: one class per row
+        generator = pl_module.sampling_generator  # the EMA generator when there is one
+        # conditional: one class per row
+        labels = grid_labels(self.n_samples, self.nrow, num_classes(generator), pl_module.device)
         # EMA generator: standing BN statistics (restored afterwards), computed on every rank, since with
         # cross-replica BN their train-mode forwards are collective; only rank 0 samples and writes.
         with pl_module.standing_statistics():
             if not trainer.is_global_zero:
                 return []
-            grids = [
-                pl_module.sample(self.n_samples, width=w, labels=labels, seed=self.seed).cpu() for w in pl_module.widths
-            ]
+            grids = [sample(generator, self.n_samples, w, labels, self.seed).cpu() for w in pl_module.widths]
         for w, images in zip(pl_module.widths, grids):
             images = (images + 1) / 2
             path = self.output_dir / width_tag(w) / f"iter_{it:06d}.png"
@@ -160,7 +161,7 @@ class PerWidthFIDCallback(pl.Callback):
 
     The numbers are slimgan-eval's (same backbone, same seeded subset of ``n_real`` real ``split``
     images, same real-feature cache) with fewer samples: ``n_fake`` fakes per width from G in eval
-    mode (:meth:`SlimGAN.sample`, same z at every width and every evaluation); with an EMA generator,
+    mode (:func:`slimgan_pl.sampling.sample`, same z at every width and every evaluation); with an EMA generator,
     from it with standing BN statistics (:meth:`SlimGAN.standing_statistics`).
 
     Under DDP every rank draws its share of the fakes (``n_fake`` split exactly across ranks, rank
@@ -288,10 +289,11 @@ class PerWidthFIDCallback(pl.Callback):
         share = rank_shard(self.n_fake, rank, trainer.world_size)
         n = share.stop - share.start
         results = {}
+        generator = pl_module.sampling_generator  # the EMA generator when there is one
         with pl_module.standing_statistics():  # EMA generator: standing BN statistics (same seed on every rank)
             for w in pl_module.widths:
                 self._fid.reset()  # fake statistics only: reset_real_features=False keeps the real ones
-                images = pl_module.sample(n, w, seed=self.seed + rank, batch_size=self.batch_size)
+                images = sample(generator, n, w, seed=self.seed + rank, batch_size=self.batch_size)
                 features = self._backbone.extract(images, self.batch_size).features
                 self._fid.update(features.to(self._fid.device), real=False)
                 results[w] = float(self._fid.compute())

@@ -13,6 +13,8 @@ checkpoint, width and z give the same images everywhere:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -20,6 +22,7 @@ from torch import nn
 
 from slimgan_pl.ema import converge_spectral_norms
 from slimgan_pl.nn import local_batch_statistics
+from slimgan_pl.sampling import eval_mode, noise, num_classes, parameter_device, random_labels
 
 if TYPE_CHECKING:  # module.py imports this file
     from slimgan_pl.models import SlimmableGenerator
@@ -43,8 +46,7 @@ def recompute_standing_statistics(
         raise ValueError(f"standing statistics need >= 1 batch of >= 2 images, got {n_batches} x {batch_size}")
     bns = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in bns]
-    device = next(generator.parameters()).device
-    num_classes = int(getattr(generator, "num_classes", 0) or 0)
+    device, classes = parameter_device(generator), num_classes(generator)
     rng = torch.Generator().manual_seed(seed)
     generator.eval()
     try:
@@ -57,14 +59,31 @@ def recompute_standing_statistics(
         with local_batch_statistics():
             for w in widths:
                 for _ in range(n_batches):
-                    # drawn as SlimGAN.noise / random_labels draw them: z first, then labels, on the CPU stream
-                    z = torch.randn(batch_size, generator.nz, generator=rng).to(device)
-                    y = torch.randint(num_classes, (batch_size,), generator=rng).to(device) if num_classes else None
-                    generator(z, width=w, y=y)
+                    # drawn as every sampler draws them: z first, then labels, on the CPU stream
+                    z = noise(batch_size, generator.nz, rng, device=device)
+                    generator(z, width=w, y=random_labels(batch_size, classes, rng, device))
     finally:
         for bn, momentum in zip(bns, momenta):
             bn.momentum = momentum
         generator.eval()
+
+
+@contextmanager
+def standing_statistics(
+    generator: SlimmableGenerator, widths: list[float], n_batches: int, batch_size: int, seed: int = STANDING_SEED
+) -> Iterator[SlimmableGenerator]:
+    """Inside: ``generator`` with standing statistics (:func:`recompute_standing_statistics`), in eval
+    mode; after: its buffers and train/eval flags are restored (e.g. a model in training goes on
+    unchanged)."""
+    saved = {name: buf.clone() for name, buf in generator.named_buffers()}
+    with eval_mode(generator):
+        try:
+            recompute_standing_statistics(generator, widths, n_batches, batch_size, seed)
+            yield generator
+        finally:
+            with torch.no_grad():
+                for name, buf in generator.named_buffers():
+                    buf.copy_(saved[name])
 
 
 def select_generator(model: SlimGAN, weights: str = "auto") -> tuple[SlimmableGenerator, str]:

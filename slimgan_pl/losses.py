@@ -1,4 +1,4 @@
-"""GAN losses and inplace distillation."""
+"""GAN losses, inplace distillation and BigGAN's orthogonal regularization of G."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def hinge_d_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
@@ -82,3 +83,29 @@ def distillation_loss(outputs: Sequence[torch.Tensor], stepwise: bool = True) ->
     else:
         pairs = [(outputs[j], outputs[-1]) for j in range(len(outputs) - 1)]
     return torch.stack([F.mse_loss(student, teacher.detach()) for student, teacher in pairs]).mean()
+
+
+def orthogonal_penalty(generator: nn.Module, beta: float) -> torch.Tensor:
+    """BigGAN's orthogonal regularization, the loss form: ``R = beta * sum_W ||W W^T * (1 - I)||_F^2``
+    over ``generator``'s parameters with >= 2 dims (reshaped to (dim 0, -1)), excluding class-embedding
+    tables (BigGAN's shared embedding; scBN's tables) and 1-D parameters; on the FULL weights (with
+    spectral norm: the un-normalised ``original``), as the paper writes it. Its gradient is
+    ``4 beta (W W^T * (1 - I)) W``; the reference code adds ``2 beta (W W^T * (1 - I)) W`` straight
+    to the gradient (= the gradient of beta/2 R), so its update at beta equals ours at beta / 2."""
+    device = next(generator.parameters(), torch.empty(0)).device
+    embeddings = {id(m.weight) for m in generator.modules() if isinstance(m, nn.Embedding)}
+    total = None
+    # float32 even under mixed precision: the Gram matrices' off-diagonal entries are small
+    # differences of large sums (autocast would run the matmul in bf16/fp16)
+    with torch.autocast(device_type=device.type, enabled=False):
+        for p in generator.parameters():
+            if p.ndim < 2 or id(p) in embeddings:
+                continue
+            w = p.float().reshape(p.shape[0], -1)
+            gram = w @ w.T
+            off = gram - torch.diag_embed(torch.diagonal(gram))  # (W W^T) * (1 - I)
+            term = off.square().sum()
+            total = term if total is None else total + term
+    if total is None:
+        return torch.zeros((), device=device)
+    return beta * total

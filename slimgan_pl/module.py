@@ -13,10 +13,11 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
+from slimgan_pl import sampling
 from slimgan_pl.distributed import rank_seed
 from slimgan_pl.ema import ema_update
-from slimgan_pl.inference import STANDING_SEED, recompute_standing_statistics
-from slimgan_pl.losses import GAN_LOSSES, distillation_loss, gan_losses
+from slimgan_pl.inference import STANDING_SEED, standing_statistics
+from slimgan_pl.losses import GAN_LOSSES, distillation_loss, gan_losses, orthogonal_penalty
 from slimgan_pl.models import MultiWidthDiscriminator, SlimmableGenerator
 from slimgan_pl.models.baseline import build_model_generator, check_baseline, native_discriminator_kwargs
 from slimgan_pl.nn import check_widths, convert_cross_replica_batchnorm
@@ -258,49 +259,17 @@ class SlimGAN(pl.LightningModule):
         return self.global_step // (self.hparams.n_dis + 1)
 
     def noise(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> torch.Tensor:
-        """z ~ N(0, I) of shape (n, nz); with ``truncation`` every entry with |z| > truncation is
-        redrawn until none is left (BigGAN's truncation trick, as the paper defines it)."""
-        device = generator.device if generator is not None else self.device
-        z = torch.randn(n, self.generator.nz, generator=generator, device=device)
-        if truncation is not None:
-            if not truncation > 0:
-                raise ValueError(f"truncation must be > 0, got {truncation}")
-            outside = z.abs() > truncation
-            while outside.any():
-                z[outside] = torch.randn(int(outside.sum()), generator=generator, device=device)
-                outside = z.abs() > truncation
-        return z.to(self.device)
+        """z ~ N(0, I) of shape (n, nz) on the model's device (:func:`slimgan_pl.sampling.noise`)."""
+        return sampling.noise(n, self.generator.nz, generator, truncation, self.device)
 
     def random_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
-        """``n`` class ids drawn uniformly from [0, num_classes), or None for an unconditional model."""
-        if not self.num_classes:
-            return None
-        device = generator.device if generator is not None else self.device
-        return torch.randint(self.num_classes, (n,), generator=generator, device=device).to(self.device)
+        """``n`` uniform class ids, or None when unconditional (:func:`slimgan_pl.sampling.random_labels`)."""
+        return sampling.random_labels(n, self.num_classes, generator, self.device)
 
     def grid_labels(self, n: int, nrow: int) -> torch.Tensor | None:
-        """Labels for an ``n``-image grid of ``nrow`` images per row (torchvision's ``nrow``) in which
-        row r shows class ``r mod num_classes``; None for an unconditional model."""
-        if not self.num_classes:
-            return None
-        if n < 1 or nrow < 1:
-            raise ValueError(f"n and nrow must be >= 1, got n={n}, nrow={nrow}")
-        return (torch.arange(n, device=self.device) // nrow) % self.num_classes
+        """One class per grid row (:func:`slimgan_pl.sampling.grid_labels`); None when unconditional."""
+        return sampling.grid_labels(n, nrow, self.num_classes, self.device)
 
-    def _check_sample_labels(self, labels: torch.Tensor | Sequence[int], n: int) -> torch.Tensor:
-        if not self.num_classes:
-            raise ValueError("labels given, but this model is unconditional (model.generator.num_classes=0)")
-        y = torch.as_tensor(labels, device=self.device)
-        if y.shape != (n,) or y.dtype.is_floating_point or y.dtype == torch.bool:
-            raise ValueError(f"labels must be {n} integer class ids, shape ({n},), got {tuple(y.shape)} {y.dtype}")
-        if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
-            raise ValueError(
-                f"labels must be class ids in [0, {self.num_classes - 1}], got values in "
-                f"[{int(y.min())}, {int(y.max())}]"
-            )
-        return y.long()
-
-    @torch.no_grad()
     def sample(
         self,
         n: int,
@@ -310,72 +279,28 @@ class SlimGAN(pl.LightningModule):
         truncation: float | None = None,
         batch_size: int = 500,
     ) -> torch.Tensor:
-        """``n`` images in [-1, 1], shape (n, C, H, W), from :attr:`sampling_generator` (the EMA
-        generator when there is one) at ``width`` in eval mode (that width's BN statistics; nothing in
-        the model changes: wrap in :meth:`standing_statistics` for standing ones). Same seed, same z.
-        ``truncation``: resample latent entries with |z| above it (see :meth:`noise`).
-
-        Conditional models: ``labels`` are the n class ids; when None they are drawn uniformly, from
-        the same seeded stream after z (so the same seed gives the same z with or without labels, and
-        the same (z, y) at every width; with ``truncation`` the drawn y also depends on the threshold,
-        as z's redraws come first). :meth:`grid_labels` arranges one class per grid row.
-        Unconditional models refuse ``labels``.
-        """
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        self.generator.check_width(width)
-        y = self._check_sample_labels(labels, n) if labels is not None else None
-        rng = torch.Generator().manual_seed(seed) if seed is not None else None
-        z = self.noise(n, rng, truncation)
-        if y is None:
-            y = self.random_labels(n, rng)
-        generator = self.sampling_generator
-        was_training = generator.training
-        generator.eval()
-        try:  # fp32 even when called inside a mixed-precision region (e.g. from a training step)
-            with torch.autocast(self.device.type, enabled=False):
-                out = [
-                    generator(z[i : i + batch_size], width=width, y=None if y is None else y[i : i + batch_size])
-                    for i in range(0, n, batch_size)
-                ]
-        finally:
-            generator.train(was_training)
-        return torch.cat(out)
+        """``n`` images in [-1, 1] from :attr:`sampling_generator` (the EMA generator when there is one)
+        at ``width``, eval mode, fp32 (:func:`slimgan_pl.sampling.sample`: same seed, same z at every
+        width; conditional models draw labels after z unless ``labels`` are given). Nothing in the model
+        changes: wrap in :meth:`standing_statistics` for standing BN statistics."""
+        return sampling.sample(self.sampling_generator, n, width, labels, seed, truncation, batch_size)
 
     # ----------------------------------------------------------------- BigGAN toolbox
-    def recompute_standing_statistics(
-        self, n_batches: int | None = None, batch_size: int | None = None, seed: int = STANDING_SEED
-    ) -> None:
-        """Standing statistics (BigGAN) of the sampling generator, every trained width, in place
-        (:func:`slimgan_pl.inference.recompute_standing_statistics`); left in eval mode. Defaults:
-        ``ema.standing_batches`` / ``ema.standing_batch_size`` and the fixed seed that
-        ``slimgan-eval``, ``slimgan-sample`` and ``slimgan-export`` use too. Changes the model's
-        buffers: use :meth:`standing_statistics` to have them restored."""
-        n_batches = self.hparams.ema_standing_batches if n_batches is None else n_batches
-        batch_size = self.hparams.ema_standing_batch_size if batch_size is None else batch_size
-        recompute_standing_statistics(self.sampling_generator, self.widths, n_batches, batch_size, seed)
-
     @contextmanager
     def standing_statistics(self, seed: int = STANDING_SEED) -> Iterator[str]:
         """Inside: the sampling generator normalises as :attr:`bn_statistics` says (standing statistics
-        recomputed when that is ``standing``); after: its buffers and mode are restored, so training
-        (and the EMA) go on unchanged. Yields the mode used (``standing`` | ``running``)."""
+        recomputed when that is ``standing``, :func:`slimgan_pl.inference.standing_statistics`); after:
+        its buffers and modes are restored, so training (and the EMA) go on unchanged. Yields the mode
+        used (``standing`` | ``running``)."""
         mode = self.bn_statistics
         if mode != "standing":
             yield mode
             return
-        generator = self.sampling_generator
-        saved = {name: buf.clone() for name, buf in generator.named_buffers()}
-        modes = {name: m.training for name, m in generator.named_modules()}
-        try:
-            self.recompute_standing_statistics(seed=seed)
+        hp = self.hparams
+        with standing_statistics(
+            self.sampling_generator, self.widths, hp.ema_standing_batches, hp.ema_standing_batch_size, seed
+        ):
             yield mode
-        finally:
-            with torch.no_grad():
-                for name, buf in generator.named_buffers():
-                    buf.copy_(saved[name])
-            for name, m in generator.named_modules():
-                m.training = modes[name]
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -390,29 +315,9 @@ class SlimGAN(pl.LightningModule):
         ema_update(self.generator_ema, self.generator, decay)
 
     def ortho_penalty(self) -> torch.Tensor:
-        """BigGAN's orthogonal regularization, the loss form: ``R = beta * sum_W ||W W^T * (1 - I)||_F^2``
-        over G's parameters with >= 2 dims (reshaped to (dim 0, -1)), excluding class-embedding tables
-        (BigGAN's shared embedding; scBN's tables) and 1-D parameters; on the FULL weights (with
-        spectral norm: the un-normalised ``original``), as the paper writes it. Its gradient is
-        ``4 beta (W W^T * (1 - I)) W``; the reference code adds ``2 beta (W W^T * (1 - I)) W`` straight
-        to the gradient (= the gradient of beta/2 R), so its update at beta equals ours at beta / 2."""
-        beta = float(self.hparams.ortho_reg)
-        embeddings = {id(m.weight) for m in self.generator.modules() if isinstance(m, nn.Embedding)}
-        total = None
-        # float32 even under mixed precision: the Gram matrices' off-diagonal entries are small
-        # differences of large sums (autocast would run the matmul in bf16/fp16)
-        with torch.autocast(device_type=self.device.type, enabled=False):
-            for p in self.generator.parameters():
-                if p.ndim < 2 or id(p) in embeddings:
-                    continue
-                w = p.float().reshape(p.shape[0], -1)
-                gram = w @ w.T
-                off = gram - torch.diag_embed(torch.diagonal(gram))  # (W W^T) * (1 - I)
-                term = off.square().sum()
-                total = term if total is None else total + term
-        if total is None:
-            return torch.zeros((), device=self.device)
-        return beta * total
+        """BigGAN's orthogonal regularization of G at beta = ``ortho_reg``
+        (:func:`slimgan_pl.losses.orthogonal_penalty`)."""
+        return orthogonal_penalty(self.generator, float(self.hparams.ortho_reg))
 
     # ----------------------------------------------------------------- training
     def configure_optimizers(self):

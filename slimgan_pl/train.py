@@ -102,7 +102,7 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
             if hasattr(callback, "check_config"):
                 callback.check_config(model, datamodule, trainer)
         if cfg.evaluate.after_training:
-            from slimgan_pl.evaluate import check_after_training  # metrics stack only when needed
+            from slimgan_pl.metrics.evaluation import check_after_training  # metrics stack only when needed
 
             check_after_training(cfg.evaluate, model, datamodule)
     except (ValueError, TypeError, DataNotFoundError) as e:
@@ -186,7 +186,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         if cfg.evaluate.after_training:
-            from slimgan_pl.evaluate import evaluate_after_training  # metrics stack only when needed
+            from slimgan_pl.metrics.evaluation import evaluate_after_training  # metrics stack only when needed
 
             summary.update(evaluate_after_training(cfg.evaluate, summary["last_checkpoint"], trainer))
         (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -564,6 +564,7 @@ def test_export_sample_eval_and_grids_give_the_same_images_with_ema_standing_sta
     callback) used standing statistics while slimgan-sample and slimgan-export used the EMA's running
     ones. Now all of them produce the same images for the same z."""
     from slimgan_pl import evaluate as ev
+    from slimgan_pl.metrics import evaluation
     from slimgan_pl.metrics import fmnist_classifier as fc
 
     torch.manual_seed(0)
@@ -600,14 +601,14 @@ def test_export_sample_eval_and_grids_give_the_same_images_with_ema_standing_sta
 
     # slimgan-eval: what it samples at that width (tiny classifier; only the images matter here)
     sampled = {}
-    original_sample = SlimGAN.sample
+    original_sample = evaluation.sample  # slimgan_pl.sampling.sample, as the library imports it
 
-    def recording_sample(self, count, w, *args, **kwargs):
-        out = original_sample(self, count, w, *args, **kwargs)
+    def recording_sample(generator, count, w, *args, **kwargs):
+        out = original_sample(generator, count, w, *args, **kwargs)
         sampled.setdefault(float(w), out.clone())
         return out
 
-    monkeypatch.setattr(SlimGAN, "sample", recording_sample)
+    monkeypatch.setattr(evaluation, "sample", recording_sample)
     clf, acc, info = fc.train_classifier(root=fmnist_root, epochs=1, limit=300, test_limit=100, log=None)
     classifier = fc.save_classifier(clf, tmp_path / "clf.pt", acc, info)
     result = ev.evaluate_checkpoint(
@@ -628,7 +629,7 @@ def test_export_sample_eval_and_grids_give_the_same_images_with_ema_standing_sta
         write=False,
         log=None,
     )
-    monkeypatch.setattr(SlimGAN, "sample", original_sample)
+    monkeypatch.setattr(evaluation, "sample", original_sample)
     assert result["generator"] == {
         "weights": "ema",
         "bn_statistics": "standing",

@@ -54,6 +54,7 @@ from slimgan_pl.nn import (
 )
 from slimgan_pl.nn.attention import non_local
 from slimgan_pl.nn.conditional import modulate
+from slimgan_pl.sampling import eval_mode
 
 PROG = "slimgan-export"
 FORMAT = "slimgan-dense-v1"
@@ -347,12 +348,8 @@ def verify(generator: nn.Module, dense: DenseGenerator, atol: float = VERIFY_ATO
     """Max abs difference between the slimmable generator at the dense width and the dense model
     (eval mode, random z); :class:`ExportError` above ``atol``."""
     inputs = example_inputs(dense)
-    was_training = generator.training
-    generator.eval()
-    try:
+    with eval_mode(generator):
         ref = generator(inputs[0], width=dense.width, y=inputs[1] if len(inputs) > 1 else None)
-    finally:
-        generator.train(was_training)
     diff = (dense(*inputs) - ref).abs().max().item()
     if not diff <= atol:
         raise ExportError(

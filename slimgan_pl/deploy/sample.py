@@ -25,11 +25,11 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
+from slimgan_pl import sampling
 from slimgan_pl.checkpoint import CheckpointError, load_slimgan
 from slimgan_pl.cli import cli_main
 from slimgan_pl.deploy.common import WEIGHTS, fail, prepare_sampling_generator
 from slimgan_pl.models import SlimmableGenerator
-from slimgan_pl.module import SlimGAN
 
 PROG = "slimgan-sample"
 
@@ -52,15 +52,10 @@ def parse_labels(labels: str | None, class_id: int | None, n: int) -> torch.Tens
     return torch.tensor(ids, dtype=torch.long).repeat(math.ceil(n / len(ids)))[:n]
 
 
-def num_classes(generator: SlimmableGenerator) -> int:
-    """0 for unconditional generators."""
-    return int(getattr(generator, "num_classes", 0) or 0)
-
-
 def check_labels(generator: SlimmableGenerator, arch: str, labels: torch.Tensor | None) -> None:
     """Unconditional generators refuse labels; conditional ones need class ids in range (or none:
     then :func:`generate` draws them)."""
-    k = num_classes(generator)
+    k = sampling.num_classes(generator)
     if labels is None:
         return
     if not k:
@@ -71,9 +66,7 @@ def check_labels(generator: SlimmableGenerator, arch: str, labels: torch.Tensor 
 
 
 # ----------------------------------------------------------------------------- generation
-@torch.no_grad()
 def generate(
-    model: SlimGAN,
     generator: SlimmableGenerator,
     n: int,
     width: float,
@@ -84,29 +77,15 @@ def generate(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(images in [-1, 1], class labels or None) from ``generator`` (the live or the EMA one) at
     ``width``, eval mode, with the latents :meth:`SlimGAN.sample` draws for the same seed and
-    truncation; a conditional model without ``labels`` gets uniform labels from the same seeded
-    stream after z, as :meth:`SlimGAN.sample`."""
+    truncation (:func:`slimgan_pl.sampling.latents`); a conditional model without ``labels`` gets
+    uniform labels from the same seeded stream after z."""
     if n < 1:
         raise ValueError(f"-n must be >= 1, got {n}")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     generator.check_width(width)
-    rng = torch.Generator().manual_seed(seed) if seed is not None else None
-    device = next(generator.parameters()).device
-    z = model.noise(n, rng, truncation).to(device)
-    if labels is None and num_classes(generator):
-        labels = model.random_labels(n, rng)
-    y = labels.to(device) if labels is not None else None
-    was_training = generator.training
-    generator.eval()
-    try:
-        out = [
-            generator(z[i : i + batch_size], width=width, y=None if y is None else y[i : i + batch_size])
-            for i in range(0, n, batch_size)
-        ]
-    finally:
-        generator.train(was_training)
-    return torch.cat(out), None if y is None else y.cpu()
+    z, y = sampling.latents(generator, n, labels, seed, truncation)
+    return sampling.generate(generator, z, width, y, batch_size), None if y is None else y.cpu()
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -180,7 +159,7 @@ def sample_images(
     width = float(model.widths[-1] if width is None else width)
     generator.check_width(width)  # refuses untrained widths with the list of trained ones
     check_labels(generator, model.hparams.generator["arch"], labels)
-    images, labels = generate(model, generator, n, width, labels, seed, truncation, batch_size)
+    images, labels = generate(generator, n, width, labels, seed, truncation, batch_size)
     return images, labels, width, statistics
 
 

@@ -10,6 +10,8 @@
   their cached features / ``mu``-``sigma`` statistics files.
 * :mod:`.consistency`: mIC, the cross-width consistency of a slimmable generator.
 * :mod:`.cost`: per-width parameters, MACs and CPU latency.
+* :mod:`.evaluation`: the per-width evaluation of a checkpoint (``slimgan-eval``'s library; its
+  command line is :mod:`slimgan_pl.evaluate`) and the end-of-training evaluation.
 
 Submodules are not imported here, so ``python -m slimgan_pl.metrics.fmnist_classifier`` runs cleanly.
 """

@@ -16,6 +16,7 @@ from slimgan_pl.nn import (
     SwitchableConditionalBatchNorm2d,
     slim_channels,
 )
+from slimgan_pl.sampling import eval_mode
 
 _SLICED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
 
@@ -53,13 +54,8 @@ def active_parameters(generator: nn.Module, width: float) -> int:
 def generator_macs(generator: nn.Module, width: float, nz: int) -> int:
     """Multiply-accumulates of one image at ``width``: FLOPs counted by torch's FlopCounterMode
     (conv, transposed conv, matmul; normalisation and activations are not counted) divided by 2."""
-    was_training = generator.training
-    generator.eval()
-    try:
-        with FlopCounterMode(display=False) as counter:
-            generator(torch.zeros(1, nz), width=width, **_label_kwargs(generator, 1))
-    finally:
-        generator.train(was_training)
+    with eval_mode(generator), FlopCounterMode(display=False) as counter:
+        generator(torch.zeros(1, nz), width=width, **_label_kwargs(generator, 1))
     return counter.get_total_flops() // 2
 
 
@@ -69,11 +65,9 @@ def latency_ms(
 ) -> float:
     """Median wall time (ms) of one eval-mode forward of ``batch`` images on the CPU, after warm-up
     runs (allocator and kernel selection settle). Uses torch's current thread count."""
-    was_training = generator.training
-    generator.eval()
     z = torch.randn(batch, nz, generator=torch.Generator().manual_seed(seed))
     labels = _label_kwargs(generator, batch)
-    try:
+    with eval_mode(generator):
         for _ in range(warmup):
             generator(z, width=width, **labels)
         times = []
@@ -81,6 +75,4 @@ def latency_ms(
             start = time.perf_counter()
             generator(z, width=width, **labels)
             times.append(time.perf_counter() - start)
-    finally:
-        generator.train(was_training)
     return statistics.median(times) * 1e3

@@ -42,6 +42,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from slimgan_pl.data.base import to_model_range
 from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT, load_fashion_mnist
+from slimgan_pl.sampling import eval_mode
 
 FORMAT = "slimgan_pl.fmnist_classifier"
 VERSION = 1
@@ -253,12 +254,10 @@ def load_classifier(
 # ----------------------------------------------------------------------------- training
 @torch.no_grad()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
-    was_training = model.training
-    model.eval()
-    correct = sum(
-        int((model(x).argmax(1) == y).sum()) for x, y in zip(images.split(batch_size), labels.split(batch_size))
-    )
-    model.train(was_training)
+    with eval_mode(model):
+        correct = sum(
+            int((model(x).argmax(1) == y).sum()) for x, y in zip(images.split(batch_size), labels.split(batch_size))
+        )
     return correct / len(labels)
 
 
