@@ -72,6 +72,43 @@ def check_n_random(n_random: Any) -> int:
     return n_random
 
 
+def check_universal_settings(
+    mode: str,
+    width_range: Sequence[float] | None,
+    n_random: Any,
+    calibration_batches: Any,
+    calibration_batch_size: Any,
+    anchors: Sequence[float],
+    **others: Any,
+) -> tuple[float, float] | None:
+    """One-line errors for the universal-mode settings (``slim.*``), and the settings universal mode
+    does not support (``others``: baseline, sync_bn, compile_networks, ema_standing_batches); returns
+    (w_min, 1.0), or None in fixed mode."""
+    if check_mode(mode) == "fixed":
+        return None
+    width_range = check_range(width_range, anchors)
+    check_n_random(n_random)
+    for key, value, low in (
+        ("slim.calibration_batches", calibration_batches, 1),
+        ("slim.calibration_batch_size", calibration_batch_size, 2),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
+    unsupported = {
+        "model.baseline.g_width": others.get("baseline"),
+        "model.sync_bn": others.get("sync_bn"),
+        "model.compile": others.get("compile_networks"),
+        "ema.standing_batches": others.get("ema_standing_batches"),
+    }
+    for key, value in unsupported.items():
+        if value:
+            raise ValueError(
+                f"slim.mode=universal does not support {key}={value!r} (universal BN uses batch statistics in "
+                "training and calibrated ones after it: slim.calibration_batches)"
+            )
+    return width_range
+
+
 # ----------------------------------------------------------------------------- generator
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, attr = name.rpartition(".")
@@ -235,15 +272,19 @@ def load_statistics_state(generator: nn.Module, state: dict[str, dict[str, Any]]
 
 
 # ----------------------------------------------------------------------------- training
-def width_seed(seed: int, rank: int, step: int) -> int:
-    """Seed of rank ``rank``'s width stream (independent of its noise stream: a 4th entropy word)."""
-    entropy = [int(seed) % 2**64, int(rank), int(step), 17]
+def width_seed(seed: int, step: int) -> int:
+    """Seed of the width stream of a run seeded with ``seed`` starting at optimizer step ``step``
+    (independent of the noise streams: its own entropy word). The same on every rank: the gradient
+    averaging of :class:`~slimgan_pl.distributed.GANDDPStrategy` needs every rank to use the same D
+    heads, so all ranks draw the same widths (their z and labels still differ per rank)."""
+    entropy = [int(seed) % 2**64, int(step), 17]
     return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
 
 
 class WidthSampler:
     """The widths of one training iteration (sandwich rule): ``w_min``, ``n_random`` widths uniform in
-    (w_min, 1.0) and ``1.0``, narrowest first, drawn from this rank's own CPU generator."""
+    (w_min, 1.0) and ``1.0``, narrowest first, drawn from this process's own CPU generator (the
+    global RNG streams are not touched, so the training noise is the same as without it)."""
 
     def __init__(self, width_range: tuple[float, float], n_random: int, seed: int) -> None:
         self.w_min, self.w_max = width_range
@@ -310,6 +351,132 @@ def score_routed(
     return fake_scores, real_scores  # type: ignore[return-value]
 
 
+def init_width_sampler(module: Any) -> None:
+    """``on_train_start`` of a universal SlimGAN: a fresh seeded sampler, or the checkpoint's state of
+    this rank (restored as late as possible, like the noise RNG)."""
+    hp = module.hparams
+    seed = width_seed(torch.initial_seed(), module.global_step)
+    module._width_sampler = WidthSampler(module.generator.width_range, hp.n_random, seed)
+    states = getattr(module, "_width_states_to_restore", None)
+    if states:
+        rank = module.trainer.global_rank
+        module._width_sampler.set_state(states[rank] if rank < len(states) else states[0])
+        module._width_states_to_restore = None
+
+
+def save_universal_state(module: Any, checkpoint: dict[str, Any]) -> None:
+    """``on_save_checkpoint``: the width sampler's state (per rank) and the calibrated statistics."""
+    sampler = getattr(module, "_width_sampler", None)
+    if sampler is not None:
+        checkpoint[CHECKPOINT_KEY_RNG] = gather_width_states(sampler)
+    checkpoint[CHECKPOINT_KEY_STATS] = model_statistics_state(module)
+
+
+def load_universal_state(module: Any, checkpoint: dict[str, Any]) -> None:
+    """``on_load_checkpoint``: statistics now, the sampler state at train start."""
+    module._width_states_to_restore = checkpoint.get(CHECKPOINT_KEY_RNG)
+    load_model_statistics_state(module, checkpoint.get(CHECKPOINT_KEY_STATS))
+
+
+def calibrate_model(model: Any, widths: Sequence[float], force: bool = False) -> list[str]:
+    """Calibrate the sampling generator (EMA when there is one) of a universal SlimGAN at ``widths``
+    with ``slim.calibration_batches`` x ``slim.calibration_batch_size`` (no-op for a fixed-width
+    model). Returns the same-network notes."""
+    generator = model.sampling_generator
+    if not is_universal(generator):
+        return []
+    hp = model.hparams
+    was_training = generator.training
+    try:
+        return calibrate(generator, widths, hp.calibration_batches, hp.calibration_batch_size, force=force)
+    finally:
+        generator.train(was_training)
+
+
+def training_step(module: Any, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One universal SlimGAN iteration: ``n_dis`` D steps and one G step over this iteration's
+    sampled widths (:class:`WidthSampler`), each width scored by the nearest anchor's D head."""
+    from slimgan_pl.losses import GAN_LOSSES, distillation_loss
+
+    hp = module.hparams
+    images, labels = batch
+    opt_g, opt_d = module.optimizers()
+    if hp.lr_decay != "none":
+        module._set_learning_rates(opt_g, opt_d)
+    widths = module._width_sampler()
+    heads = [nearest_anchor(module.widths, w) for w in widths]
+    rng, generator = module._noise_rng, module.generator
+    d_loss_fn, g_loss_fn = GAN_LOSSES[hp.loss]
+    reals = images.chunk(hp.n_dis)
+    real_labels = labels.chunk(hp.n_dis) if module.num_classes else [None] * len(reals)
+    for real, real_y in zip(reals, real_labels):
+        n = real.shape[0]
+        fakes, fake_labels = [], []
+        with torch.no_grad():
+            for w in widths:
+                z, y = module.noise(n, rng), module.random_labels(n, rng)
+                fakes.append(module._as_d_input(generator(z, width=w, y=y)))
+                fake_labels.append(y)
+        fake_scores, real_scores = score_routed(
+            module.discriminator, fakes, heads, module._as_d_input(real), fake_labels, real_y
+        )
+        d_losses = [d_loss_fn(r.float(), f.float()) for r, f in zip(real_scores, fake_scores)]
+        opt_d.zero_grad(set_to_none=True)
+        module.manual_backward(torch.stack(d_losses).sum())
+        opt_d.step()
+    n = reals[-1].shape[0]
+    with module.toggled_optimizer(opt_g):
+        distil = hp.alpha > 0
+        z_distil, y_distil = (module.noise(n, rng), module.random_labels(n, rng)) if distil else (None, None)
+        fakes, fake_labels, students = [], [], []
+        for w in widths:
+            z, y = module.noise(n, rng), module.random_labels(n, rng)
+            if distil and hp.distill_forward == "concat":
+                y_both = None if y is None else torch.cat([y, y_distil])
+                fake, student = generator(torch.cat([z, z_distil]), width=w, y=y_both).split(n)
+            else:
+                fake, student = generator(z, width=w, y=y), None
+                if distil:  # the widest width only teaches (detached in the loss): no graph
+                    with torch.set_grad_enabled(w != widths[-1]):
+                        student = generator(z_distil, width=w, y=y_distil)
+            fakes.append(module._as_d_input(fake))
+            fake_labels.append(y)
+            students.append(None if student is None else student.float())
+        fake_scores, _ = score_routed(module.discriminator, fakes, heads, fake_labels=fake_labels)
+        g_losses = [g_loss_fn(s.float()) for s in fake_scores]
+        # stepwise: each sampled width learns from the next wider sampled width (consecutive pairs)
+        kd = distillation_loss(students, hp.stepwise) if distil else g_losses[0].new_zeros(())
+        loss = torch.stack(g_losses).sum() + hp.alpha * kd
+        if hp.ortho_reg > 0:
+            ortho = module.ortho_penalty()
+            loss = loss + ortho
+            module._last_ortho = ortho.detach()
+        opt_g.zero_grad(set_to_none=True)
+        module.manual_backward(loss)
+        opt_g.step()
+    module.update_ema()
+    # calibrated statistics belong to the weights they were measured with
+    for attr in ("generator", "generator_ema"):
+        if getattr(module, attr, None) is not None:
+            clear_statistics(getattr(module, attr))
+    module._last_widths = widths  # for tests and callbacks
+    logs = {
+        "train/d_loss_wmin": d_losses[0].detach(),
+        "train/d_loss_wmax": d_losses[-1].detach(),
+        "train/g_loss_wmin": g_losses[0].detach(),
+        "train/g_loss_wmax": g_losses[-1].detach(),
+        "train/distill_loss": kd.detach(),
+    }
+    if hp.ortho_reg > 0:
+        logs["train/ortho_reg"] = module._last_ortho
+    module.log_dict(logs, on_step=True, on_epoch=False)
+    module.log("d_loss", torch.stack(d_losses).detach().sum(), on_step=True, on_epoch=False)
+    module.log("g_loss", torch.stack(g_losses).detach().sum(), on_step=True, on_epoch=False)
+    iteration = torch.full((), float(module.iteration), device=module.device)
+    module.log("iteration", iteration, on_step=True, on_epoch=False)
+    return logs
+
+
 # ----------------------------------------------------------------------------- CLI
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
@@ -329,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     model = load_slimgan(args.checkpoint)
     if not is_universal(model.generator):
         raise SystemExit(f"{args.checkpoint}: not a universal model (slim.mode=universal); nothing to calibrate")
-    for note in model.calibrate(args.widths):
+    for note in calibrate_model(model, args.widths):
         print(note)
     payload = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     payload[CHECKPOINT_KEY_STATS] = model_statistics_state(model)  # everything else as it was

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
+from pathlib import Path
 
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import TensorDataset
+
+from slimgan_pl import SlimGAN
+from slimgan_pl.data.resumable import resumable_loader
 from slimgan_pl.models import build_generator
 from slimgan_pl.nn import SlimmableConv2d, SlimmableConvTranspose2d, SlimmableLinear, slim_channels
 from slimgan_pl.nn.universal import UniversalBatchNorm2d
+from slimgan_pl.resume import FinalIterationCheckpoint
 from slimgan_pl.universal import (
     calibrate,
     channel_signature,
     distinct_widths,
     make_universal,
     nearest_anchor,
+    score_routed,
 )
 
 ANCHORS = [0.25, 0.5, 0.75, 1.0]
@@ -137,3 +145,113 @@ def test_calibration_is_the_standing_statistics_of_the_width():
 
 def test_nearest_anchor_routing():
     assert [nearest_anchor(ANCHORS, w) for w in (0.25, 0.3, 0.375, 0.6, 0.9, 1.0)] == [0, 0, 1, 1, 3, 3]
+
+
+# ----------------------------------------------------------------------------- training
+def universal_model(**kw) -> SlimGAN:
+    args = dict(
+        generator=dict(arch="sndcgan32", ngf=16, img_channels=1),
+        discriminator=dict(arch="sndcgan32", ndf=16),
+        widths=ANCHORS,
+        n_share=2,
+        alpha=20.0,
+        n_dis=1,
+        mode="universal",
+        range=[0.25, 1.0],
+        n_random=2,
+        calibration_batches=2,
+        calibration_batch_size=8,
+    )
+    args.update(kw)
+    return SlimGAN(**args)
+
+
+class WidthLog(pl.Callback):
+    def __init__(self) -> None:
+        self.widths: list[list[float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.widths.append(list(pl_module._last_widths))
+
+
+def fit_universal(iterations: int, folder: Path, ckpt_path: Path | None = None, **kw) -> tuple[SlimGAN, WidthLog]:
+    pl.seed_everything(0, verbose=False)
+    data = TensorDataset(torch.rand(8 * 16, 1, 32, 32) * 2 - 1, torch.zeros(8 * 16, dtype=torch.long))
+    loader = resumable_loader(data, batch_size=8, seed=0)
+    log = WidthLog()
+    checkpoint = FinalIterationCheckpoint(dirpath=folder, save_last=True, every_n_train_steps=4)  # every 2 iters
+    trainer = pl.Trainer(
+        max_steps=iterations * 2,
+        accelerator="cpu",
+        logger=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        callbacks=[log, checkpoint],
+    )
+    model = universal_model(**kw)
+    trainer.fit(model, loader, ckpt_path=ckpt_path)
+    return model, log
+
+
+def test_universal_training_samples_the_sandwich_and_resumes_exactly(tmp_path):
+    """Each iteration trains w_min, 1.0 and n_random widths in between; a run resumed from the
+    checkpoint of iteration 2 draws the same widths and ends with the same weights as an
+    uninterrupted run (width RNG state saved in the checkpoint)."""
+    full, log_full = fit_universal(4, tmp_path / "a")
+    assert len(log_full.widths) == 4
+    for widths in log_full.widths:
+        assert len(widths) == 4 and widths[0] == 0.25 and widths[-1] == 1.0 and widths == sorted(widths)
+    randoms = {w for ws in log_full.widths for w in ws[1:-1]}
+    assert len(randoms) == 8 and all(0.25 < w < 1.0 for w in randoms)  # fresh widths every iteration
+    ckpt = torch.load(tmp_path / "a" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert len(ckpt["width_rng_states"]) == 1 and ckpt["hyper_parameters"]["mode"] == "universal"
+
+    fit_universal(2, tmp_path / "b")
+    resumed, log_resumed = fit_universal(4, tmp_path / "b", ckpt_path=tmp_path / "b" / "last.ckpt")
+    assert log_resumed.widths == log_full.widths[2:]
+    for key, value in full.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_routed_scores_equal_each_anchor_heads_own_scores():
+    """score_routed (one trunk pass, one pass per used head) = D(x, anchor) per fake, by hand."""
+    torch.manual_seed(0)
+    model = universal_model()
+    d = model.discriminator.eval()
+    real = torch.randn(3, 1, 32, 32)
+    fakes = [torch.randn(3, 1, 32, 32) for _ in range(3)]
+    widths = [0.25, 0.3, 1.0]
+    heads = [nearest_anchor(ANCHORS, w) for w in widths]
+    fake_scores, real_scores = score_routed(d, fakes, heads, real)
+    assert heads == [0, 0, 3]
+    for h, f, fs, rs in zip(heads, fakes, fake_scores, real_scores):
+        torch.testing.assert_close(fs, d(f, ANCHORS[h]), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(rs, d(real, ANCHORS[h]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        (dict(mode="elastic"), r"slim.mode must be one of \['fixed', 'universal'\]"),
+        (dict(range=[0.3, 0.9]), r"slim.range must be \[w_min, 1.0\]"),
+        (dict(range=[0.3, 1.0]), "must lie in slim.range"),
+        (dict(n_random=-1), "slim.n_random must be an integer >= 0"),
+        (dict(sync_bn=True), "does not support model.sync_bn"),
+        (dict(calibration_batch_size=1), "slim.calibration_batch_size must be an integer >= 2"),
+    ],
+)
+def test_universal_settings_are_checked(kw, match):
+    with pytest.raises(ValueError, match=match):
+        universal_model(**kw)
+
+
+def test_model_sample_any_width_calibrates_once_and_keeps_fixed_models_strict():
+    torch.manual_seed(0)
+    model = universal_model().eval()
+    a = model.sample(4, 0.4, seed=1)
+    assert model.generator.bns[0].statistics.keys() == {"0.4"}
+    torch.testing.assert_close(model.sample(4, 0.4, seed=1), a, rtol=0, atol=0)
+    assert model.sample(2, 0.93, seed=1).shape == (2, 1, 32, 32)
+    fixed = universal_model(mode="fixed")
+    with pytest.raises(ValueError, match="not a trained width"):
+        fixed.sample(2, 0.4)
