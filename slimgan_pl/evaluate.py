@@ -67,6 +67,7 @@ from slimgan_pl.metrics.reference import (
 from slimgan_pl.metrics.reference import real_features as reference_features
 from slimgan_pl.metrics.scores import frechet_distance, frechet_distance_from_stats, inception_score, kernel_distance
 from slimgan_pl.module import SlimGAN
+from slimgan_pl.universal import calibrate_universal, calibrated_record
 
 MIN_CLASSIFIER_ACCURACY = 0.9  # below this the file is a smoke-test classifier, not the real one
 SPLIT_SIZES = {"train": 60_000, "test": 10_000}  # Fashion-MNIST (the training callback's check)
@@ -377,6 +378,8 @@ def evaluate_checkpoint(
     widths = [float(w) for w in (widths or model.widths)]
     for w in widths:
         model.generator.check_width(w)
+    for note in calibrate_universal(model, widths):  # universal models: say which widths are one network
+        say(note)
     data, data_source = data_config_for(checkpoint, model, data_root)
     dataset = dataset_kind(data)
     proto = resolve_protocol(
@@ -411,7 +414,7 @@ def evaluate_checkpoint(
         feats, stats_path = reference_features(net, data, proto.split, proto.n_real, cache_dir, batch_size, log)
         real, stats_file = Reference(features=feats, source="computed"), str(stats_path)
 
-    sampling = prepare_generator(model, say)  # once, before any width is sampled
+    sampling = calibrated_record(model, prepare_generator(model, say))  # once, before any width is sampled
     p, label = net.key_prefix, net.label_prefix
     rows, fake_feats = [], []
     for w in widths:
@@ -676,7 +679,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "project's classifier for Fashion-MNIST; params, MACs, CPU latency).",
     )
     p.add_argument("checkpoint", help="Lightning checkpoint, e.g. outputs/<run>/checkpoints/last.ckpt")
-    p.add_argument("--widths", type=float, nargs="+", default=None, help="subset of the trained widths")
+    p.add_argument(
+        "--widths",
+        type=float,
+        nargs="+",
+        default=None,
+        help="subset of the trained widths; any widths in slim.range for a universal model",
+    )
     p.add_argument(
         "--protocol",
         default=None,

@@ -378,11 +378,13 @@ def load_universal_state(module: Any, checkpoint: dict[str, Any]) -> None:
     load_model_statistics_state(module, checkpoint.get(CHECKPOINT_KEY_STATS))
 
 
-def calibrate_model(model: Any, widths: Sequence[float], force: bool = False) -> list[str]:
-    """Calibrate the sampling generator (EMA when there is one) of a universal SlimGAN at ``widths``
-    with ``slim.calibration_batches`` x ``slim.calibration_batch_size`` (no-op for a fixed-width
-    model). Returns the same-network notes."""
-    generator = model.sampling_generator
+def calibrate_model(
+    model: Any, widths: Sequence[float], force: bool = False, generator: nn.Module | None = None
+) -> list[str]:
+    """Calibrate ``generator`` (default: the sampling generator, EMA when there is one) of a
+    universal SlimGAN at ``widths`` with ``slim.calibration_batches`` x ``slim.calibration_batch_size``
+    (no-op for a fixed-width model); its train/eval mode is kept. Returns the same-network notes."""
+    generator = model.sampling_generator if generator is None else generator
     if not is_universal(generator):
         return []
     hp = model.hparams
@@ -391,6 +393,34 @@ def calibrate_model(model: Any, widths: Sequence[float], force: bool = False) ->
         return calibrate(generator, widths, hp.calibration_batches, hp.calibration_batch_size, force=force)
     finally:
         generator.train(was_training)
+
+
+def calibrate_universal(model: Any, widths: Sequence[float]) -> list[str]:
+    """``slimgan-eval``: calibrate the live generator at ``widths`` (its cost measurements run it in
+    eval mode; the sampling generator is calibrated by ``SlimGAN.sample``); returns the notes on
+    widths that are the same network."""
+    if not is_universal(model.generator):
+        return []
+    _, notes = distinct_widths(model.generator, widths)
+    calibrate_model(model, widths, generator=model.generator)
+    return notes
+
+
+def calibrated_record(model: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """The BN-statistics record (:func:`slimgan_pl.inference.bn_statistics`) of a universal model:
+    ``calibrated`` and how; a fixed-width model's record unchanged."""
+    if not is_universal(model.generator):
+        return record
+    hp = model.hparams
+    return {
+        "weights": record["weights"],
+        "bn_statistics": "calibrated",
+        "calibration": {
+            "batches_per_width": int(hp.calibration_batches),
+            "batch_size": int(hp.calibration_batch_size),
+            "seed": STANDING_SEED,
+        },
+    }
 
 
 def training_step(module: Any, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:

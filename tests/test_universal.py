@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from slimgan_pl import SlimGAN
+from slimgan_pl.checkpoint import load_slimgan
 from slimgan_pl.data.resumable import resumable_loader
 from slimgan_pl.models import build_generator
 from slimgan_pl.nn import SlimmableConv2d, SlimmableConvTranspose2d, SlimmableLinear, slim_channels
@@ -23,6 +25,7 @@ from slimgan_pl.universal import (
     nearest_anchor,
     score_routed,
 )
+from slimgan_pl.universal import main as universal_main
 
 ANCHORS = [0.25, 0.5, 0.75, 1.0]
 
@@ -255,3 +258,143 @@ def test_model_sample_any_width_calibrates_once_and_keeps_fixed_models_strict():
     fixed = universal_model(mode="fixed")
     with pytest.raises(ValueError, match="not a trained width"):
         fixed.sample(2, 0.4)
+
+
+# ----------------------------------------------------------------------------- checkpoints and CLIs
+def save_universal(path: Path, **kw) -> Path:
+    pl.seed_everything(0, verbose=False)
+    model = universal_model(**kw)
+    data = TensorDataset(torch.rand(16, 1, 32, 32) * 2 - 1, torch.zeros(16, dtype=torch.long))
+    trainer = pl.Trainer(
+        max_steps=4,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, DataLoader(data, batch_size=8, drop_last=True))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def universal_ckpt(tmp_path_factory) -> Path:
+    """A 2-iteration universal checkpoint with an EMA generator, in <run>/checkpoints/last.ckpt."""
+    return save_universal(tmp_path_factory.mktemp("uni") / "run" / "checkpoints" / "last.ckpt", ema_decay=0.5)
+
+
+def test_calibrated_statistics_are_saved_with_the_checkpoint(universal_ckpt, tmp_path, capsys):
+    out = tmp_path / "calibrated.ckpt"
+    universal_main([str(universal_ckpt), "--widths", "0.3", "0.31", "0.4", "--out", str(out)])
+    assert "width 0.31 gives the same channel counts as width 0.3" in capsys.readouterr().out
+    payload = torch.load(out, map_location="cpu", weights_only=True)
+    saved = payload["universal_bn_statistics"]["generator_ema"]
+    assert set(saved["bns.0"]) == {"0.3", "0.31", "0.4"}
+    loaded = load_slimgan(out)
+    assert set(loaded.generator_ema.bns[0].statistics) == {"0.3", "0.31", "0.4"}
+    fresh = load_slimgan(universal_ckpt)  # no statistics saved: calibrated on demand, the same numbers
+    assert fresh.generator_ema.bns[0].statistics == {}
+    fresh.sample(2, 0.4, seed=0)
+    for a, b in zip(fresh.generator_ema.bns[1].statistics["0.4"], loaded.generator_ema.bns[1].statistics["0.4"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert payload["global_step"] == torch.load(universal_ckpt, weights_only=True)["global_step"]
+
+
+def test_sample_export_eval_and_model_sample_agree_at_an_untrained_width(
+    universal_ckpt, tmp_path, monkeypatch, fmnist_root, capsys
+):
+    """Width 0.4 (no anchor, never sampled exactly): slimgan-export (calibrated statistics baked in),
+    slimgan-sample, slimgan-eval and SlimGAN.sample give the same images for the same seed."""
+    from slimgan_pl import evaluate as ev
+    from slimgan_pl.deploy import export as ex
+    from slimgan_pl.deploy import sample as sm
+    from slimgan_pl.metrics import fmnist_classifier as fc
+
+    n, width, seed = 10, 0.4, 0
+    z = torch.randn(n, 128, generator=torch.Generator().manual_seed(seed))
+    ex.main([str(universal_ckpt), "--width", "0.4", "--out", str(tmp_path / "export"), "--formats", "state_dict"])
+    capsys.readouterr()
+    exported = ex.load_dense(tmp_path / "export" / "sndcgan32_w0.4.pt")
+    assert exported.meta["bn_statistics"] == "calibrated" and exported.meta["universal"] == {"range": [0.25, 1.0]}
+    assert exported.meta["calibration"] == {"batches_per_width": 2, "batch_size": 8, "seed": 0}
+    with torch.no_grad():
+        from_export = exported(z)
+    from_sample, _, _, statistics = sm.sample_images(universal_ckpt, n=n, width=width, seed=seed)
+    assert statistics["bn_statistics"] == "calibrated"
+    sm.main([str(universal_ckpt), "--width", "0.4", "-n", "2", "--npz", str(tmp_path / "s.npz")])
+    assert "2 images at width 0.4" in capsys.readouterr().out
+    from_model = load_slimgan(universal_ckpt).sample(n, width, seed=seed)
+
+    sampled = {}
+    original_sample = SlimGAN.sample
+
+    def recording_sample(self, count, w, *args, **kwargs):
+        out = original_sample(self, count, w, *args, **kwargs)
+        sampled.setdefault(float(w), out.clone())
+        return out
+
+    monkeypatch.setattr(SlimGAN, "sample", recording_sample)
+    clf, acc, info = fc.train_classifier(root=fmnist_root, epochs=1, limit=300, test_limit=100, log=None)
+    result = ev.evaluate_checkpoint(
+        universal_ckpt,
+        widths=[0.3, 0.4],
+        n_fake=n,
+        n_real=20,
+        seed=seed,
+        data_root=fmnist_root,
+        classifier_path=fc.save_classifier(clf, tmp_path / "clf.pt", acc, info),
+        cache_dir=tmp_path / "cache",
+        kid_subsets=2,
+        kid_subset_size=3,
+        latency_batches=(1,),
+        latency_repeats=1,
+        latency_warmup=0,
+        sanity=False,
+        write=False,
+        log=None,
+    )
+    monkeypatch.setattr(SlimGAN, "sample", original_sample)
+    assert [row["width"] for row in result["widths"]] == [0.3, 0.4]
+    assert result["generator"]["bn_statistics"] == "calibrated"
+    for name, images in (("sample", from_sample), ("model", from_model), ("eval", sampled[width])):
+        assert (images - from_export).abs().max() <= 1e-5, name
+    # the test can tell: another width gives other images
+    assert (sampled[0.3] - from_export).abs().max() > 1e-3
+
+
+def test_fixed_width_export_still_refuses_untrained_widths(tmp_path):
+    from slimgan_pl.deploy import export as ex
+
+    ckpt = save_universal(tmp_path / "run" / "checkpoints" / "last.ckpt", mode="fixed")
+    with pytest.raises(SystemExit):
+        ex.main([str(ckpt), "--width", "0.4", "--out", str(tmp_path / "export")])
+
+
+def test_pick_chooses_among_any_widths_at_channel_granularity(universal_ckpt, tmp_path, capsys):
+    from slimgan_pl.deploy import pick as pk
+    from slimgan_pl.metrics.cost import generator_macs
+
+    model = load_slimgan(universal_ckpt)
+    widths, notes = pk.candidate_widths(model, [0.3, 0.31, 0.4, 0.6, 1.0])
+    assert widths == [0.3, 0.4, 0.6, 1.0] and "width 0.31" in notes[0]
+    grid, _ = pk.candidate_widths(model)  # default: every 0.05 of the range, one per channel configuration
+    assert (
+        grid[0] == 0.25 and grid[-1] == 1.0 and len(grid) == len({channel_signature(model.generator, w) for w in grid})
+    )
+    calibrate(model.generator, [0.6, 0.65], n_batches=1, batch_size=2)  # MACs are counted in eval mode
+    budget = (generator_macs(model.generator, 0.6, 128) + generator_macs(model.generator, 0.65, 128)) / 2
+    pk.main([str(universal_ckpt), "--budget-macs", str(budget), "--repeats", "1", "--warmup", "0"])
+    out = capsys.readouterr().out
+    assert "pick: width 0.6 " in out and "rule: widest width within the budget" in out  # 0.6: not a trained width
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(
+        json.dumps({"widths": [{"width": 0.3, "fmnist_fid": 20.0}, {"width": 0.41, "fmnist_fid": 15.0}]})
+    )
+    pk.main([str(universal_ckpt), "--budget-macs", str(budget), "--repeats", "1", "--warmup", "0",
+             "--widths", "0.3", "0.4", "0.6", "--metrics", str(metrics)])  # fmt: skip
+    out = capsys.readouterr().out
+    # 0.41 was measured and gives 0.4's channels (16 * 0.41 = 6.56 -> 6): the same network, FID 15
+    assert channel_signature(model.generator, 0.4) == channel_signature(model.generator, 0.41)
+    assert "pick: width 0.4 " in out and "FMNIST-FID 15.00" in out and "rule: lowest measured" in out

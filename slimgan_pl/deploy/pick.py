@@ -29,6 +29,7 @@ from slimgan_pl.deploy.common import WEIGHTS, fail, select_generator
 from slimgan_pl.deploy.export import dense_generator, generator_meta
 from slimgan_pl.metrics.cost import generator_macs, latency_ms
 from slimgan_pl.module import SlimGAN
+from slimgan_pl.universal import calibrate_model, channel_grid, channel_signature, distinct_widths, is_universal
 
 PROG = "slimgan-pick"
 MODELS = ("exported", "slimmable")
@@ -64,8 +65,36 @@ def fid_key(path: str | os.PathLike) -> str:
         return "fmnist_fid"
 
 
-def _lookup(fids: dict[float, float], width: float) -> float | None:
-    return next((fid for w, fid in fids.items() if abs(w - width) < 1e-6), None)
+def _lookup(fids: dict[float, float], width: float, generator: torch.nn.Module | None = None) -> float | None:
+    """The FID measured at ``width``; for a universal generator also at a width with the same channel
+    counts (the same network)."""
+    exact = next((fid for w, fid in fids.items() if abs(w - width) < 1e-6), None)
+    if exact is not None or generator is None or not is_universal(generator):
+        return exact
+    signature = channel_signature(generator, width)
+    lo, hi = generator.width_range
+    same = [fid for w, fid in fids.items() if lo <= w <= hi and channel_signature(generator, w) == signature]
+    return same[0] if same else None
+
+
+def candidate_widths(
+    model: SlimGAN, widths: Sequence[float] | None = None, step: float = 0.05
+) -> tuple[list[float], list[str]]:
+    """(widths to measure, notes): ``widths`` (default: the trained widths; for a universal model every
+    ``step`` across slim.range), each checked (fixed-width models refuse untrained widths) and kept
+    once per channel configuration (the notes name the widths that are the same network)."""
+    generator = model.generator
+    if widths:
+        for w in widths:
+            generator.check_width(w)
+        candidates = sorted({float(w) for w in widths})
+    elif is_universal(generator):
+        if not 0 < step <= 1:
+            raise ValueError(f"--step must be in (0, 1], got {step}")
+        candidates = channel_grid(generator, step)
+    else:
+        candidates = list(model.widths)
+    return distinct_widths(generator, candidates)
 
 
 def measure(
@@ -76,16 +105,20 @@ def measure(
     weights: str = "auto",
     model_kind: str = "exported",
     fids: dict[float, float] | None = None,
+    widths: Sequence[float] | None = None,
 ) -> list[WidthCost]:
-    """Latency (ms, one forward of ``batch`` images), MACs per image and FID of every trained width."""
+    """Latency (ms, one forward of ``batch`` images), MACs per image and FID of ``widths`` (default:
+    every trained width); a universal model is calibrated at them first."""
     if model_kind not in MODELS:
         raise ValueError(f"--model must be one of {list(MODELS)}, got {model_kind!r}")
     if batch < 1 or repeats < 1 or warmup < 0:
         raise ValueError(f"need --batch >= 1, --repeats >= 1, --warmup >= 0, got {batch}, {repeats}, {warmup}")
     generator, used = select_generator(model, weights)
     generator = generator.cpu()
+    widths = list(model.widths) if not widths else list(widths)
+    calibrate_model(model, widths, generator=generator)  # universal models only
     rows = []
-    for w in model.widths:
+    for w in widths:
         net = generator
         if model_kind == "exported":
             net = dense_generator(generator, w, generator_meta(generator, dict(model.hparams.generator), w, used))
@@ -95,7 +128,7 @@ def measure(
                 w,
                 latency_ms(net, w, generator.nz, batch, repeats, warmup),
                 generator_macs(generator, w, generator.nz),
-                _lookup(fids or {}, w),
+                _lookup(fids or {}, w, generator),
             )
         )
     return rows
@@ -181,6 +214,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="EMA or live generator weights (default auto: EMA when the checkpoint has it)",
     )
+    p.add_argument(
+        "--widths",
+        type=float,
+        nargs="+",
+        default=None,
+        help="candidate widths (default: the trained widths; universal models: every --step across slim.range)",
+    )
+    p.add_argument("--step", type=float, default=0.05, help="universal models: candidate width spacing")
     p.add_argument("--metrics", default=None, help="slimgan-eval metrics.json (default: <run dir>/metrics.json)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     return p.parse_args(argv)
@@ -200,10 +241,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         model = load_slimgan(args.checkpoint)
         metrics = args.metrics or run_directory(args.checkpoint) / "metrics.json"
         fids, label = read_fids(metrics), "FID" if fid_key(metrics) == "fid" else "FMNIST-FID"
-        rows = measure(model, args.batch, args.repeats, args.warmup, args.weights, args.model, fids)
+        widths, notes = candidate_widths(model, args.widths, args.step)
+        rows = measure(model, args.batch, args.repeats, args.warmup, args.weights, args.model, fids, widths)
     except (CheckpointError, ValueError) as e:
         fail(PROG, e)
     best, rule = pick(rows, args.budget_ms, args.budget_macs)
+    if not args.json:
+        for note in notes:
+            print(note)
     if args.json:
         print(
             json.dumps(
@@ -211,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "budget_ms": args.budget_ms,
                     "budget_macs": args.budget_macs,
                     "rule": rule,
+                    "notes": notes,
                     "batch": args.batch,
                     "threads": torch.get_num_threads(),
                     "model": args.model,
