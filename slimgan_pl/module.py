@@ -217,6 +217,7 @@ class SlimGAN(pl.LightningModule):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
         # slim.mode=universal (slimgan_pl.universal): any width in slim.range; widths = D's anchor widths
+        range = _plain(range)  # noqa: A001 - a plain list in the saved hyper-parameters (weights_only loads)
         width_range = check_universal_settings(
             mode, range, n_random, calibration_batches, calibration_batch_size, widths, baseline=native,
             sync_bn=sync_bn, compile_networks=compile_networks, ema_standing_batches=ema_standing_batches,

@@ -490,7 +490,13 @@ def training_step(module: Any, batch: tuple[torch.Tensor, torch.Tensor]) -> dict
         if getattr(module, attr, None) is not None:
             clear_statistics(getattr(module, attr))
     module._last_widths = widths  # for tests and callbacks
-    logs = {
+    logs = {}
+    for head in sorted(set(heads)):  # per anchor head (the keys of the fixed mode): mean over its widths
+        members = [i for i, h in enumerate(heads) if h == head]
+        tag = f"w{float(module.widths[head])}"
+        logs[f"train/d_loss_{tag}"] = torch.stack([d_losses[i] for i in members]).detach().mean()
+        logs[f"train/g_loss_{tag}"] = torch.stack([g_losses[i] for i in members]).detach().mean()
+    logs |= {
         "train/d_loss_wmin": d_losses[0].detach(),
         "train/d_loss_wmax": d_losses[-1].detach(),
         "train/g_loss_wmin": g_losses[0].detach(),

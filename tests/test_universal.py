@@ -398,3 +398,28 @@ def test_pick_chooses_among_any_widths_at_channel_granularity(universal_ckpt, tm
     # 0.41 was measured and gives 0.4's channels (16 * 0.41 = 6.56 -> 6): the same network, FID 15
     assert channel_signature(model.generator, 0.4) == channel_signature(model.generator, 0.41)
     assert "pick: width 0.4 " in out and "FMNIST-FID 15.00" in out and "rule: lowest measured" in out
+
+
+def test_train_from_config_in_universal_mode(make_cfg, tmp_path, fmnist_root):
+    from slimgan_pl.train import train
+
+    out = tmp_path / "run"
+    cfg = make_cfg(
+        "slim.mode=universal",
+        "slim.range=[0.25,1.0]",
+        "slim.n_random=1",
+        "slim.calibration_batches=1",
+        "slim.calibration_batch_size=8",
+        "train.g_steps=2",
+        "train.checkpoint_every=2",
+        "callbacks.sample_grid.every_n_iterations=2",
+        "data.batch_size=8",
+        f"data.root={fmnist_root}",
+        output_dir=out,
+    )
+    summary = train(cfg)
+    assert summary["iterations"] == 2
+    assert all(v["d"] is not None for k, v in summary["final_losses"].items() if k in ("w0.25", "w1.0"))
+    assert (out / "samples" / "w0.5" / "iter_000002.png").is_file()  # grids at the anchors, calibrated
+    model = load_slimgan(out / "checkpoints" / "last.ckpt")
+    assert model.hparams.mode == "universal" and model.sample(3, 0.43, seed=0).shape == (3, 1, 32, 32)
