@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from slimgan_pl.cli import cli_main
 from slimgan_pl.inference import STANDING_SEED, recompute_standing_statistics
 from slimgan_pl.nn.conditional import SwitchableConditionalBatchNorm2d
 from slimgan_pl.nn.slimmable import SwitchableBatchNorm2d, slim_channels
@@ -525,13 +526,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@cli_main("python -m slimgan_pl.universal")  # one-line errors, --debug for the traceback
 def main(argv: Sequence[str] | None = None) -> None:
     from slimgan_pl.checkpoint import load_slimgan  # the module imports this file
 
     args = parse_args(argv)
     model = load_slimgan(args.checkpoint)
     if not is_universal(model.generator):
-        raise SystemExit(f"{args.checkpoint}: not a universal model (slim.mode=universal); nothing to calibrate")
+        raise ValueError(f"{args.checkpoint}: not a universal model (slim.mode=universal); nothing to calibrate")
     for note in calibrate_model(model, args.widths):
         print(note)
     payload = torch.load(args.checkpoint, map_location="cpu", weights_only=True)

@@ -364,12 +364,23 @@ def test_sample_export_eval_and_model_sample_agree_at_an_untrained_width(
     assert (sampled[0.3] - from_export).abs().max() > 1e-3
 
 
-def test_fixed_width_export_still_refuses_untrained_widths(tmp_path):
+def test_fixed_width_models_still_refuse_untrained_widths(tmp_path, capsys):
     from slimgan_pl.deploy import export as ex
+    from slimgan_pl.deploy import pick as pk
+    from slimgan_pl.deploy import sample as sm
 
     ckpt = save_universal(tmp_path / "run" / "checkpoints" / "last.ckpt", mode="fixed")
-    with pytest.raises(SystemExit):
-        ex.main([str(ckpt), "--width", "0.4", "--out", str(tmp_path / "export")])
+    for main, extra in (
+        (ex.main, ["--width", "0.4", "--out", str(tmp_path / "export")]),
+        (sm.main, ["--width", "0.4", "--npz", str(tmp_path / "s.npz")]),
+        (pk.main, ["--budget-ms", "1e6", "--widths", "0.4"]),
+        (universal_main, ["--widths", "0.4"]),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main([str(ckpt), *extra])
+        err = capsys.readouterr().err.strip()
+        assert info.value.code == 2 and len(err.splitlines()) == 1, err
+        assert "not a trained width" in err or "not a universal model" in err, err
 
 
 def test_pick_chooses_among_any_widths_at_channel_granularity(universal_ckpt, tmp_path, capsys):
