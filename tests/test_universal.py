@@ -434,3 +434,20 @@ def test_train_from_config_in_universal_mode(make_cfg, tmp_path, fmnist_root):
     assert (out / "samples" / "w0.5" / "iter_000002.png").is_file()  # grids at the anchors, calibrated
     model = load_slimgan(out / "checkpoints" / "last.ckpt")
     assert model.hparams.mode == "universal" and model.sample(3, 0.43, seed=0).shape == (3, 1, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("arch", "kw"), [("sndcgan32", {}), ("snresgan32", dict(num_classes=10, cond_norm="scbn")), ("biggan32", {})]
+)
+def test_export_and_active_parameters_of_any_width(arch, kw):
+    """A universal width exports (plain, scBN and BigGAN's projected BN; checked against the slimmable
+    model inside dense_generator), and its active-parameter count = the dense model's parameters."""
+    from slimgan_pl.deploy.export import dense_generator
+    from slimgan_pl.metrics.cost import active_parameters
+
+    g = universal_generator(arch, **kw)
+    for w in (0.4, 0.85):
+        calibrate(g, [w], n_batches=1, batch_size=4)
+        dense = dense_generator(g, w)  # checked against the slimmable model (eval mode) inside
+        assert active_parameters(g, w) == sum(p.numel() for p in dense.parameters())
+    assert active_parameters(g, 0.4) < active_parameters(g, 0.85) < sum(p.numel() for p in g.parameters())

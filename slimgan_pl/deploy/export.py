@@ -202,9 +202,8 @@ def _dense_scbn(m: SliceableConditionalBatchNorm2d, width: float) -> nn.Module:
     # the shared embedding is [gamma (C_max) | beta (C_max)]; width w reads the first C_w of each half
     c, c_max = slim_channels(m.num_features, width), m.num_features
     e = m.embed.weight
-    return _dense_conditional(
-        m.norm.for_width(width), torch.cat([e[:, :c], e[:, c_max : c_max + c]], dim=1), m.num_classes
-    )
+    bn = _dense_universal_bn(m.norm, width) if isinstance(m.norm, UniversalBatchNorm2d) else m.norm.for_width(width)
+    return _dense_conditional(bn, torch.cat([e[:, :c], e[:, c_max : c_max + c]], dim=1), m.num_classes)
 
 
 def _dense_switchable_cbn(m: SwitchableConditionalBatchNorm2d, width: float) -> nn.Module:
@@ -217,9 +216,8 @@ def _dense_attention(m: SlimmableSelfAttention, width: float) -> nn.Module:
 
 
 def _dense_projected_bn(m: SlimmableProjectedBatchNorm2d, width: float) -> nn.Module:
-    return DenseProjectedBatchNorm2d(
-        _dense_batchnorm(m.norm, width), _dense_linear(m.gain, width), _dense_linear(m.bias, width)
-    )
+    norm = _dense_universal_bn if isinstance(m.norm, UniversalBatchNorm2d) else _dense_batchnorm  # universal models
+    return DenseProjectedBatchNorm2d(norm(m.norm, width), _dense_linear(m.gain, width), _dense_linear(m.bias, width))
 
 
 def _dense_universal_bn(m: UniversalBatchNorm2d, width: float) -> nn.Module:
