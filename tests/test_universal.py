@@ -451,3 +451,55 @@ def test_export_and_active_parameters_of_any_width(arch, kw):
         dense = dense_generator(g, w)  # checked against the slimmable model (eval mode) inside
         assert active_parameters(g, w) == sum(p.numel() for p in dense.parameters())
     assert active_parameters(g, 0.4) < active_parameters(g, 0.85) < sum(p.numel() for p in g.parameters())
+
+
+class RecordWidths(pl.Callback):
+    """Each rank saves the widths it trained and its final parameters."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir, self.widths = out_dir, []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.widths.append(list(pl_module._last_widths))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        params = {k: v.detach().clone() for k, v in pl_module.named_parameters()}
+        torch.save({"widths": self.widths, "params": params}, self.out_dir / f"rank{trainer.global_rank}.pt")
+
+
+@pytest.mark.skipif("fork" not in torch.multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_ddp_cpu_ranks_draw_the_same_widths_and_stay_identical(make_cfg, tmp_path, fmnist_root, one_thread_for_fork):
+    """Under trainer=ddp_cpu every rank draws the same widths (the gradient averaging needs the same D
+    heads used everywhere), the ranks' weights stay identical, and the checkpoint holds one width-RNG
+    state per rank (gathered)."""
+    from slimgan_pl.train import build
+
+    cfg = make_cfg(
+        "trainer=ddp_cpu",
+        "trainer.strategy.start_method=fork",
+        "slim.mode=universal",
+        "slim.calibration_batches=1",
+        "slim.calibration_batch_size=4",
+        "train.g_steps=3",
+        "train.checkpoint_every=3",
+        "data.batch_size=4",
+        "data.limit=96",
+        f"data.root={fmnist_root}",
+        "callbacks.fid=null",
+        "callbacks.sample_grid=null",
+        "callbacks.progress_bar=null",
+        "logger=none",
+        output_dir=tmp_path / "run",
+    )
+    pl.seed_everything(cfg.seed)
+    model, datamodule, trainer = build(cfg)
+    assert trainer.world_size == 2
+    trainer.callbacks.append(RecordWidths(tmp_path))
+    trainer.fit(model, datamodule=datamodule)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert len(ranks[0]["widths"]) == 3 and ranks[0]["widths"] == ranks[1]["widths"]
+    for name, value in ranks[0]["params"].items():
+        assert torch.equal(value, ranks[1]["params"][name]), name
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    states = ckpt["width_rng_states"]
+    assert len(states) == 2 and torch.equal(states[0], states[1])
