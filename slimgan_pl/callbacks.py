@@ -20,6 +20,7 @@ from slimgan_pl.metrics.reference import datamodule_config, dataset_kind, load_p
 from slimgan_pl.metrics.scores import PrecomputedFeatures
 from slimgan_pl.module import SlimGAN, width_tag
 from slimgan_pl.sampling import grid_labels, num_classes, sample
+from slimgan_pl.universal import calibrate_model
 
 
 class SampleGridCallback(pl.Callback):
@@ -64,6 +65,7 @@ class SampleGridCallback(pl.Callback):
         with pl_module.standing_statistics():
             if not trainer.is_global_zero:
                 return []
+            calibrate_model(pl_module, pl_module.widths, generator=generator)  # universal models; else no-op
             grids = [sample(generator, self.n_samples, w, labels, self.seed).cpu() for w in pl_module.widths]
         for w, images in zip(pl_module.widths, grids):
             images = (images + 1) / 2
@@ -291,6 +293,7 @@ class PerWidthFIDCallback(pl.Callback):
         results = {}
         generator = pl_module.sampling_generator  # the EMA generator when there is one
         with pl_module.standing_statistics():  # EMA generator: standing BN statistics (same seed on every rank)
+            calibrate_model(pl_module, pl_module.widths, generator=generator)  # universal models; else no-op
             for w in pl_module.widths:
                 self._fid.reset()  # fake statistics only: reset_real_features=False keeps the real ones
                 images = sample(generator, n, w, seed=self.seed + rank, batch_size=self.batch_size)

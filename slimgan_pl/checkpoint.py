@@ -21,6 +21,7 @@ import torch
 
 from slimgan_pl.models import GENERATORS
 from slimgan_pl.module import SlimGAN
+from slimgan_pl.universal import CHECKPOINT_KEY_STATS, load_model_statistics_state
 
 EMA_PREFIX = "generator_ema."  # state-dict prefix of the EMA generator (SlimGAN.generator_ema, ema=default)
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive
@@ -137,5 +138,7 @@ def load_slimgan(path: str | os.PathLike, map_location: str | torch.device = "cp
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path}: its hyper-parameters do not build a SlimGAN ({e})") from None
     _load_weights(path, model, payload["state_dict"])
+    # universal models (slim.mode=universal): the BN statistics calibrated for the widths saved
+    load_model_statistics_state(model, payload.get(CHECKPOINT_KEY_STATS))
     model.checkpoint_global_step = int(payload.get("global_step", 0))  # Lightning's count, for reports
     return model.to(map_location).eval()

@@ -69,7 +69,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "project's classifier for Fashion-MNIST; params, MACs, CPU latency).",
     )
     p.add_argument("checkpoint", help="Lightning checkpoint, e.g. outputs/<run>/checkpoints/last.ckpt")
-    p.add_argument("--widths", type=float, nargs="+", default=None, help="subset of the trained widths")
+    p.add_argument(
+        "--widths",
+        type=float,
+        nargs="+",
+        default=None,
+        help="subset of the trained widths; any widths in slim.range for a universal model",
+    )
     p.add_argument(
         "--protocol",
         default=None,

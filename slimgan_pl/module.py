@@ -23,6 +23,15 @@ from slimgan_pl.models.baseline import build_model_generator, check_baseline, na
 from slimgan_pl.nn import check_widths, convert_cross_replica_batchnorm
 from slimgan_pl.nn.precision import use_float32_spectral_norm
 from slimgan_pl.resume import gather_rng_states, pick_rng_state, set_rng_state
+from slimgan_pl.universal import (
+    calibrate_model,
+    check_universal_settings,
+    init_width_sampler,
+    load_universal_state,
+    make_universal,
+    save_universal_state,
+)
+from slimgan_pl.universal import training_step as universal_training_step
 
 DISTILL_FORWARDS = ("separate", "concat")
 LR_DECAYS = ("none", "linear")
@@ -119,6 +128,10 @@ class SlimGAN(pl.LightningModule):
         compile_networks: ``model.compile``: the training forwards of G and of D's ``score_all`` run
             through ``torch.compile`` (G and D separately, never the LightningModule; each width is
             its own graph). Sampling, evaluation and export use the eager modules.
+        mode: ``slim.mode``: ``fixed`` (SlimGAN) or ``universal`` (any width in ``range`` =
+            ``slim.range``; ``n_random``, ``calibration_batches``, ``calibration_batch_size``: the
+            widths drawn per iteration and the BN calibration; ``widths`` are then the D's anchor
+            widths), see :mod:`slimgan_pl.universal`.
 
     Precision (``trainer.precision``): under mixed precision Lightning runs :meth:`training_step`
     under autocast; the parameters, the optimizer state and every loss stay fp32 (D scores and G
@@ -157,6 +170,11 @@ class SlimGAN(pl.LightningModule):
         baseline: Mapping[str, Any] | None = None,
         channels_last: bool = False,
         compile_networks: bool = False,
+        mode: str = "fixed",
+        range: Sequence[float] | None = None,  # noqa: A002 - the config key slim.range
+        n_random: int = 2,
+        calibration_batches: int = 8,
+        calibration_batch_size: int = 64,
     ) -> None:
         super().__init__()
         generator, discriminator = dict(_plain(generator)), dict(_plain(discriminator))
@@ -199,10 +217,18 @@ class SlimGAN(pl.LightningModule):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
+        # slim.mode=universal (slimgan_pl.universal): any width in slim.range; widths = D's anchor widths
+        range = _plain(range)  # noqa: A001 - a plain list in the saved hyper-parameters (weights_only loads)
+        width_range = check_universal_settings(
+            mode, range, n_random, calibration_batches, calibration_batch_size, widths, baseline=native,
+            sync_bn=sync_bn, compile_networks=compile_networks, ema_standing_batches=ema_standing_batches,
+        )  # fmt: skip
         self.save_hyperparameters()
         self.automatic_optimization = False
 
         self.generator = build_model_generator(generator, widths, native)
+        if width_range is not None:
+            make_universal(self.generator, width_range)
         disc_kwargs = {k: v for k, v in discriminator.items() if k != "arch"}
         if native is not None:
             disc_kwargs = native_discriminator_kwargs(disc_kwargs, native.d_width)
@@ -283,6 +309,8 @@ class SlimGAN(pl.LightningModule):
         at ``width``, eval mode, fp32 (:func:`slimgan_pl.sampling.sample`: same seed, same z at every
         width; conditional models draw labels after z unless ``labels`` are given). Nothing in the model
         changes: wrap in :meth:`standing_statistics` for standing BN statistics."""
+        self.generator.check_width(width)
+        calibrate_model(self, [width])  # universal models: this width's BN statistics (cached); else no-op
         return sampling.sample(self.sampling_generator, n, width, labels, seed, truncation, batch_size)
 
     # ----------------------------------------------------------------- BigGAN toolbox
@@ -373,6 +401,8 @@ class SlimGAN(pl.LightningModule):
         if states:
             set_rng_state(pick_rng_state(states, rank), self._noise_rng)
             self._rng_states_to_restore = None
+        if self.hparams.get("mode") == "universal":
+            init_width_sampler(self)
 
     def total_iterations(self) -> int:
         """SlimGAN iterations of the whole run (the trainer's ``max_steps`` / (n_dis + 1))."""
@@ -398,6 +428,8 @@ class SlimGAN(pl.LightningModule):
                 group["lr"] = lr
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        if self.hparams.get("mode") == "universal":  # sampled widths, routed D heads
+            return universal_training_step(self, batch)
         images, labels = batch
         opt_g, opt_d = self.optimizers()
         if self.hparams.lr_decay != "none":
@@ -500,6 +532,10 @@ class SlimGAN(pl.LightningModule):
     # Lightning does not checkpoint RNG state; without it a resumed run draws other noise.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = gather_rng_states(self._noise_rng)  # one per rank (collective under DDP)
+        if self.hparams.get("mode") == "universal":
+            save_universal_state(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._rng_states_to_restore = checkpoint.get("rng_states")
+        if self.hparams.get("mode") == "universal":
+            load_universal_state(self, checkpoint)

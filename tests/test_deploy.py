@@ -508,17 +508,30 @@ def test_load_dense_refuses_other_files(trained, tmp_path):
 
 
 # ----------------------------------------------------------------------------- slimgan-pick
-def test_pick_reports_widest_within_budget_with_fid(trained, tmp_path, capsys):
+def test_pick_takes_lowest_fid_within_budget_and_says_so(trained, tmp_path, capsys):
     ckpt, _ = trained
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"widths": [{"width": w, "fmnist_fid": 100 - 10 * i} for i, w in enumerate(WIDTHS)]}))
+    fids = [30.0, 11.8, 12.5, 13.0]  # the demo's shape: 1.0x worse than 0.5x
+    metrics.write_text(json.dumps({"widths": [{"width": w, "fmnist_fid": f} for w, f in zip(WIDTHS, fids)]}))
     pk.main([str(ckpt), "--budget-ms", "1e6", "--repeats", "2", "--warmup", "1", "--metrics", str(metrics)])
     out = capsys.readouterr().out
-    assert "pick: width 1.0" in out and "FMNIST-FID 70.00" in out and out.count(" yes") == 4
+    assert "pick: width 0.5" in out and "FMNIST-FID 11.80" in out and out.count(" yes") == 4
+    assert "rule: lowest measured FMNIST-FID within the budget" in out
     pk.main([str(ckpt), "--budget-ms", "1e6", "--repeats", "1", "--warmup", "0", "--json", "--model", "slimmable"])
-    result = json.loads(capsys.readouterr().out)  # no metrics.json in the run dir: no FID
-    assert result["pick"]["width"] == 1.0 and result["pick"]["fmnist_fid"] is None
+    result = json.loads(capsys.readouterr().out)  # no metrics.json in the run dir: no FID, the widest
+    assert result["pick"]["width"] == 1.0 and result["pick"]["fmnist_fid"] is None and result["rule"] == "widest"
     assert [r["macs"] for r in result["widths"]] == sorted(r["macs"] for r in result["widths"])
+
+
+def test_pick_macs_budget(trained, capsys):
+    ckpt, model = trained
+    from slimgan_pl.metrics.cost import generator_macs
+
+    macs = [generator_macs(model.generator, w, model.generator.nz) for w in WIDTHS]
+    budget = (macs[1] + macs[2]) / 2  # between 0.5 and 0.75
+    pk.main([str(ckpt), "--budget-macs", str(budget), "--repeats", "1", "--warmup", "0"])
+    out = capsys.readouterr().out
+    assert "pick: width 0.5" in out and "rule: widest width within the budget" in out
 
 
 def test_pick_conditional(conditional, capsys):
@@ -526,9 +539,14 @@ def test_pick_conditional(conditional, capsys):
     assert "pick: width 1.0" in capsys.readouterr().out
 
 
-def test_pick_chooses_widest_fitting_row():
+def test_pick_rule_quality_within_budget_else_widest():
     rows = [pk.WidthCost(w, ms, 1) for w, ms in zip(WIDTHS, [1.0, 2.0, 5.0, 9.0])]
-    assert pk.pick(rows, 5.0).width == 0.75 and pk.pick(rows, 1.0).width == 0.25 and pk.pick(rows, 0.5) is None
+    assert pk.pick(rows, 5.0) == (rows[2], pk.RULE_WIDEST) and pk.pick(rows, 1.0)[0].width == 0.25
+    assert pk.pick(rows, 0.5) == (None, pk.RULE_WIDEST)
+    for r, fid in zip(rows, [20.0, 10.0, 15.0, 5.0]):
+        r.fmnist_fid = fid
+    # 1.0 has the lowest FID but is over budget: the best measured one within the budget
+    assert pk.pick(rows, 5.0) == (rows[1], pk.RULE_QUALITY) and pk.pick(rows, 10.0)[0].width == 1.0
     assert pk.read_fids(Path("/nonexistent/metrics.json")) == {}
 
 
@@ -540,6 +558,9 @@ def test_pick_below_narrowest_exits_nonzero(trained, capsys):
     with pytest.raises(SystemExit) as info:
         pk.main([str(trained[0]), "--budget-ms", "0"])
     assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        pk.main([str(trained[0])])
+    assert info.value.code == 2 and "give a budget" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- console scripts

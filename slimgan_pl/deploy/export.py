@@ -54,7 +54,9 @@ from slimgan_pl.nn import (
 )
 from slimgan_pl.nn.attention import non_local
 from slimgan_pl.nn.conditional import modulate
+from slimgan_pl.nn.universal import UniversalBatchNorm2d, width_key
 from slimgan_pl.sampling import eval_mode
+from slimgan_pl.universal import calibrate_model, calibrated_record, is_universal, make_universal
 
 PROG = "slimgan-export"
 FORMAT = "slimgan-dense-v1"
@@ -201,9 +203,8 @@ def _dense_scbn(m: SliceableConditionalBatchNorm2d, width: float) -> nn.Module:
     # the shared embedding is [gamma (C_max) | beta (C_max)]; width w reads the first C_w of each half
     c, c_max = slim_channels(m.num_features, width), m.num_features
     e = m.embed.weight
-    return _dense_conditional(
-        m.norm.for_width(width), torch.cat([e[:, :c], e[:, c_max : c_max + c]], dim=1), m.num_classes
-    )
+    bn = _dense_universal_bn(m.norm, width) if isinstance(m.norm, UniversalBatchNorm2d) else m.norm.for_width(width)
+    return _dense_conditional(bn, torch.cat([e[:, :c], e[:, c_max : c_max + c]], dim=1), m.num_classes)
 
 
 def _dense_switchable_cbn(m: SwitchableConditionalBatchNorm2d, width: float) -> nn.Module:
@@ -216,9 +217,25 @@ def _dense_attention(m: SlimmableSelfAttention, width: float) -> nn.Module:
 
 
 def _dense_projected_bn(m: SlimmableProjectedBatchNorm2d, width: float) -> nn.Module:
-    return DenseProjectedBatchNorm2d(
-        _dense_batchnorm(m.norm, width), _dense_linear(m.gain, width), _dense_linear(m.bias, width)
-    )
+    norm = _dense_universal_bn if isinstance(m.norm, UniversalBatchNorm2d) else _dense_batchnorm  # universal models
+    return DenseProjectedBatchNorm2d(norm(m.norm, width), _dense_linear(m.gain, width), _dense_linear(m.bias, width))
+
+
+def _dense_universal_bn(m: UniversalBatchNorm2d, width: float) -> nn.Module:
+    # the width's calibrated statistics baked in (none cached: placeholders that a loaded state dict
+    # replaces; exporting an uncalibrated width fails in verify, where the slimmable model refuses it)
+    c = slim_channels(m.num_features, width)
+    device = m.weight.device if m.weight is not None else None
+    layer = DenseBatchNorm2d(c, eps=m.eps, affine=m.affine, device=device)
+    with torch.no_grad():
+        if m.affine:
+            layer.weight.copy_(m.weight[:c])
+            layer.bias.copy_(m.bias[:c])
+        if width_key(width) in m.statistics:
+            mean, var = m.statistics[width_key(width)]
+            layer.running_mean.copy_(mean)
+            layer.running_var.copy_(var)
+    return layer
 
 
 def _dense_native(m: NativeGenerator, width: float) -> nn.Module:
@@ -239,6 +256,7 @@ DENSE_CONVERTERS: dict[type[nn.Module], Callable[[Any, float], nn.Module]] = {
     SlimmableSelfAttention: _dense_attention,
     SlimmableProjectedBatchNorm2d: _dense_projected_bn,
     NativeGenerator: _dense_native,
+    UniversalBatchNorm2d: _dense_universal_bn,
 }
 
 
@@ -332,6 +350,8 @@ def generator_meta(
         "torch": str(torch.__version__),
         # native baseline (model.baseline): rebuilt as one by build_dense; null for slimmable generators
         "baseline": {"g_width": generator.width} if isinstance(generator, NativeGenerator) else None,
+        # universal model (slim.mode=universal): rebuilt as one by build_dense; null otherwise
+        "universal": {"range": list(generator.width_range)} if is_universal(generator) else None,
     }
 
 
@@ -392,6 +412,8 @@ def export_model(model: SlimGAN, width: float, weights: str = "auto", source: st
     when the run uses them: :func:`slimgan_pl.inference.prepare_sampling_generator`, which changes
     that generator's BN buffers in ``model``); ``meta["bn_statistics"]`` says which."""
     generator, statistics = prepare_sampling_generator(model, weights)
+    notes = calibrate_model(model, [width], generator=generator)  # universal models: calibrated statistics
+    statistics = {**calibrated_record(model, statistics), **({"notes": notes} if notes else {})}
     meta = generator_meta(generator, dict(model.hparams.generator), width, statistics["weights"], source, statistics)
     return dense_generator(generator, width, meta)
 
@@ -410,6 +432,8 @@ def build_dense(meta: dict[str, Any]) -> DenseGenerator:
     if meta.get("format") != FORMAT:
         raise ExportError(f"metadata format {meta.get('format')!r} is not {FORMAT!r}")
     generator = build_model_generator(meta["generator"], meta["widths"], check_baseline(meta.get("baseline")))
+    if meta.get("universal"):
+        make_universal(generator, tuple(meta["universal"]["range"]))
     return dense_generator(generator, meta["width"], meta, check=False)
 
 
@@ -532,7 +556,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Cut a SlimGAN generator at one width into a dense model (state dict, TorchScript, ONNX).",
     )
     p.add_argument("checkpoint", help="Lightning checkpoint, e.g. outputs/<run>/checkpoints/last.ckpt")
-    p.add_argument("--width", type=float, required=True, help="a trained width")
+    p.add_argument(
+        "--width", type=float, required=True, help="a trained width, or any width in slim.range (universal model)"
+    )
     p.add_argument("--out", default=None, help="output folder (default: <run dir>/export)")
     p.add_argument("--name", default=None, help="file stem (default: <arch>_w<width>)")
     p.add_argument("--formats", nargs="+", default=list(FORMATS), help=f"any of {list(FORMATS)} (default: all)")
@@ -566,6 +592,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         diff = diffs.get(fmt)
         check = "not checked (onnxruntime missing)" if diff is None else f"max abs diff {diff:.2e}"
         print(f"{fmt}: {', '.join(str(p) for p in paths)} ({check})")
+    for note in dense.meta.get("notes", []):
+        print(note)
     print(
         f"width {dense.width} ({dense.meta['weights']} weights, BN {dense.meta['bn_statistics']} statistics) "
         f"of {dense.meta['arch']}; "

@@ -1,4 +1,6 @@
-"""``slimgan-pick CHECKPOINT --budget-ms B [--batch N]``: the widest width that runs within a latency budget.
+"""``slimgan-pick CHECKPOINT --budget-ms B | --budget-macs M [--batch N]``: the width to deploy within a
+latency and/or MACs budget: the best measured quality (lowest FID in the run's metrics.json) among the
+widths within the budget, or the widest of them when none has a measured FID; it prints the rule used.
 
 Every trained width is timed on this machine's CPU (median of ``--repeats`` forwards after
 ``--warmup`` untimed ones, :func:`slimgan_pl.metrics.cost.latency_ms`), by default as the dense
@@ -27,6 +29,7 @@ from slimgan_pl.deploy.common import WEIGHTS, fail, select_generator
 from slimgan_pl.deploy.export import dense_generator, generator_meta
 from slimgan_pl.metrics.cost import generator_macs, latency_ms
 from slimgan_pl.module import SlimGAN
+from slimgan_pl.universal import calibrate_model, channel_grid, channel_signature, distinct_widths, is_universal
 
 PROG = "slimgan-pick"
 MODELS = ("exported", "slimmable")
@@ -62,8 +65,36 @@ def fid_key(path: str | os.PathLike) -> str:
         return "fmnist_fid"
 
 
-def _lookup(fids: dict[float, float], width: float) -> float | None:
-    return next((fid for w, fid in fids.items() if abs(w - width) < 1e-6), None)
+def _lookup(fids: dict[float, float], width: float, generator: torch.nn.Module | None = None) -> float | None:
+    """The FID measured at ``width``; for a universal generator also at a width with the same channel
+    counts (the same network)."""
+    exact = next((fid for w, fid in fids.items() if abs(w - width) < 1e-6), None)
+    if exact is not None or generator is None or not is_universal(generator):
+        return exact
+    signature = channel_signature(generator, width)
+    lo, hi = generator.width_range
+    same = [fid for w, fid in fids.items() if lo <= w <= hi and channel_signature(generator, w) == signature]
+    return same[0] if same else None
+
+
+def candidate_widths(
+    model: SlimGAN, widths: Sequence[float] | None = None, step: float = 0.05
+) -> tuple[list[float], list[str]]:
+    """(widths to measure, notes): ``widths`` (default: the trained widths; for a universal model every
+    ``step`` across slim.range), each checked (fixed-width models refuse untrained widths) and kept
+    once per channel configuration (the notes name the widths that are the same network)."""
+    generator = model.generator
+    if widths:
+        for w in widths:
+            generator.check_width(w)
+        candidates = sorted({float(w) for w in widths})
+    elif is_universal(generator):
+        if not 0 < step <= 1:
+            raise ValueError(f"--step must be in (0, 1], got {step}")
+        candidates = channel_grid(generator, step)
+    else:
+        candidates = list(model.widths)
+    return distinct_widths(generator, candidates)
 
 
 def measure(
@@ -74,16 +105,20 @@ def measure(
     weights: str = "auto",
     model_kind: str = "exported",
     fids: dict[float, float] | None = None,
+    widths: Sequence[float] | None = None,
 ) -> list[WidthCost]:
-    """Latency (ms, one forward of ``batch`` images), MACs per image and FID of every trained width."""
+    """Latency (ms, one forward of ``batch`` images), MACs per image and FID of ``widths`` (default:
+    every trained width); a universal model is calibrated at them first."""
     if model_kind not in MODELS:
         raise ValueError(f"--model must be one of {list(MODELS)}, got {model_kind!r}")
     if batch < 1 or repeats < 1 or warmup < 0:
         raise ValueError(f"need --batch >= 1, --repeats >= 1, --warmup >= 0, got {batch}, {repeats}, {warmup}")
     generator, used = select_generator(model, weights)
     generator = generator.cpu()
+    widths = list(model.widths) if not widths else list(widths)
+    calibrate_model(model, widths, generator=generator)  # universal models only
     rows = []
-    for w in model.widths:
+    for w in widths:
         net = generator
         if model_kind == "exported":
             net = dense_generator(generator, w, generator_meta(generator, dict(model.hparams.generator), w, used))
@@ -93,36 +128,76 @@ def measure(
                 w,
                 latency_ms(net, w, generator.nz, batch, repeats, warmup),
                 generator_macs(generator, w, generator.nz),
-                _lookup(fids or {}, w),
+                _lookup(fids or {}, w, generator),
             )
         )
     return rows
 
 
-def pick(rows: Sequence[WidthCost], budget_ms: float) -> WidthCost | None:
-    """The widest width whose latency is within the budget (None if none is)."""
-    fitting = [r for r in rows if r.latency_ms <= budget_ms]
-    return max(fitting, key=lambda r: r.width) if fitting else None
+RULE_QUALITY = "quality"  # lowest measured FID among the widths within the budget
+RULE_WIDEST = "widest"  # no FID for any width within the budget: the widest of them
+
+
+def within_budget(row: WidthCost, budget_ms: float | None = None, budget_macs: float | None = None) -> bool:
+    """Whether ``row`` fits every budget given (None: no budget of that kind)."""
+    return (budget_ms is None or row.latency_ms <= budget_ms) and (budget_macs is None or row.macs <= budget_macs)
+
+
+def pick(
+    rows: Sequence[WidthCost], budget_ms: float | None = None, budget_macs: float | None = None
+) -> tuple[WidthCost | None, str]:
+    """(chosen row or None, rule): among the rows within the budgets, the lowest measured FID when
+    some of them have one (:data:`RULE_QUALITY`; a wider width is not always better, e.g. the demo's
+    1.0x scores worse than its 0.5x), else the widest (:data:`RULE_WIDEST`)."""
+    fitting = [r for r in rows if within_budget(r, budget_ms, budget_macs)]
+    measured = [r for r in fitting if r.fmnist_fid is not None]
+    if measured:  # ties: the narrower (cheaper) width
+        return min(measured, key=lambda r: (r.fmnist_fid, r.width)), RULE_QUALITY
+    return (max(fitting, key=lambda r: r.width) if fitting else None), RULE_WIDEST
+
+
+def rule_text(rule: str, fid_label: str = "FMNIST-FID") -> str:
+    """The sentence saying which rule chose the width."""
+    if rule == RULE_QUALITY:
+        return f"rule: lowest measured {fid_label} within the budget (metrics file)"
+    return "rule: widest width within the budget (no measured quality for the widths within it)"
 
 
 def _fmt_macs(macs: int) -> str:
     return f"{macs / 1e9:.2f}G" if macs >= 1e9 else f"{macs / 1e6:.1f}M"
 
 
-def table(rows: Sequence[WidthCost], budget_ms: float, batch: int, fid_label: str = "FMNIST-FID") -> str:
+def _budget_text(budget_ms: float | None, budget_macs: float | None) -> str:
+    parts = ([f"{budget_ms:g} ms"] if budget_ms is not None else []) + (
+        [f"{_fmt_macs(int(budget_macs))} MACs"] if budget_macs is not None else []
+    )
+    return " and ".join(parts)
+
+
+def table(
+    rows: Sequence[WidthCost],
+    budget_ms: float | None,
+    batch: int,
+    fid_label: str = "FMNIST-FID",
+    budget_macs: float | None = None,
+) -> str:
     head = f"latency b{batch} (ms)"
-    lines = [f"{'width':>6}  {head:>17}  {'MACs/image':>10}  {fid_label:>10}  within {budget_ms:g} ms"]
+    budget = _budget_text(budget_ms, budget_macs)
+    lines = [f"{'width':>6}  {head:>17}  {'MACs/image':>10}  {fid_label:>10}  within {budget}"]
     for r in rows:
         fid = "-" if r.fmnist_fid is None else f"{r.fmnist_fid:.2f}"
-        ok = "yes" if r.latency_ms <= budget_ms else "no"
+        ok = "yes" if within_budget(r, budget_ms, budget_macs) else "no"
         lines.append(f"{r.width:>6}  {r.latency_ms:>17.2f}  {_fmt_macs(r.macs):>10}  {fid:>10}  {ok}")
     return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=PROG, description="Pick the widest SlimGAN width within a CPU latency budget.")
+    p = argparse.ArgumentParser(
+        prog=PROG, description="Pick the SlimGAN width to deploy within a CPU latency and/or MACs budget."
+    )
     p.add_argument("checkpoint", help="Lightning checkpoint, e.g. outputs/<run>/checkpoints/last.ckpt")
-    p.add_argument("--budget-ms", type=float, required=True, help="latency budget of one forward, milliseconds")
+    p.add_argument("--budget-ms", type=float, default=None, help="latency budget of one forward, milliseconds")
+    p.add_argument("--budget-macs", type=float, default=None, help="MACs budget per image, e.g. 5e6")
     p.add_argument("--batch", type=int, default=1, help="images per forward (default 1)")
     p.add_argument("--repeats", type=int, default=20, help="timed forwards per width; the median counts")
     p.add_argument("--warmup", type=int, default=3, help="untimed forwards per width first")
@@ -139,6 +214,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="EMA or live generator weights (default auto: EMA when the checkpoint has it)",
     )
+    p.add_argument(
+        "--widths",
+        type=float,
+        nargs="+",
+        default=None,
+        help="candidate widths (default: the trained widths; universal models: every --step across slim.range)",
+    )
+    p.add_argument("--step", type=float, default=0.05, help="universal models: candidate width spacing")
     p.add_argument("--metrics", default=None, help="slimgan-eval metrics.json (default: <run dir>/metrics.json)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     return p.parse_args(argv)
@@ -150,20 +233,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        if not args.budget_ms > 0:
-            raise ValueError(f"--budget-ms must be > 0, got {args.budget_ms}")
+        if args.budget_ms is None and args.budget_macs is None:
+            raise ValueError("give a budget: --budget-ms (latency) and/or --budget-macs (MACs per image)")
+        for flag, value in (("--budget-ms", args.budget_ms), ("--budget-macs", args.budget_macs)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{flag} must be > 0, got {value}")
         model = load_slimgan(args.checkpoint)
         metrics = args.metrics or run_directory(args.checkpoint) / "metrics.json"
         fids, label = read_fids(metrics), "FID" if fid_key(metrics) == "fid" else "FMNIST-FID"
-        rows = measure(model, args.batch, args.repeats, args.warmup, args.weights, args.model, fids)
+        widths, notes = candidate_widths(model, args.widths, args.step)
+        rows = measure(model, args.batch, args.repeats, args.warmup, args.weights, args.model, fids, widths)
     except (CheckpointError, ValueError) as e:
         fail(PROG, e)
-    best = pick(rows, args.budget_ms)
+    best, rule = pick(rows, args.budget_ms, args.budget_macs)
+    if not args.json:
+        for note in notes:
+            print(note)
     if args.json:
         print(
             json.dumps(
                 {
                     "budget_ms": args.budget_ms,
+                    "budget_macs": args.budget_macs,
+                    "rule": rule,
+                    "notes": notes,
                     "batch": args.batch,
                     "threads": torch.get_num_threads(),
                     "model": args.model,
@@ -175,13 +268,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         )
     else:
-        print(table(rows, args.budget_ms, args.batch, label))
+        print(table(rows, args.budget_ms, args.batch, label, args.budget_macs))
     if best is None:
         narrowest = rows[0]
         fail(
             PROG,
             f"no width fits: the narrowest width {narrowest.width} takes {narrowest.latency_ms:.2f} ms at "
-            f"batch {args.batch}, above the budget of {args.budget_ms:g} ms",
+            f"batch {args.batch} and {_fmt_macs(narrowest.macs)} MACs/image, above the budget of "
+            f"{_budget_text(args.budget_ms, args.budget_macs)}",
             code=1,
         )
     if not args.json:
@@ -190,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"pick: width {best.width} ({best.latency_ms:.2f} ms at batch {args.batch}, "
             f"{_fmt_macs(best.macs)} MACs/image{fid})"
         )
+        print(rule_text(rule, label))
 
 
 if __name__ == "__main__":

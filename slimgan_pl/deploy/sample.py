@@ -30,6 +30,7 @@ from slimgan_pl.checkpoint import CheckpointError, load_slimgan
 from slimgan_pl.cli import cli_main
 from slimgan_pl.deploy.common import WEIGHTS, fail, prepare_sampling_generator
 from slimgan_pl.models import SlimmableGenerator
+from slimgan_pl.universal import calibrate_model, calibrated_record
 
 PROG = "slimgan-sample"
 
@@ -158,6 +159,8 @@ def sample_images(
     generator, statistics = prepare_sampling_generator(model, weights)
     width = float(model.widths[-1] if width is None else width)
     generator.check_width(width)  # refuses untrained widths with the list of trained ones
+    # universal models (slim.mode=universal): this width's calibrated BN statistics
+    statistics = {**calibrated_record(model, statistics), "notes": calibrate_model(model, [width], generator=generator)}
     check_labels(generator, model.hparams.generator["arch"], labels)
     images, labels = generate(generator, n, width, labels, seed, truncation, batch_size)
     return images, labels, width, statistics
@@ -195,6 +198,7 @@ def sample_checkpoint(
         "weights": used,
         "bn_statistics": statistics["bn_statistics"],
         "shape": list(images.shape),
+        "notes": statistics.get("notes", []),  # universal models: "same network as width ..."
         "outputs": [],
     }
     if grid is not None:
@@ -213,7 +217,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=PROG, description="Generate images from a SlimGAN checkpoint at one width.")
     p.add_argument("checkpoint", help="Lightning checkpoint, e.g. outputs/<run>/checkpoints/last.ckpt")
     p.add_argument("-n", "--num", type=int, default=64, help="number of images (default 64)")
-    p.add_argument("--width", type=float, default=None, help="a trained width (default: the widest)")
+    p.add_argument(
+        "--width",
+        type=float,
+        default=None,
+        help="a trained width, or any width in slim.range of a universal model (default: the widest)",
+    )
     p.add_argument(
         "--labels",
         default=None,
@@ -265,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except (CheckpointError, ValueError) as e:
         fail(PROG, e)
+    for note in summary["notes"]:
+        print(note)
     print(
         f"{summary['n']} images at width {summary['width']} ({summary['weights']} weights, seed "
         f"{summary['seed']}, BN {summary['bn_statistics']} statistics) -> {', '.join(summary['outputs'])}"

@@ -16,6 +16,7 @@ from slimgan_pl.nn import (
     SwitchableConditionalBatchNorm2d,
     slim_channels,
 )
+from slimgan_pl.nn.universal import UniversalBatchNorm2d
 from slimgan_pl.sampling import eval_mode
 
 _SLICED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
@@ -39,6 +40,9 @@ def active_parameters(generator: nn.Module, width: float) -> int:
         if isinstance(module, (SwitchableBatchNorm2d, SwitchableConditionalBatchNorm2d)):
             handled.update(id(p) for p in module.parameters())
             total += sum(p.numel() for p in module.for_width(width).parameters())
+        elif isinstance(module, UniversalBatchNorm2d):  # universal models: the sliced affine
+            handled.update(id(p) for p in module.parameters())
+            total += 2 * slim_channels(module.num_features, width) if module.affine else 0
         elif isinstance(module, SliceableConditionalBatchNorm2d):
             handled.add(id(module.embed.weight))  # its per-width BNs are counted by the branch above
             total += module.num_classes * 2 * slim_channels(module.num_features, width)

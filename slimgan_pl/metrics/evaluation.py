@@ -45,6 +45,7 @@ from slimgan_pl.metrics.reference import real_features as reference_features
 from slimgan_pl.metrics.scores import frechet_distance, frechet_distance_from_stats, inception_score, kernel_distance
 from slimgan_pl.module import SlimGAN, width_tag
 from slimgan_pl.sampling import sample
+from slimgan_pl.universal import calibrate_model, calibrate_universal, calibrated_record
 
 MIN_CLASSIFIER_ACCURACY = 0.9  # below this the file is a smoke-test classifier, not the real one
 
@@ -353,6 +354,8 @@ def evaluate_checkpoint(
     widths = [float(w) for w in (widths or model.widths)]
     for w in widths:
         model.generator.check_width(w)
+    for note in calibrate_universal(model, widths):  # universal models: say which widths are one network
+        say(note)
     data, data_source = data_config_for(checkpoint, model, data_root)
     dataset = dataset_kind(data)
     proto = resolve_protocol(
@@ -388,6 +391,8 @@ def evaluate_checkpoint(
         real, stats_file = Reference(features=feats, source="computed"), str(stats_path)
 
     generator, sampling = prepare_generator(model, say)  # once, before any width is sampled
+    calibrate_model(model, widths, generator=generator)  # universal models: each width's BN statistics
+    sampling = calibrated_record(model, sampling)
     p, label = net.key_prefix, net.label_prefix
     rows, fake_feats = [], []
     for w in widths:

@@ -66,6 +66,8 @@ class SlimmableGenerator(nn.Module):
             raise ValueError(f"model.generator.img_channels must be 1 or 3, got {img_channels}")
         self.nz, self.img_channels, self.img_size = nz, img_channels, img_size
         self.num_classes = _check_num_classes(num_classes)
+        # (w_min, 1.0) once made universally slimmable (slimgan_pl.universal): any width in it runs
+        self.width_range: tuple[float, float] | None = None
 
     @property
     def n_classes(self) -> int:
@@ -73,6 +75,11 @@ class SlimmableGenerator(nn.Module):
         return self.num_classes
 
     def check_width(self, width: float) -> None:
+        if self.width_range is not None:  # universally slimmable: any width in the trained range
+            w_min, w_max = self.width_range
+            if not w_min - 1e-9 <= float(width) <= w_max + 1e-9:
+                raise ValueError(f"width {width} is outside this universal generator's range [{w_min}, {w_max}]")
+            return
         width_index(self.widths, width)  # raises with the list of trained widths
 
     def check_labels(self, z: torch.Tensor, y: torch.Tensor | None) -> None:
