@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from slimgan_pl import SlimGAN
 from slimgan_pl.checkpoint import load_slimgan
 from slimgan_pl.data.resumable import resumable_loader
+from slimgan_pl.metrics import evaluation
 from slimgan_pl.models import build_generator
 from slimgan_pl.nn import SlimmableConv2d, SlimmableConvTranspose2d, SlimmableLinear, slim_channels
 from slimgan_pl.nn.universal import UniversalBatchNorm2d
@@ -328,14 +329,14 @@ def test_sample_export_eval_and_model_sample_agree_at_an_untrained_width(
     from_model = load_slimgan(universal_ckpt).sample(n, width, seed=seed)
 
     sampled = {}
-    original_sample = SlimGAN.sample
+    original_sample = evaluation.sample  # what slimgan-eval samples with
 
-    def recording_sample(self, count, w, *args, **kwargs):
-        out = original_sample(self, count, w, *args, **kwargs)
+    def recording_sample(generator, count, w, *args, **kwargs):
+        out = original_sample(generator, count, w, *args, **kwargs)
         sampled.setdefault(float(w), out.clone())
         return out
 
-    monkeypatch.setattr(SlimGAN, "sample", recording_sample)
+    monkeypatch.setattr(evaluation, "sample", recording_sample)
     clf, acc, info = fc.train_classifier(root=fmnist_root, epochs=1, limit=300, test_limit=100, log=None)
     result = ev.evaluate_checkpoint(
         universal_ckpt,
@@ -355,7 +356,7 @@ def test_sample_export_eval_and_model_sample_agree_at_an_untrained_width(
         write=False,
         log=None,
     )
-    monkeypatch.setattr(SlimGAN, "sample", original_sample)
+    monkeypatch.setattr(evaluation, "sample", original_sample)
     assert [row["width"] for row in result["widths"]] == [0.3, 0.4]
     assert result["generator"]["bn_statistics"] == "calibrated"
     for name, images in (("sample", from_sample), ("model", from_model), ("eval", sampled[width])):
