@@ -178,7 +178,7 @@ class SlimGAN(pl.LightningModule):
     ) -> None:
         super().__init__()
         generator, discriminator = dict(_plain(generator)), dict(_plain(discriminator))
-        widths = check_widths(_plain(widths))
+        widths = check_widths(_plain(widths), "slim.widths")
         baseline = _plain(baseline)
         native = check_baseline(baseline)
         if native is not None:  # one native network: its width is the only width (saved so in hparams)

@@ -142,9 +142,9 @@ COND_NORMS = {
 
 
 def conditional_norm(kind: str, num_features: int, num_classes: int, widths: Sequence[float]) -> nn.Module:
-    """Conditional BN of a generator block by name (``model.generator.cond_norm``), with its defaults."""
+    """Conditional BN of a generator block by name (``scbn`` | ``switchable``), with its defaults."""
     if kind not in COND_NORMS:
-        raise ValueError(f"model.generator.cond_norm must be one of {sorted(COND_NORMS)}, got {kind!r}")
+        raise ValueError(f"cond_norm must be one of {sorted(COND_NORMS)}, got {kind!r}")
     return COND_NORMS[kind](num_features, num_classes, widths)
 
 

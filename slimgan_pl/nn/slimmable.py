@@ -23,8 +23,9 @@ def slim_channels(channels: int, width: float) -> int:
     return max(1, int(math.floor(channels * width + 1e-9)))
 
 
-def check_widths(widths: Sequence[float], key: str = "slim.widths") -> list[float]:
-    """Validate a width list: non-empty, strictly increasing, every value in (0, 1]."""
+def check_widths(widths: Sequence[float], key: str = "widths") -> list[float]:
+    """Validate a width list: non-empty, strictly increasing, every value in (0, 1]. ``key``: the name the
+    message uses (the config boundary passes its key path, e.g. ``slim.widths``; layers know none)."""
     try:
         widths = [float(w) for w in widths]
     except (TypeError, ValueError):
