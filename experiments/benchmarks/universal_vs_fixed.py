@@ -8,11 +8,19 @@ training), the fixed model at its trained widths. Written: ``<out>.json``, ``<ou
 target checks, mIC of neighbouring widths) and ``<out>.png`` (FID vs MACs, both models).
 
 Targets (issue 17): at the four SlimGAN widths the universal FMNIST-FID is within 10% of SlimGAN's;
-between them the universal curve is monotone within noise (here: no FID rise of more than
-``--noise`` (relative) from one width to the next wider one).
+between them the universal curve is monotone within noise.
 
-    python experiments/benchmarks/universal_vs_fixed.py --universal U.ckpt --fixed F.ckpt \
-        [--n-fake 10000] [--iterations-note "500 iterations (demo: 1500)"] \
+Noise is measured, not assumed, when each model is given several checkpoints of its run (the last one is
+the model of the table, e.g. iterations 1000 / 1250 / 1500): the per-width spread (sample standard
+deviation) of FMNIST-FID over those checkpoints is the run's noise at that width (late-training
+fluctuation plus the fake-sample noise of one evaluation). A rise from one width to the next wider one is
+beyond noise when it exceeds twice the standard deviation of the difference,
+``2 * sqrt(s_a**2 + s_b**2)``; the same check runs on the mean curve over the checkpoints and on
+SlimGAN's own curve, for comparison. With one checkpoint per model the tolerance is ``--noise``
+(relative).
+
+    python experiments/benchmarks/universal_vs_fixed.py --universal U1.ckpt [U2.ckpt ...] \
+        --fixed F1.ckpt [F2.ckpt ...] [--n-fake 10000] [--iterations-note "..."] \
         [--out experiments/results/universal_vs_fixed]
 """
 
@@ -45,124 +53,289 @@ def evaluate(ckpt: str, widths: list[float] | None, n_fake: int) -> dict[str, An
     )
 
 
-def summarise(universal: dict[str, Any], fixed: dict[str, Any], noise: float) -> dict[str, Any]:
-    u = {r["width"]: r for r in universal["widths"]}
-    f = {r["width"]: r for r in fixed["widths"]}
+def fids_by_width(runs: list[dict[str, Any]]) -> dict[float, list[float]]:
+    """width -> FMNIST-FID at each checkpoint of the run (in the order given; the last is the final one)."""
+    table: dict[float, list[float]] = {}
+    for result in runs:
+        for r in result["widths"]:
+            table.setdefault(r["width"], []).append(r["fmnist_fid"])
+    return table
+
+
+def spread(values: list[float]) -> float | None:
+    """Sample standard deviation, None for a single value."""
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    return (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+def curve(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per width, in MACs order: final FID, mean and spread over the run's checkpoints."""
+    macs = {r["width"]: r["macs"] for r in runs[-1]["widths"]}
+    rows = []
+    for w, values in fids_by_width(runs).items():
+        rows.append(
+            {
+                "width": w,
+                "macs": macs[w],
+                "final": values[-1],
+                "mean": sum(values) / len(values),
+                "sd": spread(values),
+                "values": values,
+            }
+        )
+    return sorted(rows, key=lambda r: r["macs"])
+
+
+def neighbour_steps(rows: list[dict[str, Any]], relative: float) -> list[dict[str, Any]]:
+    """FID change from each width to the next wider one, with its noise.
+
+    With several checkpoints the noise of a step is measured on the step itself: the sample standard
+    deviation over the checkpoints of (FID of the wider width - FID of the narrower one). A shift of the
+    whole curve between checkpoints (training still moving) cancels in the difference; what is left is how
+    much the shape of the curve jitters. A step is a rise beyond noise when the last checkpoint's rise
+    exceeds twice that spread, and a persistent rise when the mean rise over the checkpoints exceeds twice
+    its standard error (sd / sqrt(n)). With one checkpoint the tolerance is ``relative`` times the
+    narrower width's FID."""
+    steps = []
+    for a, b in zip(rows, rows[1:]):
+        diffs = [vb - va for va, vb in zip(a["values"], b["values"])]
+        sd = spread(diffs)
+        rise = diffs[-1]
+        tolerance = 2 * sd if sd is not None else a["final"] * relative
+        mean = sum(diffs) / len(diffs)
+        steps.append(
+            {
+                "from": a["width"],
+                "to": b["width"],
+                "rise": round(rise, 3),
+                "tolerance": round(tolerance, 3),
+                "beyond_noise": rise > tolerance,
+                "mean_rise": round(mean, 3),
+                "persistent": sd is not None and mean > 2 * sd / len(diffs) ** 0.5,
+                "rises_per_checkpoint": [round(d, 3) for d in diffs],
+            }
+        )
+    return steps
+
+
+def summarise(universal: list[dict[str, Any]], fixed: list[dict[str, Any]], noise: float) -> dict[str, Any]:
+    u_rows, f_rows = curve(universal), curve(fixed)
+    u = {r["width"]: r for r in u_rows}
     anchors = []
-    for w, row in f.items():
-        if w in u:
-            ratio = u[w]["fmnist_fid"] / row["fmnist_fid"]
-            anchors.append({"width": w, "fixed": row["fmnist_fid"], "universal": u[w]["fmnist_fid"], "ratio": ratio})
-    ordered = sorted(u.values(), key=lambda r: r["macs"])
-    rises = [
-        {"from": a["width"], "to": b["width"], "fid_from": a["fmnist_fid"], "fid_to": b["fmnist_fid"]}
-        for a, b in zip(ordered, ordered[1:])
-        if b["fmnist_fid"] > a["fmnist_fid"] * (1 + noise)
-    ]
+    for row in f_rows:
+        if row["width"] in u:
+            ur = u[row["width"]]
+            anchors.append(
+                {
+                    "width": row["width"],
+                    "fixed": row["final"],
+                    "universal": ur["final"],
+                    "ratio": ur["final"] / row["final"],
+                    "ratio_of_means": ur["mean"] / row["mean"],
+                }
+            )
+    complete = len(anchors) == len(f_rows)
+    u_steps, f_steps = neighbour_steps(u_rows, noise), neighbour_steps(f_rows, noise)
+    final_rises = [step for step in u_steps if step["beyond_noise"]]
+    u_final, f_final = universal[-1], fixed[-1]
     return {
         "anchors": anchors,
         # the target: not more than 10% worse than SlimGAN (a lower universal FID also meets it)
-        "no_worse_than_10pct_at_all_anchors": all(a["ratio"] <= 1.10 for a in anchors) and len(anchors) == len(f),
-        "within_10pct_both_ways_at_all_anchors": all(abs(a["ratio"] - 1) <= 0.10 for a in anchors)
-        and len(anchors) == len(f),
-        "rises_beyond_noise": rises,
-        "monotone_within_noise": not rises,
+        "no_worse_than_10pct_at_all_anchors": complete and all(a["ratio"] <= 1.10 for a in anchors),
+        "within_10pct_both_ways_at_all_anchors": complete and all(abs(a["ratio"] - 1) <= 0.10 for a in anchors),
+        "no_worse_than_10pct_at_all_anchors_means": complete and all(a["ratio_of_means"] <= 1.10 for a in anchors),
+        "checkpoints": {
+            "universal": [r.get("iteration") for r in universal],
+            "fixed": [r.get("iteration") for r in fixed],
+        },
+        "noise_measured": len(universal) > 1,
         "noise": noise,
-        "mic_adjacent_universal": universal.get("consistency", {}).get("adjacent"),
-        "mic_adjacent_fixed": fixed.get("consistency", {}).get("adjacent"),
+        "rises_beyond_noise": final_rises,
+        "monotone_within_noise": not final_rises,
+        "persistent_rises": [step for step in u_steps if step["persistent"]],
+        "steps_universal": u_steps,
+        "steps_fixed": f_steps,
+        "curve_universal": u_rows,
+        "curve_fixed": f_rows,
+        "mic_adjacent_universal": u_final.get("consistency", {}).get("adjacent"),
+        "mic_adjacent_fixed": f_final.get("consistency", {}).get("adjacent"),
         # the same pairs for both models (the universal neighbours above are closer widths)
         "mic_universal_at_slimgan_pairs": {
-            pair: universal.get("consistency", {}).get("pairs", {}).get(pair)
-            for pair in (fixed.get("consistency", {}).get("adjacent") or {})
+            pair: u_final.get("consistency", {}).get("pairs", {}).get(pair)
+            for pair in (f_final.get("consistency", {}).get("adjacent") or {})
         },
     }
 
 
-def plot(universal: dict[str, Any], fixed: dict[str, Any], path: Path, title: str) -> None:
+def plot(summary: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for result, label, style in ((universal, "universal (any width)", "o-"), (fixed, "SlimGAN (4 widths)", "s--")):
-        rows = sorted(result["widths"], key=lambda r: r["macs"])
-        ax.plot([r["macs"] / 1e6 for r in rows], [r["fmnist_fid"] for r in rows], style, label=label)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    its = summary["checkpoints"]
+    for rows, label, style, color, iterations in (
+        (summary["curve_universal"], "universal (any width)", "o-", "tab:blue", its["universal"]),
+        (summary["curve_fixed"], "SlimGAN (4 widths)", "s--", "tab:orange", its["fixed"]),
+    ):
+        x = [r["macs"] / 1e6 for r in rows]
+        for k, iteration in enumerate(iterations[:-1]):  # earlier checkpoints, thin: the run's noise
+            ax.plot(x, [r["values"][k] for r in rows], style, color=color, alpha=0.25, lw=1, ms=3,
+                    label=f"{label}, iteration {iteration}")  # fmt: skip
+        ax.plot(x, [r["final"] for r in rows], style, color=color, lw=2, label=f"{label}, iteration {iterations[-1]}")
         for r in rows:
-            ax.annotate(f"{r['width']:g}", (r["macs"] / 1e6, r["fmnist_fid"]), fontsize=7, xytext=(3, 3),
+            ax.annotate(f"{r['width']:g}", (r["macs"] / 1e6, r["final"]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")  # fmt: skip
     ax.set_xlabel("MACs per image (M)")
     ax.set_ylabel("FMNIST-FID (lower is better)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title("FMNIST-FID vs generator MACs, one curve per checkpoint (last in bold)", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def markdown(universal: dict[str, Any], fixed: dict[str, Any], summary: dict[str, Any], note: str) -> str:
-    f = {r["width"]: r for r in fixed["widths"]}
+def _cell(row: dict[str, Any] | None) -> tuple[str, str]:
+    if row is None:
+        return "-", "-"
+    spread_cell = "-" if row["sd"] is None else f"{row['mean']:.2f} +- {row['sd']:.2f}"
+    return f"{row['final']:.2f}", spread_cell
+
+
+def markdown(summary: dict[str, Any], note: str) -> str:
+    f = {r["width"]: r for r in summary["curve_fixed"]}
+    its = summary["checkpoints"]
     lines = [
         "# Universal (any width) vs 4-width SlimGAN on Fashion-MNIST (issue 17)",
         "",
         note,
         "",
-        "| width | MACs | universal FMNIST-FID | SlimGAN FMNIST-FID | ratio |",
-        "|---|---|---|---|---|",
+        f"Checkpoints evaluated: universal {its['universal']}, SlimGAN {its['fixed']} (the last one is the model "
+        "of the FMNIST-FID columns; all of them give the mean +- sd columns, the run's noise).",
+        "",
+        "| width | MACs | universal FMNIST-FID | universal mean +- sd | SlimGAN FMNIST-FID | SlimGAN mean +- sd "
+        "| ratio |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(universal["widths"], key=lambda r: r["width"]):
+    for r in sorted(summary["curve_universal"], key=lambda r: r["width"]):
         fr = f.get(r["width"])
-        fixed_fid = f"{fr['fmnist_fid']:.2f}" if fr else "-"
-        ratio = f"{r['fmnist_fid'] / fr['fmnist_fid']:.3f}" if fr else "-"
-        lines.append(f"| {r['width']:g} | {r['macs'] / 1e6:.2f}M | {r['fmnist_fid']:.2f} | {fixed_fid} | {ratio} |")
+        ratio = f"{r['final'] / fr['final']:.3f}" if fr else "-"
+        lines.append(
+            f"| {r['width']:g} | {r['macs'] / 1e6:.2f}M | {' | '.join(_cell(r))} | {' | '.join(_cell(fr))} | {ratio} |"
+        )
+    if summary["noise_measured"]:
+        rule = (
+            "a rise is beyond noise when it exceeds twice the standard deviation, over the checkpoints, of that "
+            "step (FID of the wider width - FID of the narrower one)"
+        )
+    else:
+        rule = f"noise = {summary['noise']:.0%} of the FID (not measured: one checkpoint per model)"
     lines += [
         "",
         "- Target, universal FMNIST-FID at most 10% above SlimGAN's at all four SlimGAN widths: "
         f"**{summary['no_worse_than_10pct_at_all_anchors']}** (ratio = universal / SlimGAN; |ratio - 1| <= 0.10 "
-        f"at all four: {summary['within_10pct_both_ways_at_all_anchors']})",
-        f"- Universal curve monotone in MACs within noise ({summary['noise']:.0%} relative): "
-        f"**{summary['monotone_within_noise']}**"
-        + ("" if not summary["rises_beyond_noise"] else f" (rises: {summary['rises_beyond_noise']})"),
+        f"at all four: {summary['within_10pct_both_ways_at_all_anchors']}; on the means over the checkpoints: "
+        f"{summary['no_worse_than_10pct_at_all_anchors_means']})",
+        f"- Universal curve monotone in MACs within noise ({rule}): **{summary['monotone_within_noise']}**",
+        "- Persistent rises (mean rise over the checkpoints above twice its standard error): "
+        + (", ".join(f"{r['from']:g} -> {r['to']:g}" for r in summary["persistent_rises"]) or "none"),
+        "",
+    ]
+    for title, steps in (("Universal", summary["steps_universal"]), ("SlimGAN (same rule)", summary["steps_fixed"])):
+        lines += [
+            f"{title}: FMNIST-FID change from each width to the next wider one (positive = rise = worse)",
+            "",
+            "| step | rise, last checkpoint | rise at each checkpoint | tolerance | beyond noise | mean rise "
+            "| persistent |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in steps:
+            per = " / ".join(f"{d:+.2f}" for d in r["rises_per_checkpoint"])
+            lines.append(
+                f"| {r['from']:g} -> {r['to']:g} | {r['rise']:+.2f} | {per} | {r['tolerance']:.2f} | "
+                f"{'yes' if r['beyond_noise'] else 'no'} | {r['mean_rise']:+.2f} | "
+                f"{'yes' if r['persistent'] else 'no'} |"
+            )
+        lines.append("")
+    lines += [
         f"- mIC of neighbouring widths, universal: {json.dumps(summary['mic_adjacent_universal'])}",
         f"- mIC of neighbouring widths, SlimGAN: {json.dumps(summary['mic_adjacent_fixed'])}",
         f"- mIC of the universal model at SlimGAN's pairs: {json.dumps(summary['mic_universal_at_slimgan_pairs'])}",
         "",
         "FMNIST-FID uses the project's Fashion-MNIST classifier (not Inception); same seed, hence the same z, "
-        "at every width. One training seed per model: run-to-run (seed) variation of the FIDs was not measured.",
+        "at every width and checkpoint. One training seed per model: the spread over checkpoints is the noise "
+        "within a run, not the run-to-run (seed) variation.",
     ]
     return "\n".join(lines) + "\n"
 
 
+def _trim(result: dict[str, Any], keep: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "iteration": result.get("iteration"),
+        "widths": [{k: r.get(k) for k in keep} for r in result["widths"]],
+        "consistency": result.get("consistency", {}),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--universal", required=True, help="checkpoint of a slim.mode=universal run")
-    p.add_argument("--fixed", required=True, help="checkpoint of the 4-width SlimGAN run")
+    p.add_argument(
+        "--universal", nargs="+", default=[], help="checkpoint(s) of a slim.mode=universal run, the final one last"
+    )
+    p.add_argument(
+        "--fixed", nargs="+", default=[], help="checkpoint(s) of the 4-width SlimGAN run, the final one last"
+    )
     p.add_argument("--widths", type=float, nargs="+", default=WIDTHS)
     p.add_argument("--n-fake", type=int, default=10000)
-    p.add_argument("--noise", type=float, default=0.05, help="relative FID rise tolerated as noise")
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=0.05,
+        help="relative FID rise tolerated as noise when one checkpoint per model is given",
+    )
     p.add_argument("--iterations-note", default="", help="how long both were trained (goes into the report)")
     p.add_argument("--out", default="experiments/results/universal_vs_fixed")
+    p.add_argument(
+        "--reuse",
+        metavar="JSON",
+        help="the .json of an earlier run of this benchmark: summarise its evaluations again, evaluate nothing",
+    )
     args = p.parse_args()
-    universal = evaluate(args.universal, args.widths, args.n_fake)
-    fixed = evaluate(args.fixed, None, args.n_fake)
+    if not args.reuse and not (args.universal and args.fixed):
+        p.error("give --universal and --fixed checkpoints (or --reuse JSON)")
+    if args.reuse:
+        runs = json.loads(Path(args.reuse).read_text())["runs"]
+        universal, fixed, args.n_fake = runs["universal"], runs["fixed"], runs["n_fake"]
+    else:
+        universal = [evaluate(c, args.widths, args.n_fake) for c in args.universal]
+        fixed = [evaluate(c, None, args.n_fake) for c in args.fixed]
     summary = summarise(universal, fixed, args.noise)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     note = (
         f"{args.iterations_note} FMNIST-FID over {args.n_fake} fakes per width vs 10000 test images. "
-        f"Universal: iteration {universal.get('iteration')}; SlimGAN: iteration {fixed.get('iteration')}."
+        f"Universal: iteration {universal[-1].get('iteration')}; SlimGAN: iteration {fixed[-1].get('iteration')}."
     ).strip()
     keep = ("width", "params", "macs", "fmnist_fid", "fmnist_is", "fmnist_kid")
     payload = {
         "note": note,
-        "universal": [{k: r.get(k) for k in keep} for r in universal["widths"]],
-        "fixed": [{k: r.get(k) for k in keep} for r in fixed["widths"]],
-        "universal_generator": universal.get("generator"),
+        "universal": [{k: r.get(k) for k in keep} for r in universal[-1]["widths"]],
+        "fixed": [{k: r.get(k) for k in keep} for r in fixed[-1]["widths"]],
+        "universal_generator": universal[-1].get("generator"),
         "summary": summary,
+        # every evaluation, for --reuse
+        "runs": {
+            "n_fake": args.n_fake,
+            "universal": [_trim(r, keep) for r in universal],
+            "fixed": [_trim(r, keep) for r in fixed],
+        },
     }
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(universal, fixed, summary, note))
-    plot(universal, fixed, out.with_suffix(".png"), note[:120])
+    out.with_suffix(".md").write_text(markdown(summary, note))
+    plot(summary, out.with_suffix(".png"))
     print(out.with_suffix(".md").read_text())
 
 
