@@ -44,9 +44,11 @@ def fmnist_root() -> str:
 
 
 @pytest.fixture
-def one_thread_for_fork():
-    """Forked ranks hang in OpenMP (libgomp is not fork-safe) once this process has run torch ops on
-    several threads; with one thread torch never enters an OpenMP region."""
+def one_thread():
+    """One torch thread for this test. Tiny tensors: one thread is as fast and immune to other jobs on the
+    cores. Forked DDP ranks need it: they hang in OpenMP (libgomp is not fork-safe) once this process has
+    run torch ops on several threads; with one thread torch never enters an OpenMP region. Modules of tiny
+    tests take it for every test with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -25,12 +25,7 @@ from slimgan_pl.train import ConfigError, build
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 # ----------------------------------------------------------------------------- hand-written references

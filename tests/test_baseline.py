@@ -8,7 +8,6 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from slimgan_pl import SlimGAN
 from slimgan_pl.checkpoint import load_slimgan
@@ -16,6 +15,8 @@ from slimgan_pl.deploy import export as ex
 from slimgan_pl.metrics.cost import active_parameters, generator_macs
 from slimgan_pl.models import MultiWidthDiscriminator, build_generator
 from slimgan_pl.models.baseline import NativeGenerator, check_baseline
+
+from helpers.tiny import fit_on_noise
 
 NGF = NDF = 64
 
@@ -96,17 +97,7 @@ def test_baseline_init_std_is_the_native_networks_not_the_full_tensors():
 
 
 def fit(model: SlimGAN, iterations: int = 2, batch: int = 8) -> pl.Trainer:
-    data = TensorDataset(torch.rand(batch * iterations, 1, 32, 32) * 2 - 1, torch.zeros(batch * iterations).long())
-    trainer = pl.Trainer(
-        max_steps=iterations * 2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, DataLoader(data, batch_size=batch, drop_last=True))
-    return trainer
+    return fit_on_noise(model, iterations, batch)
 
 
 def test_baseline_trains_and_the_pipeline_sees_its_width(tmp_path):

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
-from torch.utils.data import DataLoader, TensorDataset
 
 from slimgan_pl import SlimGAN
 from slimgan_pl.checkpoint import load_slimgan
@@ -30,16 +29,12 @@ from slimgan_pl.nn import (
 )
 from slimgan_pl.train import ConfigError, build, train
 
+from helpers.tiny import fit_on_noise
+
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is as fast and immune to other jobs on the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 def tiny_g(arch: str = "biggan32", **kw) -> nn.Module:
@@ -55,20 +50,7 @@ def tiny_model(arch: str = "biggan32", num_classes: int = 10, gen: dict | None =
 
 
 def fit(model: SlimGAN, iterations: int, callbacks=(), batch: int = 8) -> pl.Trainer:
-    n_dis = model.hparams.n_dis
-    n = batch * n_dis * iterations
-    data = TensorDataset(torch.rand(n, 1, 32, 32) * 2 - 1, torch.arange(n) % 10)
-    trainer = pl.Trainer(
-        max_steps=iterations * (n_dis + 1),
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=list(callbacks),
-    )
-    trainer.fit(model, DataLoader(data, batch_size=batch * n_dis, drop_last=True))
-    return trainer
+    return fit_on_noise(model, iterations, batch, num_classes=10, callbacks=callbacks)
 
 
 # ----------------------------------------------------------------------------- 1. shared embedding, CBN

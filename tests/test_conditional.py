@@ -12,12 +12,12 @@ from slimgan_pl.models import MultiWidthDiscriminator, build_generator
 from slimgan_pl.nn import (
     ConditionalBatchNorm2d,
     SliceableConditionalBatchNorm2d,
-    SlimmableConv2d,
-    SlimmableLinear,
     SwitchableBatchNorm2d,
     SwitchableConditionalBatchNorm2d,
     slim_channels,
 )
+
+from helpers.tiny import fit_on_noise, perturb_beyond
 
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 K = 10
@@ -41,17 +41,7 @@ def fit(model: SlimGAN, iterations: int, batch: int = 8, labels: torch.Tensor | 
     n_dis = model.hparams.n_dis
     n = batch * n_dis * iterations
     labels = torch.randint(K, (n,), generator=torch.Generator().manual_seed(0)) if labels is None else labels
-    data = TensorDataset(torch.rand(n, 1, 32, 32) * 2 - 1, labels)
-    trainer = pl.Trainer(
-        max_steps=iterations * (n_dis + 1),
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, DataLoader(data, batch_size=batch * n_dis, shuffle=False, drop_last=True))
-    return trainer
+    return fit_on_noise(model, iterations, batch, labels=labels)
 
 
 # ----------------------------------------------------------------------------- scBN
@@ -130,30 +120,6 @@ def test_switchable_cbn_has_one_embedding_per_width():
 
 
 # ----------------------------------------------------------------------------- generator
-def _perturb_beyond(module: torch.nn.Module, width: float) -> None:
-    """Change every weight entry width ``width`` must not read (slimmable layers, BNs, scBN slices)."""
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, (SlimmableLinear, SlimmableConv2d)):
-                in_w, out_w = m.active(width)
-                mask = torch.ones_like(m.weight, dtype=torch.bool)
-                mask[:out_w, :in_w] = False
-                m.weight[mask] += 1.0
-            if isinstance(m, SwitchableBatchNorm2d):
-                for w, b in zip(m.widths, m.bns):
-                    if w != width:
-                        b.weight.add_(1.0)
-                        b.running_mean.add_(3.0)
-            if isinstance(m, SliceableConditionalBatchNorm2d):
-                c, c_max = slim_channels(m.num_features, width), m.num_features
-                m.embed.weight[:, c:c_max] += 1.0
-                m.embed.weight[:, c_max + c :] += 1.0
-            if isinstance(m, SwitchableConditionalBatchNorm2d):
-                for w, cbn in zip(m.widths, m.cbns):
-                    if w != width:
-                        cbn.embed.weight.add_(1.0)
-
-
 @pytest.mark.parametrize("arch", ["snresgan32", "sndcgan32"])
 @pytest.mark.parametrize("cond_norm", ["scbn", "switchable"])
 @pytest.mark.parametrize("width", [0.25, 0.75])
@@ -162,7 +128,7 @@ def test_conditional_generator_nesting(arch, cond_norm, width):
     g = build_generator(arch, WIDTHS, ngf=16, img_channels=1, num_classes=K, cond_norm=cond_norm).eval()
     z, y = torch.randn(4, 128), torch.tensor([1, 2, 3, 4])
     before, wide_before = g(z, width=width, y=y), g(z, width=1.0, y=y)
-    _perturb_beyond(g, width)
+    perturb_beyond(g, width)
     torch.testing.assert_close(g(z, width=width, y=y), before, rtol=0, atol=0)
     assert (g(z, width=1.0, y=y) - wide_before).abs().max() > 1e-3
 

@@ -105,7 +105,7 @@ def _run_ranks(target, *args) -> None:
 
 
 @pytest.mark.parametrize("kind", ["switchable", "scbn", "switchable_cbn"])
-def test_cross_replica_bn_on_half_batches_equals_one_process_on_the_full_batch(kind, tmp_path, one_thread_for_fork):
+def test_cross_replica_bn_on_half_batches_equals_one_process_on_the_full_batch(kind, tmp_path, one_thread):
     single = _bn_run(_bn_module(kind), kind, slice(None))
     _run_ranks(_bn_rank, kind, str(tmp_path / "init"), str(tmp_path))
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
@@ -153,7 +153,7 @@ def _average_rank(rank: int, init_file: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def test_average_gradients_in_several_buckets(tmp_path, one_thread_for_fork):
+def test_average_gradients_in_several_buckets(tmp_path, one_thread):
     _run_ranks(_average_rank, str(tmp_path / "init"), str(tmp_path))
     for r in range(WORLD):
         g0, g1, g2 = torch.load(tmp_path / f"grads{r}.pt", weights_only=True)
@@ -201,7 +201,7 @@ class RecordRank(pl.Callback):
 
 @pytest.mark.parametrize("sync_bn", [False, True])
 def test_ddp_cpu_training_keeps_ranks_identical_with_different_noise(
-    make_cfg, tmp_path, fmnist_root, sync_bn, one_thread_for_fork
+    make_cfg, tmp_path, fmnist_root, sync_bn, one_thread
 ):
     cfg = make_cfg(
         "trainer=ddp_cpu",
@@ -380,7 +380,7 @@ def _rank0_alone(rank: int, init_file: str, out_dir: str) -> None:
             dist.destroy_process_group()
 
 
-def test_local_batch_statistics_lets_one_rank_run_cross_replica_bn_alone(tmp_path, one_thread_for_fork):
+def test_local_batch_statistics_lets_one_rank_run_cross_replica_bn_alone(tmp_path, one_thread):
     _run_ranks(_rank0_alone, str(tmp_path / "init"), str(tmp_path))
     result = torch.load(tmp_path / "rank0.pt", weights_only=True)
     torch.testing.assert_close(result["out"], result["expected"], rtol=0, atol=0)

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from slimgan_pl import SlimGAN
 from slimgan_pl.checkpoint import CheckpointError, load_slimgan, run_directory
@@ -32,6 +30,8 @@ from slimgan_pl.nn import (
     SwitchableBatchNorm2d,
     SwitchableConditionalBatchNorm2d,
 )
+
+from helpers.tiny import fit_and_save
 
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 DENSE_TYPES = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Embedding)
@@ -73,19 +73,7 @@ def tiny_model(num_classes: int = 0) -> SlimGAN:
 
 
 def save_trained(path: Path, model: SlimGAN, iterations: int = 1) -> Path:
-    data = TensorDataset(torch.rand(8 * iterations, 1, 32, 32) * 2 - 1, torch.arange(8 * iterations) % 10)
-    trainer = pl.Trainer(
-        max_steps=2 * iterations,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, DataLoader(data, batch_size=8, drop_last=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    trainer.save_checkpoint(path)
-    return path
+    return fit_and_save(model, path, iterations, num_classes=10)
 
 
 @pytest.fixture(scope="module")

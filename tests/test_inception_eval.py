@@ -33,7 +33,7 @@ WIDTHS = [0.5, 1.0]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
+def two_threads():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield

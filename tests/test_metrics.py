@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset
 from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelInceptionDistance
 
 from slimgan_pl import SlimGAN
@@ -25,6 +24,8 @@ from slimgan_pl.metrics.consistency import generator_consistency, mean_inconsist
 from slimgan_pl.metrics.cost import active_parameters, generator_macs, latency_ms
 from slimgan_pl.metrics.scores import frechet_distance, inception_score, kernel_distance
 from slimgan_pl.models import build_generator
+
+from helpers.tiny import fit_and_save
 
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 
@@ -74,20 +75,7 @@ def tiny_slimgan(**kw) -> SlimGAN:
 
 def tiny_checkpoint(path: Path, iterations: int = 2) -> Path:
     torch.manual_seed(0)
-    model = tiny_slimgan()
-    data = TensorDataset(torch.rand(8 * iterations, 1, 32, 32) * 2 - 1, torch.zeros(8 * iterations, dtype=torch.long))
-    trainer = pl.Trainer(
-        max_steps=2 * iterations,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, DataLoader(data, batch_size=8, drop_last=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    trainer.save_checkpoint(path)
-    return path
+    return fit_and_save(tiny_slimgan(), path, iterations)
 
 
 # ----------------------------------------------------------------------------- classifier file

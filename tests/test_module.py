@@ -6,6 +6,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from slimgan_pl import SlimGAN
 from slimgan_pl.losses import distillation_loss
 
+from helpers.tiny import fit_on_noise
+
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 
 
@@ -23,22 +25,7 @@ def tiny_model(**kw) -> SlimGAN:
 
 
 def fit(model: SlimGAN, iterations: int, batch: int = 8, **trainer_kw) -> pl.Trainer:
-    n_dis = model.hparams.n_dis
-    data = TensorDataset(
-        torch.rand(batch * n_dis * iterations, 1, 32, 32) * 2 - 1,
-        torch.zeros(batch * n_dis * iterations, dtype=torch.long),
-    )
-    trainer = pl.Trainer(
-        max_steps=iterations * (n_dis + 1),
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **trainer_kw,
-    )
-    trainer.fit(model, DataLoader(data, batch_size=batch * n_dis, drop_last=True))
-    return trainer
+    return fit_on_noise(model, iterations, batch, **trainer_kw)
 
 
 @pytest.mark.parametrize("stepwise", [True, False])

@@ -7,10 +7,11 @@ from slimgan_pl.nn import (
     SlimmableConv2d,
     SlimmableConvTranspose2d,
     SlimmableLinear,
-    SwitchableBatchNorm2d,
     check_widths,
     slim_channels,
 )
+
+from helpers.tiny import perturb_beyond
 
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 
@@ -55,27 +56,6 @@ def test_layers_equal_dense_layers_with_sliced_weights():
     assert lin(torch.randn(3, 10), 0.5).shape == (3, 2 * 16)  # whole channels of 4x4
 
 
-def _perturb_beyond(module: nn.Module, width: float) -> None:
-    """Change every weight entry that width ``width`` must not read."""
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, (SlimmableLinear, SlimmableConv2d, SlimmableConvTranspose2d)):
-                in_w, out_w = m.active(width)
-                mask = torch.ones_like(m.weight, dtype=torch.bool)
-                if isinstance(m, SlimmableConvTranspose2d):
-                    mask[:in_w, :out_w] = False
-                else:
-                    mask[:out_w, :in_w] = False
-                m.weight[mask] += torch.randn_like(m.weight)[mask]
-                if m.bias is not None:
-                    m.bias[out_w:] += 1.0
-            if isinstance(m, SwitchableBatchNorm2d):
-                for w, bn in zip(m.widths, m.bns):
-                    if w != width:
-                        bn.weight.add_(1.0)
-                        bn.running_mean.add_(3.0)
-
-
 @pytest.mark.parametrize("arch", ["sndcgan32", "snresgan32", "sndcgan48", "snresgan64"])
 @pytest.mark.parametrize("width", [0.25, 0.5, 0.75])
 def test_generator_nesting(arch, width):
@@ -85,7 +65,7 @@ def test_generator_nesting(arch, width):
     z = torch.randn(4, 128)
     before = g(z, width=width)
     wide_before = g(z, width=1.0)
-    _perturb_beyond(g, width)
+    perturb_beyond(g, width)
     torch.testing.assert_close(g(z, width=width), before, rtol=0, atol=0)
     assert (g(z, width=1.0) - wide_before).abs().max() > 1e-3  # the perturbation did something
 

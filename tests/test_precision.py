@@ -6,11 +6,12 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.precision import MixedPrecision
-from torch.utils.data import DataLoader, TensorDataset
 
 import slimgan_pl.module as module
 from slimgan_pl import SlimGAN
 from slimgan_pl.train import ConfigError, build
+
+from helpers.tiny import fit_on_noise
 
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 K = 10
@@ -22,13 +23,7 @@ FAMILIES = {  # arch, conditional
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is as fast and immune to other jobs on the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 def tiny_model(family: str = "sndcgan", **kw) -> SlimGAN:
@@ -47,21 +42,7 @@ def tiny_model(family: str = "sndcgan", **kw) -> SlimGAN:
 
 
 def fit(model: SlimGAN, iterations: int, batch: int = 8, **trainer_kw) -> pl.Trainer:
-    n = batch * iterations
-    data = TensorDataset(
-        torch.rand(n, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1, torch.arange(n) % K
-    )
-    trainer = pl.Trainer(
-        max_steps=iterations * 2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **trainer_kw,
-    )
-    trainer.fit(model, DataLoader(data, batch_size=batch, drop_last=True))
-    return trainer
+    return fit_on_noise(model, iterations, batch, num_classes=K, images_seed=1, **trainer_kw)
 
 
 @pytest.fixture

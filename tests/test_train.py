@@ -268,7 +268,7 @@ class SeedPerRank(pl.Callback):
 @pytest.mark.slow
 @pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs fork (ddp_fork)")
 def test_fid_callback_under_ddp_equals_single_process_fid_of_the_union(
-    tmp_path, fmnist_root, tiny_classifier, monkeypatch, one_thread_for_fork
+    tmp_path, fmnist_root, tiny_classifier, monkeypatch, one_thread
 ):
     """Two CPU processes (gloo): each samples its share of the fakes and feeds its shard of the real
     features; the synchronised FID must equal the single-process FID of all samples.

@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from slimgan_pl import SlimGAN
 from slimgan_pl.checkpoint import load_slimgan
 from slimgan_pl.data.resumable import resumable_loader
 from slimgan_pl.metrics import evaluation
 from slimgan_pl.models import build_generator
-from slimgan_pl.nn import SlimmableConv2d, SlimmableConvTranspose2d, SlimmableLinear, slim_channels
 from slimgan_pl.nn.universal import UniversalBatchNorm2d
 from slimgan_pl.resume import FinalIterationCheckpoint
 from slimgan_pl.universal import (
@@ -28,15 +27,12 @@ from slimgan_pl.universal import (
 )
 from slimgan_pl.universal import main as universal_main
 
+from helpers.tiny import fit_and_save, perturb_beyond
+
 ANCHORS = [0.25, 0.5, 0.75, 1.0]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 def universal_generator(arch: str = "sndcgan32", **kwargs) -> torch.nn.Module:
@@ -61,26 +57,6 @@ def test_universal_bn_is_batch_norm_with_sliced_affine():
         bn.train()(torch.randn(2, 4, 2, 2), 0.4)
 
 
-def _perturb_beyond(g: torch.nn.Module, width: float) -> None:
-    """Change every weight, bias and BN affine entry that width ``width`` does not use."""
-    with torch.no_grad():
-        for m in g.modules():
-            if isinstance(m, (SlimmableLinear, SlimmableConv2d, SlimmableConvTranspose2d)):
-                in_w, out_w = m.active(width)
-                mask = torch.ones_like(m.weight, dtype=torch.bool)
-                if isinstance(m, SlimmableConvTranspose2d):
-                    mask[:in_w, :out_w] = False
-                else:
-                    mask[:out_w, :in_w] = False
-                m.weight[mask] += torch.randn_like(m.weight)[mask]
-                if m.bias is not None:
-                    m.bias[out_w:] += 1.0
-            if isinstance(m, UniversalBatchNorm2d):
-                c = slim_channels(m.num_features, width)
-                m.weight[c:] += 1.0
-                m.bias[c:] -= 1.0
-
-
 @pytest.mark.parametrize("arch", ["sndcgan32", "snresgan32"])
 @pytest.mark.parametrize("width", [0.3, 0.55, 0.8])  # none is an anchor width
 def test_universal_generator_nesting(arch, width):
@@ -91,7 +67,7 @@ def test_universal_generator_nesting(arch, width):
     train_before = g.train()(z, width=width)
     calibrate(g, [width, 1.0], n_batches=2, batch_size=8)
     eval_before, wide_before = g(z, width=width), g(z, width=1.0)
-    _perturb_beyond(g, width)
+    perturb_beyond(g, width)
     torch.testing.assert_close(g.train()(z, width=width), train_before, rtol=0, atol=0)
     calibrate(g, [width, 1.0], n_batches=2, batch_size=8, force=True)
     torch.testing.assert_close(g(z, width=width), eval_before, rtol=0, atol=0)
@@ -264,20 +240,7 @@ def test_model_sample_any_width_calibrates_once_and_keeps_fixed_models_strict():
 # ----------------------------------------------------------------------------- checkpoints and CLIs
 def save_universal(path: Path, **kw) -> Path:
     pl.seed_everything(0, verbose=False)
-    model = universal_model(**kw)
-    data = TensorDataset(torch.rand(16, 1, 32, 32) * 2 - 1, torch.zeros(16, dtype=torch.long))
-    trainer = pl.Trainer(
-        max_steps=4,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, DataLoader(data, batch_size=8, drop_last=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    trainer.save_checkpoint(path)
-    return path
+    return fit_and_save(universal_model(**kw), path, iterations=2)
 
 
 @pytest.fixture(scope="module")
@@ -469,7 +432,7 @@ class RecordWidths(pl.Callback):
 
 
 @pytest.mark.skipif("fork" not in torch.multiprocessing.get_all_start_methods(), reason="needs fork")
-def test_ddp_cpu_ranks_draw_the_same_widths_and_stay_identical(make_cfg, tmp_path, fmnist_root, one_thread_for_fork):
+def test_ddp_cpu_ranks_draw_the_same_widths_and_stay_identical(make_cfg, tmp_path, fmnist_root, one_thread):
     """Under trainer=ddp_cpu every rank draws the same widths (the gradient averaging needs the same D
     heads used everywhere), the ranks' weights stay identical, and the checkpoint holds one width-RNG
     state per rank (gathered)."""

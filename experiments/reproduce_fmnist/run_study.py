@@ -396,10 +396,12 @@ class RunRefused(Exception):
 
 def execute(run: Run, study: Study, classifier: Path | None, data_root: str) -> dict[str, Any]:
     """Train (or resume) and evaluate one run; write and return its ``study_record.json``."""
+    from slimgan_pl._warnings import silence_third_party_noise
     from slimgan_pl.evaluate import evaluate_checkpoint
     from slimgan_pl.sweeps import logged_fid_curves
     from slimgan_pl.train import ConfigError, train
 
+    silence_third_party_noise()  # as slimgan-train does: train() is called here without its CLI
     out = run.folder(study.root)
     last = out / "checkpoints" / "last.ckpt"
     # Interrupted in an earlier sitting: resume=auto continues from the run folder's last.ckpt.
