@@ -5,6 +5,7 @@ bootstrap verdicts, report, a second launch that skips finished runs)."""
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -100,12 +101,30 @@ def test_plan_lists_the_arms_and_estimates_the_time(study_module, tmp_path):
 
 def test_full_mode_keeps_the_committed_report_until_the_main_comparison_ran(study_module, tmp_path, capsys):
     before = study_module.FULL_REPORT.stat().st_mtime_ns
-    assert study_module.main(["--runs-dir", str(tmp_path), "--report-only"]) == 0
+    no_store = ["--committed-records", "none"]
+    assert study_module.main(["--runs-dir", str(tmp_path), "--report-only", *no_store]) == 0
     assert study_module.FULL_REPORT.stat().st_mtime_ns == before
     text = (tmp_path / "report.md").read_text()
     assert "pending" in text and "does NOT fit" in capsys.readouterr().out
-    assert study_module.main(["--runs-dir", str(tmp_path), "--plan"]) == 0
+    assert study_module.main(["--runs-dir", str(tmp_path), "--plan", *no_store]) == 0
     assert "pending  slimgan_seed0" in capsys.readouterr().out
+
+
+def test_committed_records_match_the_plan_and_are_adopted_by_default(study_module, tmp_path, capsys):
+    """The committed records.json is the study's memory across machines: every record in it must still be
+    the run study.yaml plans (else a relaunch would silently retrain it), and a full-mode launch adopts it."""
+    stored = json.loads(study_module.COMMITTED_RECORDS.read_text())
+    study = study_module.Study.load("full", tmp_path)
+    planned = {r.name: r for r in study.all_runs()}
+    assert all(f"slimgan_seed{s}" in stored for s in study.seeds)
+    for name, rec in stored.items():
+        assert name in planned and rec["overrides"] == planned[name].overrides and rec["mode"] == "full", name
+    assert study_module.main(["--runs-dir", str(tmp_path), "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert f"adopted {len(stored)} finished runs" in out and "done     slimgan_seed0" in out
+    assert study_module.read_record(tmp_path / "slimgan_seed0")["adopted_from"].endswith("records.json")
+    with pytest.raises(SystemExit, match="--committed-records .*does not exist"):
+        study_module.main(["--runs-dir", str(tmp_path / "x"), "--committed-records", str(tmp_path / "no.json")])
 
 
 # ---------------------------------------------------------------------- the pipeline at toy size
@@ -190,6 +209,46 @@ def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module
         == 0
     )
     assert stamps == {n: os.stat(runs / n / "study_record.json").st_mtime_ns for n in records}
+
+    # Another machine (empty runs folder, no checkpoints): the report's records.json is adopted, nothing
+    # is retrained, and the report is the same (mIC from consistency.json, the same-z grid copied);
+    # a stored record that no longer matches the plan is retrained.
+    store = assets / "records.json"
+    edited = json.loads(store.read_text())
+    edited["native_w0.5_seed1"]["overrides"].append("slim.alpha=1")
+    changed = tmp_path / "changed" / "records.json"
+    changed.parent.mkdir()
+    changed.write_text(json.dumps(edited))
+    for src in ("consistency.json", "slimgan_vs_native.png"):
+        (changed.parent / src).write_bytes((assets / src).read_bytes())
+    trained = []
+
+    def execute_elsewhere(run, *args, **kwargs):
+        trained.append(run.name)
+        raise study_module.RunRefused("not here")
+
+    monkeypatch.setattr(study_module, "execute", execute_elsewhere)
+    other, other_report = tmp_path / "elsewhere", tmp_path / "elsewhere_report.md"
+    argv = ["--mode", "quick", "--runs-dir", str(other), "--report", str(other_report), "--data-root", fmnist_root]
+    assert study_module.main([*argv, "--committed-records", str(changed)]) == 0
+    refused = {n for n, st in statuses.items() if st == "refused"}
+    assert set(trained) == {"native_w0.5_seed1"} | refused
+    adopted = {n for n in records if study_module.read_record(other / n)}
+    assert adopted == set(records) - {"native_w0.5_seed1"}
+    assert not any((other / n / "checkpoints").exists() for n in adopted)
+    # with the unchanged store the report matches the original, line for line where runs are concerned
+    shutil.rmtree(other)
+    trained.clear()
+    assert study_module.main([*argv, "--committed-records", str(store)]) == 0
+    assert set(trained) == refused
+    again = other_report.read_text()
+    for line in text.splitlines():
+        if line.startswith(("| ", "- width")) and "h of training" not in line:
+            assert line in again, line
+    assert "adopted from" in again
+    assert (other_report.with_suffix("") / "slimgan_vs_native.png").read_bytes() == (
+        assets / "slimgan_vs_native.png"
+    ).read_bytes()
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(study_module, tmp_path, fmnist_root):

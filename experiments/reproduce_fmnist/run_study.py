@@ -18,9 +18,14 @@ Every run trains in this process through ``slimgan_pl.train.train`` with the FMN
 (``val/fmnist_fid_w<width>`` every ``fid_every`` G steps, read back from the run's CSV log as curves),
 then is evaluated once with slimgan-eval's ``evaluate_checkpoint`` (10k fakes) and leaves
 ``study_record.json``: a run with that file is skipped when the study is launched again, a run
-interrupted during training resumes from its ``checkpoints/last.ckpt``. A run whose config is refused
-(e.g. ``slim.n_share=-1`` before that option exists) is skipped with the reason in ``refused.json``
-and tried again at the next launch.
+interrupted during training resumes from its ``checkpoints/last.ckpt``. The report's ``records.json``
+(committed with it) carries the finished runs to another machine: a launch adopts each record whose run
+has no folder yet and whose name, mode, G steps and overrides match the plan (``--committed-records``;
+a record that no longer matches is retrained, and the launch says why), so a study can be finished over
+several sittings on machines that do not keep their disks. Adopted runs have no checkpoint here: their
+mIC comes from the committed ``consistency.json`` and their same-z grid from the committed image.
+A run whose config is refused (e.g. ``slim.n_share=-1`` before that option exists) is skipped with
+the reason in ``refused.json`` and tried again at the next launch.
 
 Order: the main comparison seed by seed, then the narrow-D variant, then the ablations, so that an
 interrupted study has its most important results first. The report is written to
@@ -53,6 +58,7 @@ STUDY_FILE = HERE / "study.yaml"
 CONCLUSIONS_FILE = HERE / "conclusions.md"  # hand-written reading of the full study, included in the report
 TEMPLATE_MARK = "<!-- TEMPLATE"  # conclusions.md not written yet: the report says so instead
 FULL_REPORT = REPO / "experiments" / "results" / "fmnist_reproduction.md"
+COMMITTED_RECORDS = FULL_REPORT.with_suffix("") / "records.json"  # written by build_report, committed
 VERDICTS = ("held", "not held", "undecided")
 
 
@@ -139,6 +145,7 @@ class Study:
     root: Path  # run folders
     g_steps: int
     ablation_g_steps: int
+    store: Path | None = None  # records.json of earlier sittings (adopt_records); its folder has their mIC / grid
 
     @classmethod
     def load(
@@ -369,6 +376,56 @@ def read_record(folder: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def adopt_records(study: Study, store: Path, log=print) -> list[str]:
+    """Copy the finished runs of an earlier sitting (``store``: a report's records.json) into the run
+    folders that have no record yet, when the planned run is the same (name, mode, overrides, at least
+    its G steps); return the adopted names. A stored record that differs from the plan is not adopted:
+    that run is trained again, and the log says which field changed."""
+    if not store.is_file():
+        return []
+    try:
+        stored = json.loads(store.read_text())
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"run_study: --committed-records {store} is not valid JSON ({e})") from e
+    study.store = store
+    adopted = []
+    for run in study.all_runs():
+        rec = stored.get(run.name)
+        if rec is None or read_record(run.folder(study.root)) is not None:
+            continue
+        changed = [
+            key
+            for key, ok in (
+                ("mode", rec.get("mode") == study.mode),
+                ("overrides", rec.get("overrides") == run.overrides),
+                ("G steps", int(rec.get("iterations", -1)) >= run.g_steps),
+            )
+            if not ok
+        ]
+        if changed:
+            log(f"[study] {run.name}: the record in {store} differs from the plan ({', '.join(changed)}): retrained")
+            continue
+        run.folder(study.root).mkdir(parents=True, exist_ok=True)
+        adopted_record = {**rec, "adopted_from": rec.get("adopted_from", _shown(store))}
+        (run.folder(study.root) / "study_record.json").write_text(json.dumps(adopted_record, indent=2))
+        adopted.append(run.name)
+    if adopted:
+        log(f"[study] adopted {len(adopted)} finished runs from {store} (not retrained): {', '.join(adopted)}")
+    return adopted
+
+
+def _shown(path: Path) -> str:
+    """A path as the report shows it: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def has_checkpoints(*records: dict[str, Any]) -> bool:
+    return all(Path(r["checkpoint"]).is_file() for r in records)
+
+
 def run_status(run: Run, root: Path) -> str:
     """done (a record of at least its planned G steps) | refused (the config refused it) | pending."""
     record = read_record(run.folder(root))
@@ -552,6 +609,9 @@ def consistency(study: Study, seed: int, classifier: Path | None, data_root: str
     trained = [r["iterations"] for r in (slim, *natives)]  # a run trained further since: recompute
     if cache.is_file() and (cached := json.loads(cache.read_text())).get("iterations") == trained:
         return cached
+    if not has_checkpoints(slim, *natives):  # adopted from an earlier sitting: its committed result
+        stored = stored_consistency(study).get(str(seed))
+        return stored if stored is not None and stored.get("iterations") == trained else None
     loaded = load_classifier(classifier, root=data_root, log=None)
     extractor = FMNISTFeatureExtractor(loaded.model, "features", sha256=loaded.sha256)
     slim_model = load_slimgan(slim["checkpoint"])
@@ -570,8 +630,17 @@ def consistency(study: Study, seed: int, classifier: Path | None, data_root: str
     return result
 
 
+def stored_consistency(study: Study) -> dict[str, Any]:
+    """{seed: consistency result} saved beside the adopted records (build_report writes it)."""
+    path = study.store.parent / "consistency.json" if study.store else None
+    return json.loads(path.read_text()) if path and path.is_file() else {}
+
+
 def side_by_side_grid(study: Study, seed: int, path: Path, n: int = 8) -> Path | None:
-    """Rows: for each width, SlimGAN's samples, then the native network's, from the same z."""
+    """Rows: for each width, SlimGAN's samples, then the native network's, from the same z. Runs adopted
+    without their checkpoints: the image saved beside the adopted records, if any."""
+    import shutil
+
     import torch
     from torchvision.utils import save_image
 
@@ -581,6 +650,14 @@ def side_by_side_grid(study: Study, seed: int, path: Path, n: int = 8) -> Path |
     natives = [read_record(study.root / f"native_w{w:g}_seed{seed}") for w in study.widths]
     if slim is None or any(r is None for r in natives):
         return None
+    if not has_checkpoints(slim, *natives):
+        saved = study.store.parent / path.name if study.store else None
+        if saved is None or not saved.is_file():
+            return None
+        if saved.resolve() != path.resolve():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(saved, path)
+        return path
     slim_model = load_slimgan(slim["checkpoint"])
     rows = []
     for w, native in zip(study.widths, natives):
@@ -805,6 +882,11 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
     lines.append(f"\nWhole study so far: {total_t / 3600:.2f} h of training and evaluation ({len(records)} runs).")
     if any(r.get("resumed") for r in records.values()):
         lines.append("Runs resumed after an interruption count only their last sitting's time.")
+    if adopted := [r for r in records.values() if r.get("adopted_from")]:
+        lines.append(
+            f"{len(adopted)} of these runs finished in earlier sittings on machines that did not keep their disks "
+            f"(records adopted from `{adopted[0]['adopted_from']}`, not retrained)."
+        )
 
     # ablations
     lines += [
@@ -832,6 +914,19 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
             lines.append(f"| {run.arm} | refused by the config: {reason} |" + " |" * (len(widths) + 1))
         else:
             lines.append(run_row(run.arm, records.get(run.name), widths, status))
+    ref_threads = ref["evaluate"].get("threads") if ref else None
+    other_threads = [
+        f"{run.arm} {rec['evaluate']['threads']}"
+        for run in study.ablation_runs()
+        if (rec := records.get(run.name)) and ref_threads and rec["evaluate"].get("threads") != ref_threads
+    ]
+    if other_threads:
+        lines.append(
+            f"\nTorch threads (the reference: {ref_threads}): "
+            + ", ".join(other_threads)
+            + "; these ran side by side, one thread each, so their train s is not comparable with the "
+            "reference's (the FIDs are: same recipe, seed and steps)."
+        )
     for run in study.ablation_runs():
         rec = records.get(run.name)
         if rec and run.kind == "ablation" and set(run.widths) - set(widths):
@@ -907,6 +1002,7 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
     report.write_text(text)
     assets.mkdir(parents=True, exist_ok=True)
     (assets / "records.json").write_text(json.dumps(records, indent=1))
+    (assets / "consistency.json").write_text(json.dumps({str(sd): c for sd, c in mics.items()}, indent=1))
     return text
 
 
@@ -938,6 +1034,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="G steps of the ablation and conditional runs (default: --g-steps, else the mode's)",
     )
+    p.add_argument(
+        "--committed-records",
+        default=None,
+        metavar="PATH|none",
+        help="records.json of earlier sittings whose finished runs are adopted instead of retrained (default "
+        f"in full mode: {COMMITTED_RECORDS.relative_to(REPO)}; none: adopt nothing)",
+    )
     p.add_argument("--plan", action="store_true", help="list the runs, which have finished and the estimated time")
     p.add_argument("--report-only", action="store_true", help="tabulate the finished runs without training")
     p.add_argument(
@@ -954,6 +1057,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_root = args.data_root or DEBIAN_ROOT
     root = Path(args.runs_dir) if args.runs_dir else HERE / "runs" / args.mode
     study = Study.load(args.mode, root, args.g_steps, args.ablation_g_steps)
+    store = args.committed_records or (str(COMMITTED_RECORDS) if args.mode == "full" else "none")
+    if store.lower() != "none":
+        if not Path(store).is_file() and args.committed_records:
+            raise SystemExit(f"run_study: --committed-records {store} does not exist (a records.json, or none)")
+        root.mkdir(parents=True, exist_ok=True)
+        adopt_records(study, Path(store))
     plan = study.plan_lines()
     if args.plan:
         print("\n".join(plan))
