@@ -164,6 +164,18 @@ def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module
         native = records[f"native_w{w:g}_seed0"]["widths"][0]
         assert native["params"] == slim[w]["params"] and native["macs"] == slim[w]["macs"]
 
+    # the fast mode is the SlimGAN arm with its precision override, paired with the fp32 arm by seed
+    for s in study.seeds:
+        fast = next(r for r in planned if r.name == f"slimgan_bf16_seed{s}")
+        assert fast.overrides[-1] == "trainer.precision=bf16-mixed"
+        assert fast.overrides[:-1] == next(r for r in planned if r.name == f"slimgan_seed{s}").overrides
+    for row in study_module.fast_mode_comparison(study, records, "bf16"):
+        assert row["native"] == [study_module.fid_at(records[f"slimgan_seed{s}"], row["width"]) for s in study.seeds]
+        assert row["slimgan"] == [
+            study_module.fid_at(records[f"slimgan_bf16_seed{s}"], row["width"]) for s in study.seeds
+        ]
+        assert row["verdict"] in study_module.VERDICTS
+
     # verdicts computed from the paired FIDs of the records
     rows = study_module.main_comparison(study, records)
     for row in rows:
@@ -176,6 +188,7 @@ def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module
     for heading in (
         "Per-width verdict",
         "Narrow-D variant",
+        "Fast training mode `bf16` vs fp32",
         "FMNIST-FID during training",
         "Consistency between widths",
         "Training wall time",

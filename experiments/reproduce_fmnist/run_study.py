@@ -11,8 +11,10 @@ Arms (``study.yaml``): SlimGAN (4 widths, stepwise distillation) against the off
 (``examples/baseline.py``): one native generator of ngf*w channels per width (``model.baseline.g_width``),
 same recipe, same data order (same seed), same G steps and batch size, with a full-size D (the main
 comparison, every seed) and with a narrow D of ndf*w channels (``model.baseline.d_width``, first seed).
-Ablations (first seed): alpha 0 / 5 (/ 20 = the main run), plain distillation, n_share 0 / max / -1
-(/ 2 = the main run), 8 widths, scBN vs switchable CBN (conditional).
+Fast training modes (every seed): the SlimGAN arm again in e.g. bf16-mixed, paired by seed with the fp32
+SlimGAN arm: the speed issue's quality-parity rule (every width within 10% of fp32 or better), decided
+by the same bootstrap interval. Ablations (first seed): alpha 0 / 5 (/ 20 = the main run), plain
+distillation, n_share 0 / max / -1 (/ 2 = the main run), 8 widths, scBN vs switchable CBN (conditional).
 
 Every run trains in this process through ``slimgan_pl.train.train`` with the FMNIST-FID callback on
 (``val/fmnist_fid_w<width>`` every ``fid_every`` G steps, read back from the run's CSV log as curves),
@@ -27,7 +29,7 @@ mIC comes from the committed ``consistency.json`` and their same-z grid from the
 A run whose config is refused (e.g. ``slim.n_share=-1`` before that option exists) is skipped with
 the reason in ``refused.json`` and tried again at the next launch.
 
-Order: the main comparison seed by seed, then the narrow-D variant, then the ablations, so that an
+Order: the main comparison seed by seed, then the narrow-D variant, the fast modes, the ablations, so that an
 interrupted study has its most important results first. The report is written to
 ``experiments/results/fmnist_reproduction.md`` only in full mode once the main comparison has
 finished (the committed report of the earlier study stays until then); otherwise to
@@ -261,6 +263,32 @@ class Study:
             return f"native_w{width:g}_seed{seed}"
         return f"native_narrowd_w{width:g}_seed{seed}"
 
+    def fast_mode_names(self) -> list[str]:
+        chosen = self.mode_spec.get("fast_modes", "all")
+        names = list(self.spec.get("fast_modes", {}))
+        if chosen == "all":
+            return names
+        unknown = [n for n in chosen if n not in names]
+        if unknown:
+            raise SystemExit(f"run_study: modes.{self.mode}.fast_modes names unknown modes {unknown}; known: {names}")
+        return [n for n in names if n in chosen]
+
+    def fast_mode_runs(self) -> list[Run]:
+        """The SlimGAN arm of every seed in each fast training mode (its overrides added last)."""
+        return [
+            Run(
+                f"slimgan_{name}_seed{s}",
+                name,
+                "fast_mode",
+                s,
+                self.g_steps,
+                self.widths,
+                self._unconditional(self.g_steps, *self.spec["fast_modes"][name]),
+            )
+            for name in self.fast_mode_names()
+            for s in self.seeds
+        ]
+
     def ablation_names(self) -> list[str]:
         chosen = self.mode_spec.get("ablations", "all")
         names = [*self.spec["ablations"], *self.spec["conditional"]]
@@ -293,7 +321,7 @@ class Study:
         return [float(w) for w in self.spec["conditional_widths"]]
 
     def all_runs(self) -> list[Run]:
-        return self.main_runs() + self.narrow_d_runs() + self.ablation_runs()
+        return self.main_runs() + self.narrow_d_runs() + self.fast_mode_runs() + self.ablation_runs()
 
     # ------------------------------------------------------------------ time
     def estimate_seconds(self, run: Run) -> float:
@@ -307,6 +335,8 @@ class Study:
             per_step = float(c["slimgan_per_step"]) * len(run.widths) / 4
             if run.kind == "conditional":
                 per_step *= float(c["conditional_factor"])
+            if run.kind == "fast_mode":
+                per_step *= float(c["fast_mode_factor"].get(run.arm, 1.0))
         n_w = len(run.widths)
         fid_points = run.g_steps // int(m["fid_every"])
         return (
@@ -345,7 +375,7 @@ class Study:
                 f"does NOT fit the {limit / 3600:g} h limit in one sitting: the main comparison and the "
                 f"narrow-D variant take ~{core / 3600:.2f} h"
                 + (" (they fit)" if core <= limit else "")
-                + f", the ablations ~{(total - core) / 3600:.2f} h "
+                + f", the fast modes and ablations ~{(total - core) / 3600:.2f} h "
                 f"more; the study is resumable, so launch it again for the rest, or lower "
                 f"--ablation-g-steps (each ablation G step costs "
                 f"~{(total - core) / max(1, self.ablation_g_steps) / 60:.2f} min in all)"
@@ -563,13 +593,22 @@ def curve(record: dict[str, Any] | None, width: float) -> list[tuple[int, float]
 
 def main_comparison(study: Study, records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per width: paired FIDs (seeds with both arms finished), the bootstrap interval and the verdict."""
+    return paired_comparison(study, records, lambda s, w: f"slimgan_seed{s}", lambda s, w: f"native_w{w:g}_seed{s}")
+
+
+def fast_mode_comparison(study: Study, records: dict[str, dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+    """Per width: SlimGAN in a fast mode (``slimgan``/a) against the fp32 SlimGAN arm (``native``/b)."""
+    return paired_comparison(study, records, lambda s, w: f"slimgan_{mode}_seed{s}", lambda s, w: f"slimgan_seed{s}")
+
+
+def paired_comparison(study: Study, records: dict[str, dict[str, Any]], name_a, name_b) -> list[dict[str, Any]]:
+    """Per width: FID of run ``name_a(seed, width)`` minus that of ``name_b(seed, width)`` over the seeds
+    with both finished, the paired bootstrap interval and the non-inferiority verdict (margin: a share of
+    b's mean FID). The row keys say ``slimgan`` for a and ``native`` for b (the main comparison's arms)."""
     v = study.spec["verdict"]
     rows = []
     for w in study.widths:
-        pairs = [
-            (s, fid_at(records.get(f"slimgan_seed{s}"), w), fid_at(records.get(f"native_w{w:g}_seed{s}"), w))
-            for s in study.seeds
-        ]
+        pairs = [(s, fid_at(records.get(name_a(s, w)), w), fid_at(records.get(name_b(s, w)), w)) for s in study.seeds]
         pairs = [(s, a, b) for s, a, b in pairs if a is not None and b is not None]
         row: dict[str, Any] = {
             "width": w,
@@ -823,6 +862,41 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
             for n in (f"slimgan_seed{s0}", f"native_w{w:g}_seed{s0}", study.narrow_d_name(w, s0))
         ]
         lines.append(f"| {w:g} | " + " | ".join(f"{c:.2f}" if c is not None else "pending" for c in cells) + " |")
+
+    # fast training modes
+    for mode in study.fast_mode_names():
+        rows = fast_mode_comparison(study, records, mode)
+        mode_runs = [r for r in study.fast_mode_runs() if r.arm == mode]
+        lines += [
+            "",
+            f"## Fast training mode `{mode}` vs fp32 (SlimGAN, {len(seeds)} seeds, paired)",
+            "",
+            f"The SlimGAN arm again with `{' '.join(study.spec['fast_modes'][mode])}`, same seeds (same initial "
+            "weights and data order), steps and evaluation (fp32). Difference = FID(mode) - FID(fp32); the "
+            f"speed issue's rule (within {v['margin']:.0%} of fp32 or better) is **held** when the whole "
+            "interval is below the margin, **not held** when wholly above, else **undecided**.",
+            "",
+            "| width | fp32 FID | mode FID | per-seed differences | mean difference | interval | margin | verdict |",
+            "|---" * 8 + "|",
+        ]
+        for row in rows:
+            if "diffs" in row:
+                lines.append(
+                    f"| {row['width']:g} | {fmt(row['native'])} | {fmt(row['slimgan'])} | "
+                    + ", ".join(f"{d:+.2f}" for d in row["diffs"])
+                    + f" | {row['mean_diff']:+.2f} | [{row['low']:+.2f}, {row['high']:+.2f}] | "
+                    f"{row['margin']:.2f} | **{row['verdict']}** |"
+                )
+            else:
+                lines.append(f"| {row['width']:g} | - | - | - | - | - | - | pending |")
+        done = [records[r.name] for r in mode_runs if r.name in records]
+        if done:
+            threads = sorted({rec["evaluate"].get("threads") for rec in done})
+            lines.append(
+                "\nTraining s per seed: " + ", ".join(f"{rec['train_seconds']:.0f}" for rec in done) + " "
+                f"(torch threads {', '.join(map(str, threads))}; speed is measured by "
+                "`experiments/benchmarks/train_step.py`, not by these runs)."
+            )
 
     # curves
     lines += ["", "## FMNIST-FID during training", ""]
