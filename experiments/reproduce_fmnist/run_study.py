@@ -263,15 +263,18 @@ class Study:
             return f"native_w{width:g}_seed{seed}"
         return f"native_narrowd_w{width:g}_seed{seed}"
 
-    def fast_mode_names(self) -> list[str]:
-        chosen = self.mode_spec.get("fast_modes", "all")
-        names = list(self.spec.get("fast_modes", {}))
+    def _chosen(self, key: str, names: list[str]) -> list[str]:
+        """The names the mode's ``key`` (all | a list) picks from ``names``, in plan order."""
+        chosen = self.mode_spec.get(key, "all")
         if chosen == "all":
             return names
         unknown = [n for n in chosen if n not in names]
         if unknown:
-            raise SystemExit(f"run_study: modes.{self.mode}.fast_modes names unknown modes {unknown}; known: {names}")
+            raise SystemExit(f"run_study: modes.{self.mode}.{key} names unknown arms {unknown}; known: {names}")
         return [n for n in names if n in chosen]
+
+    def fast_mode_names(self) -> list[str]:
+        return self._chosen("fast_modes", list(self.spec.get("fast_modes", {})))
 
     def fast_mode_runs(self) -> list[Run]:
         """The SlimGAN arm of every seed in each fast training mode (its overrides added last)."""
@@ -290,14 +293,7 @@ class Study:
         ]
 
     def ablation_names(self) -> list[str]:
-        chosen = self.mode_spec.get("ablations", "all")
-        names = [*self.spec["ablations"], *self.spec["conditional"]]
-        if chosen == "all":
-            return names
-        unknown = [n for n in chosen if n not in names]
-        if unknown:
-            raise SystemExit(f"run_study: modes.{self.mode}.ablations names unknown arms {unknown}; known: {names}")
-        return [n for n in names if n in chosen]
+        return self._chosen("ablations", [*self.spec["ablations"], *self.spec["conditional"]])
 
     def ablation_runs(self) -> list[Run]:
         s, g, m = self.seeds[0], self.ablation_g_steps, self.mode_spec
@@ -727,6 +723,10 @@ def curves_plot(study: Study, records: dict[str, dict[str, Any]], path: Path) ->
         series = {
             "SlimGAN": [curve(records.get(f"slimgan_seed{s}"), w) for s in study.seeds],
             "native, full D": [curve(records.get(f"native_w{w:g}_seed{s}"), w) for s in study.seeds],
+            **{
+                f"SlimGAN {mode}": [curve(records.get(f"slimgan_{mode}_seed{s}"), w) for s in study.seeds]
+                for mode in study.fast_mode_names()
+            },
         }
         for label, curves in series.items():
             agg = aggregate_curves([c for c in curves if c])
@@ -770,6 +770,15 @@ def run_row(name: str, record: dict[str, Any] | None, widths: Sequence[float], s
         f"| {name} | "
         + " | ".join(f"{f:.2f}" if f is not None else "-" for f in fids)
         + f" | {mic} | {record['train_seconds']:.0f} |"
+    )
+
+
+def decision_cells(row: dict[str, Any]) -> str:
+    """The table cells of one paired comparison row: per-seed differences, mean, interval, margin, verdict."""
+    return (
+        ", ".join(f"{d:+.2f}" for d in row["diffs"])
+        + f" | {row['mean_diff']:+.2f} | [{row['low']:+.2f}, {row['high']:+.2f}] | {row['margin']:.2f} | "
+        f"**{row['verdict']}**"
     )
 
 
@@ -842,10 +851,7 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
         )
         if "diffs" in row:
             lines.append(
-                f"| {w:g} | {macs / 1e6:.2f}M | {fmt(row['slimgan'])} | {fmt(row['native'])} | "
-                + ", ".join(f"{d:+.2f}" for d in row["diffs"])
-                + f" | {row['mean_diff']:+.2f} | [{row['low']:+.2f}, {row['high']:+.2f}] | "
-                f"{row['margin']:.2f} | **{row['verdict']}** |"
+                f"| {w:g} | {macs / 1e6:.2f}M | {fmt(row['slimgan'])} | {fmt(row['native'])} | {decision_cells(row)} |"
             )
         else:
             lines.append(f"| {w:g} | - | - | - | - | - | - | - | pending |")
@@ -881,12 +887,8 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
         ]
         for row in rows:
             if "diffs" in row:
-                lines.append(
-                    f"| {row['width']:g} | {fmt(row['native'])} | {fmt(row['slimgan'])} | "
-                    + ", ".join(f"{d:+.2f}" for d in row["diffs"])
-                    + f" | {row['mean_diff']:+.2f} | [{row['low']:+.2f}, {row['high']:+.2f}] | "
-                    f"{row['margin']:.2f} | **{row['verdict']}** |"
-                )
+                fids = f"{fmt(row['native'])} | {fmt(row['slimgan'])}"
+                lines.append(f"| {row['width']:g} | {fids} | {decision_cells(row)} |")
             else:
                 lines.append(f"| {row['width']:g} | - | - | - | - | - | - | pending |")
         done = [records[r.name] for r in mode_runs if r.name in records]
