@@ -250,3 +250,30 @@ def test_parity_benchmark_quick_mode_reports_every_width_and_a_verdict(tmp_path,
     assert result["passes"]["bf16-mixed"] == all(r <= 1.10 for r in ratios)
     text = out.read_text()
     assert "| w1.0 |" in text and ("PASSES" in text or "FAILS" in text) and out.with_suffix(".json").is_file()
+
+
+def test_demo_recipe_benchmark_quick_mode_scores_each_candidate_and_seed(tmp_path, monkeypatch, tiny_classifier):
+    import importlib.util
+    from pathlib import Path
+
+    monkeypatch.setenv("SLIMGAN_METRICS_CACHE", str(tmp_path / "cache"))
+    path = Path(__file__).parents[1] / "experiments" / "benchmarks" / "demo_recipe.py"
+    spec = importlib.util.spec_from_file_location("demo_recipe", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "demo.md"
+    argv = ["--quick", "--candidates", "bf16_ema", "--seeds", "0", "1", "--classifier", str(tiny_classifier)]
+    result = bench.main([*argv, "--work-dir", str(tmp_path / "runs"), "--out", str(out), "--setup-seconds", "600"])
+    runs = {(r["candidate"], r["seed"]): r for r in result["results"]}
+    assert set(runs) == {("bf16_ema", 0), ("bf16_ema", 1)}
+    # the candidate's overrides reached the run (EMA on, bf16), the seed changed the result
+    cfg = (Path(runs[("bf16_ema", 0)]["output_dir"]) / "config_resolved.yaml").read_text()
+    assert "precision: bf16-mixed" in cfg and "decay: 0.995" in cfg
+    assert runs[("bf16_ema", 0)]["fmnist_fid"] != runs[("bf16_ema", 1)]["fmnist_fid"]
+    for row in result["summary"]:  # the worst width per seed; 600 s of install alone exceeds 10 min
+        mine = [runs[(row["candidate"], s)] for s in (0, 1)]
+        assert row["worst_fid"] == [max(r["fmnist_fid"].values()) for r in mine] and row["meets"] is False
+        assert row["demo_minutes"] == [(r["wall_s"] + 600) / 60 for r in mine]
+    assert "| bf16_ema | 1 | 2 |" in out.read_text()
+    with pytest.raises(SystemExit, match="unknown --candidates"):
+        bench.main(["--candidates", "nope"])

@@ -52,16 +52,17 @@ QUIET = ["callbacks.fid=null", "callbacks.sample_grid=null", "callbacks.progress
 
 def run_mode(mode: str, iters: int, work_dir: Path, overrides: list[str]) -> dict:
     """Train the recipe in one mode from scratch; returns its per-width FMNIST-FID and wall time."""
-    out = work_dir / mode
+    return {"mode": mode, **train_and_score(work_dir / mode, [f"train.g_steps={iters}", *overrides, *MODES[mode]])}
+
+
+def train_and_score(out: Path, overrides: list[str]) -> dict:
+    """Train one run from scratch into ``out`` and evaluate it (evaluate.after_training): per-width
+    FMNIST-FID, wall time of training + evaluation, iterations (also used by demo_recipe.py)."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[f"paths.output_dir={out}", "resume=never", f"train.g_steps={iters}", *overrides, *MODES[mode]],
-        )
+        cfg = compose("config", overrides=[f"paths.output_dir={out}", "resume=never", *overrides])
     start = time.perf_counter()
     summary = train(cfg)
     return {
-        "mode": mode,
         "fmnist_fid": summary["fmnist_fid"],
         "wall_s": time.perf_counter() - start,
         "iterations": summary["iterations"],

@@ -1,0 +1,170 @@
+"""Choosing the demo recipe by measurement (issue 14): `make demo` should finish in at most 10 minutes
+from a clean clone on the 2-core machine with FMNIST-FID <= 10 at every width.
+
+Each candidate is the demo experiment (conf/experiment/fmnist_demo.yaml) plus a few overrides and its
+own number of iterations (a smaller or faster recipe may afford more in the same time). Every candidate
+is trained from scratch for each seed and evaluated as `make demo` evaluates (10k fakes per width,
+shipped classifier); the table gives per-width FMNIST-FID, the wall time of training + evaluation and
+the estimated `make demo` time (that plus --setup-seconds for the install), and whether the candidate
+meets both targets for every seed.
+
+    python experiments/benchmarks/demo_recipe.py --list                       # the candidates
+    python experiments/benchmarks/demo_recipe.py --candidates current bf16 bf16_ema --seeds 0 1
+    python experiments/benchmarks/demo_recipe.py --quick                      # tiny sizes: pipeline check only
+
+Results: experiments/results/demo_recipe.md (+ .json). Run it on an idle machine: wall time is a target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import statistics
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FID_TARGET = 10.0  # every width, FMNIST-FID (shipped classifier)
+MINUTES_TARGET = 10.0  # `make demo` from a clean clone, install included
+
+# name -> (iterations, overrides on top of experiment=fmnist_demo). "current" is the demo as committed.
+CANDIDATES: dict[str, tuple[int, list[str]]] = {
+    "current": (1500, []),
+    "bf16": (1500, ["trainer.precision=bf16-mixed"]),
+    "bf16_lr_decay": (1500, ["trainer.precision=bf16-mixed", "optim.lr_decay=linear"]),
+    # BigGAN's EMA of G, shortened for a 1500-step run (half-life ~140 steps; plain copy for 250 steps)
+    "bf16_ema": (1500, ["trainer.precision=bf16-mixed", "ema=default", "ema.decay=0.995", "ema.start=250"]),
+    "bf16_ema_lr_decay": (
+        1500,
+        ["trainer.precision=bf16-mixed", "ema=default", "ema.decay=0.995", "ema.start=250", "optim.lr_decay=linear"],
+    ),
+    # half the channels (about a quarter of the FLOPs): more iterations in about the same time
+    "bf16_half_size": (
+        3000,
+        ["trainer.precision=bf16-mixed", "model.generator.ngf=64", "model.discriminator.ndf=64"],
+    ),
+}
+QUIET = ["callbacks.fid=null", "callbacks.sample_grid=null", "callbacks.progress_bar=null", "logger=none"]
+QUICK = [
+    "model.generator.ngf=16",
+    "model.discriminator.ndf=16",
+    "data.batch_size=16",
+    "data.limit=256",
+    "evaluate.n_fake=100",
+    "evaluate.n_real=100",
+    "evaluate.latency_repeats=1",
+]
+
+
+def _parity_module():
+    """precision_parity.py's train_and_score (the one train-then-evaluate helper of the benchmarks)."""
+    spec = importlib.util.spec_from_file_location("precision_parity", HERE / "precision_parity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def summarize(results: list[dict], setup_seconds: float) -> list[dict]:
+    """Per candidate: worst width's FID per seed, mean wall time, estimated `make demo` minutes, and
+    whether every seed meets both targets."""
+    rows = []
+    for name in dict.fromkeys(r["candidate"] for r in results):
+        runs = [r for r in results if r["candidate"] == name]
+        worst = [max(r["fmnist_fid"].values()) for r in runs]
+        minutes = [(r["wall_s"] + setup_seconds) / 60 for r in runs]
+        rows.append(
+            {
+                "candidate": name,
+                "iterations": runs[0]["iterations"],
+                "seeds": [r["seed"] for r in runs],
+                "worst_fid": worst,
+                "demo_minutes": minutes,
+                "meets": all(f <= FID_TARGET for f in worst) and all(m <= MINUTES_TARGET for m in minutes),
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), metavar="NAME", help="see --list")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--list", action="store_true", help="print the candidates and exit")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and 2 iterations: checks the pipeline only")
+    p.add_argument(
+        "--setup-seconds",
+        type=float,
+        default=90.0,
+        help="clean-clone install time added to each run's wall time for the `make demo` estimate (issue 14: ~1.5 min)",
+    )
+    p.add_argument("--classifier", default=None, help="FMNIST classifier file (default: the shipped one)")
+    p.add_argument("--work-dir", type=Path, default=Path("outputs/demo_recipe"))
+    p.add_argument("--out", type=Path, default=Path("experiments/results/demo_recipe.md"))
+    p.add_argument("--note", default="", help="conditions of the run (machine load), written to the table")
+    args = p.parse_args(argv)
+    if args.list:
+        for name, (iters, overrides) in CANDIDATES.items():
+            print(f"{name:<20} {iters:>5} iterations  {' '.join(overrides) or '(the committed demo)'}")
+        return {}
+    unknown = [c for c in args.candidates if c not in CANDIDATES]
+    if unknown:
+        raise SystemExit(f"demo_recipe: unknown --candidates {unknown}; known: {list(CANDIDATES)}")
+
+    from slimgan_pl.config import register_resolvers
+
+    register_resolvers()
+    train_and_score = _parity_module().train_and_score
+    results = []
+    for name in args.candidates:
+        iters, overrides = CANDIDATES[name]
+        for seed in args.seeds:
+            run = [
+                "experiment=fmnist_demo",
+                f"seed={seed}",
+                f"train.g_steps={2 if args.quick else iters}",
+                *overrides,
+                *QUIET,
+                *(QUICK if args.quick else []),
+            ]
+            if args.classifier:
+                run.append(f"evaluate.classifier={args.classifier}")
+            print(f"== {name}, seed {seed}: {2 if args.quick else iters} iterations", flush=True)
+            results.append({"candidate": name, "seed": seed, **train_and_score(args.work_dir / f"{name}_s{seed}", run)})
+
+    rows = summarize(results, args.setup_seconds)
+    widths = list(results[0]["fmnist_fid"])
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load = os.getloadavg()
+    lines = [
+        f"# Demo recipe candidates{' (QUICK: tiny sizes, numbers mean nothing)' if args.quick else ''}",
+        "",
+        f"Run {now}, load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}. {args.note}",
+        f"Targets: FMNIST-FID <= {FID_TARGET:g} at every width and `make demo` <= {MINUTES_TARGET:g} min "
+        f"(training + evaluation + {args.setup_seconds:.0f} s install).",
+        "",
+        "| candidate | seed | iterations | " + " | ".join(f"FID {w}" for w in widths) + " | train + eval s |",
+        "|---" * (len(widths) + 4) + "|",
+    ]
+    for r in results:
+        fids = " | ".join(f"{r['fmnist_fid'][w]:.2f}" for w in widths)
+        lines.append(f"| {r['candidate']} | {r['seed']} | {r['iterations']} | {fids} | {r['wall_s']:.0f} |")
+    lines += ["", "| candidate | worst width's FID (per seed) | `make demo` min (est.) | meets both |"]
+    lines.append("|---|---|---|---|")
+    for row in rows:
+        worst = ", ".join(f"{f:.2f}" for f in row["worst_fid"])
+        minutes = f"{statistics.mean(row['demo_minutes']):.1f}"
+        lines.append(f"| {row['candidate']} | {worst} | {minutes} | {'yes' if row['meets'] else 'no'} |")
+    lines.append("")
+    lines += [f"- {name}: `{' '.join(CANDIDATES[name][1]) or '(the committed demo)'}`" for name in args.candidates]
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps({"results": results, "summary": rows}, indent=2))
+    return {"results": results, "summary": rows}
+
+
+if __name__ == "__main__":
+    main()
