@@ -5,6 +5,7 @@ bootstrap verdicts, report, a second launch that skips finished runs)."""
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -112,19 +113,49 @@ def test_full_mode_keeps_the_committed_report_until_the_main_comparison_ran(stud
 
 def test_committed_records_match_the_plan_and_are_adopted_by_default(study_module, tmp_path, capsys):
     """The committed records.json is the study's memory across machines: every record in it must still be
-    the run study.yaml plans (else a relaunch would silently retrain it), and a full-mode launch adopts it."""
+    the run study.yaml plans (else a relaunch would silently retrain it); --plan marks them, writing
+    nothing; a launch adopts them, and its report matches the committed one without touching it."""
     stored = json.loads(study_module.COMMITTED_RECORDS.read_text())
-    study = study_module.Study.load("full", tmp_path)
+    study = study_module.Study.load("full", tmp_path / "runs")
     planned = {r.name: r for r in study.all_runs()}
     assert all(f"slimgan_seed{s}" in stored for s in study.seeds)
     for name, rec in stored.items():
         assert name in planned and rec["overrides"] == planned[name].overrides and rec["mode"] == "full", name
-    assert study_module.main(["--runs-dir", str(tmp_path), "--plan"]) == 0
-    out = capsys.readouterr().out
-    assert f"adopted {len(stored)} finished runs" in out and "done     slimgan_seed0" in out
-    assert study_module.read_record(tmp_path / "slimgan_seed0")["adopted_from"].endswith("records.json")
-    with pytest.raises(SystemExit, match="--committed-records .*does not exist"):
-        study_module.main(["--runs-dir", str(tmp_path / "x"), "--committed-records", str(tmp_path / "no.json")])
+    runs = tmp_path / "runs"
+    assert study_module.main(["--runs-dir", str(runs), "--plan"]) == 0
+    assert "adopt    slimgan_seed0" in capsys.readouterr().out and not runs.exists()
+
+    before = study_module.FULL_REPORT.stat().st_mtime_ns
+    assert study_module.main(["--runs-dir", str(runs), "--report-only"]) == 0
+    assert f"adopted {len(stored)} finished runs" in capsys.readouterr().out
+    assert study_module.FULL_REPORT.stat().st_mtime_ns == before  # nothing trained here: report in the runs folder
+    rec = study_module.read_record(runs / "slimgan_seed0")
+    assert rec["adopted_from"].endswith("records.json") and rec["checkpoint"] is None
+    committed = study_module.FULL_REPORT.read_text()
+    text = (runs / "report.md").read_text()
+    for line in committed.splitlines():  # verdicts, per-seed FIDs, mIC of the main comparison
+        if line.startswith(("| 0.", "| 1 |", "- width", "| SlimGAN (one", "| the native")):
+            assert line in text, line
+
+
+def test_a_bad_store_of_records_is_refused_with_its_name(study_module, tmp_path):
+    good = json.loads(study_module.COMMITTED_RECORDS.read_text())
+    one = dict(next(iter(good.values())))
+    del one["widths"]
+    cases = {  # file -> (content, what the error says right after the file's path)
+        "list.json": ("[1, 2]", " must map run names to study records"),
+        "int.json": ('{"slimgan_seed0": 3}', " must map run names to study records"),
+        "missing.json": (json.dumps({"slimgan_seed0": one}), ": the record of 'slimgan_seed0' lacks ['widths']"),
+        "broken.json": ("{not json", " cannot be read as JSON"),
+        "no.json": (None, " is not a file"),
+        "": (None, " is not a file"),  # a folder
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_text(content)
+        with pytest.raises(SystemExit, match=re.escape(f"--committed-records {path}{message}")):
+            study_module.main(["--runs-dir", str(tmp_path / "r"), "--plan", "--committed-records", str(path)])
 
 
 # ---------------------------------------------------------------------- the pipeline at toy size
@@ -174,7 +205,10 @@ def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module
         assert row["slimgan"] == [
             study_module.fid_at(records[f"slimgan_bf16_seed{s}"], row["width"]) for s in study.seeds
         ]
-        assert row["verdict"] in study_module.VERDICTS
+        # bf16 minus fp32, judged against 10% of the fp32 mean FID
+        assert row["diffs"] == [a - b for a, b in zip(row["slimgan"], row["native"])]
+        assert row["margin"] == pytest.approx(0.10 * sum(row["native"]) / len(row["native"]))
+        assert row["verdict"] == study_module.verdict(row["low"], row["high"], row["margin"])
 
     # verdicts computed from the paired FIDs of the records
     rows = study_module.main_comparison(study, records)
@@ -225,7 +259,7 @@ def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module
 
     # Another machine (empty runs folder, no checkpoints): the report's records.json is adopted, nothing
     # is retrained, and the report is the same (mIC from consistency.json, the same-z grid copied);
-    # a stored record that no longer matches the plan is retrained.
+    # a stored record that no longer matches the plan is retrained, and its seed's stored mIC is not used.
     store = assets / "records.json"
     edited = json.loads(store.read_text())
     edited["native_w0.5_seed1"]["overrides"].append("slim.alpha=1")
@@ -243,14 +277,27 @@ def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module
     monkeypatch.setattr(study_module, "execute", execute_elsewhere)
     other, other_report = tmp_path / "elsewhere", tmp_path / "elsewhere_report.md"
     argv = ["--mode", "quick", "--runs-dir", str(other), "--report", str(other_report), "--data-root", fmnist_root]
+    argv += ["--classifier", str(runs / "quick_classifier.pt")]  # the records' classifier (its hash is checked)
     assert study_module.main([*argv, "--committed-records", str(changed)]) == 0
     refused = {n for n, st in statuses.items() if st == "refused"}
     assert set(trained) == {"native_w0.5_seed1"} | refused
     adopted = {n for n in records if study_module.read_record(other / n)}
     assert adopted == set(records) - {"native_w0.5_seed1"}
     assert not any((other / n / "checkpoints").exists() for n in adopted)
-    # with the unchanged store the report matches the original, line for line where runs are concerned
+    assert (other / "consistency_seed0.json").is_file() and not (other / "consistency_seed1.json").exists()
+    # scored with another classifier: not adopted
     shutil.rmtree(other)
+    trained.clear()
+    from slimgan_pl.metrics import fmnist_classifier as fc
+
+    loaded = fc.read_classifier(runs / "quick_classifier.pt")
+    next(loaded.model.parameters()).data.add_(0.01)
+    other_classifier = fc.save_classifier(loaded.model, tmp_path / "other_classifier.pt", loaded.test_accuracy)
+    argv_other = [*argv[:-1], str(other_classifier)]
+    assert study_module.main([*argv_other, "--committed-records", str(store), "--report-only"]) == 0
+    assert not any(study_module.read_record(other / n) for n in records)
+    shutil.rmtree(other)
+    # with the unchanged store the report matches the original, line for line where runs are concerned
     trained.clear()
     assert study_module.main([*argv, "--committed-records", str(store)]) == 0
     assert set(trained) == refused

@@ -44,6 +44,7 @@ import itertools
 import json
 import math
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -147,7 +148,6 @@ class Study:
     root: Path  # run folders
     g_steps: int
     ablation_g_steps: int
-    store: Path | None = None  # records.json of earlier sittings (adopt_records); its folder has their mIC / grid
 
     @classmethod
     def load(
@@ -342,16 +342,16 @@ class Study:
             + n_w * float(c["eval_per_width"])
         )
 
-    def plan_lines(self) -> list[str]:
-        """The planned runs (done / pending / refused), per-stage and total estimated hours, and whether
-        it fits the issue's limit (if not: what does)."""
+    def plan_lines(self, adoptable: Sequence[str] = ()) -> list[str]:
+        """The planned runs (done / adoptable / pending / refused), per-stage and total estimated hours, and
+        whether it fits the issue's limit (if not: what does)."""
         lines, stages = [], {}
         for run in self.all_runs():
             est = self.estimate_seconds(run)
-            status = run_status(run, self.root)
+            status = "adopt" if run.name in adoptable else run_status(run, self.root)
             stages.setdefault(run.kind, [0.0, 0.0])
             stages[run.kind][0] += est
-            if status != "done":
+            if status not in ("done", "adopt"):
                 stages[run.kind][1] += est
             lines.append(f"{status:<8} {run.name:<32} {run.g_steps:>6} G steps  ~{est / 60:5.1f} min")
         total = sum(v[0] for v in stages.values())
@@ -374,7 +374,7 @@ class Study:
                 + f", the fast modes and ablations ~{(total - core) / 3600:.2f} h "
                 f"more; the study is resumable, so launch it again for the rest, or lower "
                 f"--ablation-g-steps (each ablation G step costs "
-                f"~{(total - core) / max(1, self.ablation_g_steps) / 60:.2f} min in all)"
+                f"~{stages.get('ablation', [0.0])[0] / max(1, self.ablation_g_steps) / 60:.2f} min in all)"
             )
         return lines
 
@@ -402,42 +402,109 @@ def read_record(folder: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def adopt_records(study: Study, store: Path, log=print) -> list[str]:
-    """Copy the finished runs of an earlier sitting (``store``: a report's records.json) into the run
-    folders that have no record yet, when the planned run is the same (name, mode, overrides, at least
-    its G steps); return the adopted names. A stored record that differs from the plan is not adopted:
-    that run is trained again, and the log says which field changed."""
+RECORD_KEYS = ("mode", "overrides", "iterations", "widths", "train_seconds", "eval_seconds", "evaluate", "extractor")
+ADOPTED_GRID = "adopted_slimgan_vs_native.png"  # the same-z grid of adopted runs, kept in the runs folder
+
+
+def load_store(store: Path) -> dict[str, dict[str, Any]]:
+    """A report's records.json ({run name: study record}), checked; a clear SystemExit otherwise."""
+    where = f"run_study: --committed-records {store}"
     if not store.is_file():
-        return []
+        raise SystemExit(f"{where} is not a file (a report's records.json, or none)")
     try:
         stored = json.loads(store.read_text())
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"run_study: --committed-records {store} is not valid JSON ({e})") from e
-    study.store = store
-    adopted = []
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SystemExit(f"{where} cannot be read as JSON ({e})") from e
+    if not isinstance(stored, dict) or not all(isinstance(r, dict) for r in stored.values()):
+        raise SystemExit(f"{where} must map run names to study records (a report's records.json)")
+    for name, rec in stored.items():
+        missing = [k for k in RECORD_KEYS if k not in rec]
+        if missing or not isinstance(rec["iterations"], int) or not isinstance(rec["overrides"], list):
+            problem = f"lacks {missing}" if missing else "has a non-integer iterations or non-list overrides"
+            raise SystemExit(f"{where}: the record of {name!r} {problem}")
+    return stored
+
+
+def adoptable_records(
+    study: Study, stored: dict[str, dict[str, Any]], classifier_sha: str | None, log=print
+) -> dict[str, dict[str, Any]]:
+    """The stored records that stand for a planned run with no record in the runs folder: same name,
+    mode, overrides, G steps, evaluation settings and classifier (``classifier_sha``; None: not
+    checked). A stored record that differs is left out (that run is trained), and the log says why."""
+    adoptable = {}
     for run in study.all_runs():
         rec = stored.get(run.name)
         if rec is None or read_record(run.folder(study.root)) is not None:
             continue
+        ev = rec["evaluate"]
         changed = [
             key
             for key, ok in (
-                ("mode", rec.get("mode") == study.mode),
-                ("overrides", rec.get("overrides") == run.overrides),
-                ("G steps", int(rec.get("iterations", -1)) >= run.g_steps),
+                ("mode", rec["mode"] == study.mode),
+                ("overrides", rec["overrides"] == run.overrides),
+                ("G steps", rec["iterations"] == run.g_steps),
+                ("evaluation", all(ev[k] == v for k, v in study.mode_spec["evaluate"].items() if k in ev)),
+                ("classifier", classifier_sha is None or rec["extractor"].get("sha256") == classifier_sha),
             )
             if not ok
         ]
         if changed:
-            log(f"[study] {run.name}: the record in {store} differs from the plan ({', '.join(changed)}): retrained")
+            log(f"[study] {run.name}: the stored record differs from the plan ({', '.join(changed)}): not adopted")
             continue
-        run.folder(study.root).mkdir(parents=True, exist_ok=True)
-        adopted_record = {**rec, "adopted_from": rec.get("adopted_from", _shown(store))}
-        (run.folder(study.root) / "study_record.json").write_text(json.dumps(adopted_record, indent=2))
-        adopted.append(run.name)
-    if adopted:
-        log(f"[study] adopted {len(adopted)} finished runs from {store} (not retrained): {', '.join(adopted)}")
-    return adopted
+        adoptable[run.name] = rec
+    return adoptable
+
+
+def adopt_records(study: Study, store: Path, classifier_sha: str | None, log=print) -> list[str]:
+    """Copy the finished runs of an earlier sitting (``store``: a report's records.json) into the runs
+    folder (see :func:`adoptable_records`); return the adopted names. Adopted records have no checkpoint
+    here (``checkpoint`` None; the other machine's path stays as ``checkpoint_elsewhere``). A seed whose
+    main runs are all adopted also gets its mIC from the store's consistency.json (when it was computed
+    from these very runs: same training seconds), and the first seed the store's same-z grid."""
+    stored = load_store(store)
+    adoptable = adoptable_records(study, stored, classifier_sha, log)
+    for name, rec in adoptable.items():
+        folder = study.root / name
+        if (folder / "checkpoints").is_dir():
+            log(f"[study] {name}: the unfinished run here is superseded by the stored record of the finished run")
+        folder.mkdir(parents=True, exist_ok=True)
+        adopted = {
+            **rec,
+            "checkpoint": None,
+            "checkpoint_elsewhere": rec.get("checkpoint_elsewhere") or rec.get("checkpoint"),
+            "adopted_from": rec.get("adopted_from") or _shown(store),
+        }
+        (folder / "study_record.json").write_text(json.dumps(adopted, indent=2))
+    if adoptable:
+        log(f"[study] adopted {len(adoptable)} finished runs from {store} (not retrained): {', '.join(adoptable)}")
+
+    consistency_file = store.parent / "consistency.json"
+    stored_mic = json.loads(consistency_file.read_text()) if consistency_file.is_file() else {}
+    for seed in study.seeds:
+        records = main_records(study, seed)
+        if records is None or not all(r.get("adopted_from") for r in records):
+            continue
+        entry = stored_mic.get(str(seed))
+        cache = study.root / f"consistency_seed{seed}.json"
+        if isinstance(entry, dict) and entry.get("fingerprint") == fingerprint(records) and not cache.is_file():
+            cache.write_text(json.dumps(entry, indent=2))
+        grid = store.parent / "slimgan_vs_native.png"
+        if seed == study.seeds[0] and grid.is_file() and not (study.root / ADOPTED_GRID).is_file():
+            shutil.copyfile(grid, study.root / ADOPTED_GRID)
+    return list(adoptable)
+
+
+def main_records(study: Study, seed: int) -> list[dict[str, Any]] | None:
+    """SlimGAN's record of ``seed`` followed by the native networks' (widths in order); None if any is missing."""
+    records = [read_record(study.root / f"slimgan_seed{seed}")]
+    records += [read_record(study.root / f"native_w{w:g}_seed{seed}") for w in study.widths]
+    return None if any(r is None for r in records) else records
+
+
+def fingerprint(records: Sequence[dict[str, Any]]) -> list[list[float]]:
+    """Which trainings a result was computed from: iterations and training seconds of each run (a run
+    retrained or trained further changes it)."""
+    return [[r["iterations"], round(float(r["train_seconds"]), 3)] for r in records]
 
 
 def _shown(path: Path) -> str:
@@ -449,7 +516,7 @@ def _shown(path: Path) -> str:
 
 
 def has_checkpoints(*records: dict[str, Any]) -> bool:
-    return all(Path(r["checkpoint"]).is_file() for r in records)
+    return all(r.get("checkpoint") and Path(r["checkpoint"]).is_file() for r in records)
 
 
 def run_status(run: Run, root: Path) -> str:
@@ -637,16 +704,15 @@ def consistency(study: Study, seed: int, classifier: Path | None, data_root: str
     from slimgan_pl.metrics.fmnist_classifier import FMNISTFeatureExtractor, load_classifier
 
     cache = study.root / f"consistency_seed{seed}.json"
-    slim = read_record(study.root / f"slimgan_seed{seed}")
-    natives = [read_record(study.root / f"native_w{w:g}_seed{seed}") for w in study.widths]
-    if slim is None or any(r is None for r in natives) or len(study.widths) < 2:
+    records = main_records(study, seed)
+    if records is None or len(study.widths) < 2:
         return None
-    trained = [r["iterations"] for r in (slim, *natives)]  # a run trained further since: recompute
-    if cache.is_file() and (cached := json.loads(cache.read_text())).get("iterations") == trained:
+    slim, *natives = records
+    trained = fingerprint(records)  # a run retrained or trained further since: recompute
+    if cache.is_file() and (cached := json.loads(cache.read_text())).get("fingerprint") == trained:
         return cached
-    if not has_checkpoints(slim, *natives):  # adopted from an earlier sitting: its committed result
-        stored = stored_consistency(study).get(str(seed))
-        return stored if stored is not None and stored.get("iterations") == trained else None
+    if not has_checkpoints(*records):  # adopted without the result of these runs: nothing to compute from
+        return None
     loaded = load_classifier(classifier, root=data_root, log=None)
     extractor = FMNISTFeatureExtractor(loaded.model, "features", sha256=loaded.sha256)
     slim_model = load_slimgan(slim["checkpoint"])
@@ -657,7 +723,7 @@ def consistency(study: Study, seed: int, classifier: Path | None, data_root: str
     ]
     result = {
         "n": n,
-        "iterations": trained,
+        "fingerprint": trained,
         "slimgan": mean_inconsistency(study.widths, slim_feats).to_json(),
         "native": mean_inconsistency(study.widths, native_feats).to_json(),
     }
@@ -665,33 +731,25 @@ def consistency(study: Study, seed: int, classifier: Path | None, data_root: str
     return result
 
 
-def stored_consistency(study: Study) -> dict[str, Any]:
-    """{seed: consistency result} saved beside the adopted records (build_report writes it)."""
-    path = study.store.parent / "consistency.json" if study.store else None
-    return json.loads(path.read_text()) if path and path.is_file() else {}
-
-
 def side_by_side_grid(study: Study, seed: int, path: Path, n: int = 8) -> Path | None:
-    """Rows: for each width, SlimGAN's samples, then the native network's, from the same z. Runs adopted
-    without their checkpoints: the image saved beside the adopted records, if any."""
-    import shutil
-
+    """Rows: for each width, SlimGAN's samples, then the native network's, from the same z. Runs all
+    adopted without their checkpoints: the grid adopted with them, if any."""
     import torch
     from torchvision.utils import save_image
 
     from slimgan_pl.checkpoint import load_slimgan
 
-    slim = read_record(study.root / f"slimgan_seed{seed}")
-    natives = [read_record(study.root / f"native_w{w:g}_seed{seed}") for w in study.widths]
-    if slim is None or any(r is None for r in natives):
+    records = main_records(study, seed)
+    if records is None:
         return None
-    if not has_checkpoints(slim, *natives):
-        saved = study.store.parent / path.name if study.store else None
-        if saved is None or not saved.is_file():
+    slim, *natives = records
+    if not has_checkpoints(*records):
+        adopted = study.root / ADOPTED_GRID
+        if not all(r.get("adopted_from") for r in records) or not adopted.is_file():
             return None
-        if saved.resolve() != path.resolve():
+        if adopted.resolve() != path.resolve():
             path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(saved, path)
+            shutil.copyfile(adopted, path)
         return path
     slim_model = load_slimgan(slim["checkpoint"])
     rows = []
@@ -992,16 +1050,16 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
             lines.append(run_row(run.arm, records.get(run.name), widths, status))
     ref_threads = ref["evaluate"].get("threads") if ref else None
     other_threads = [
-        f"{run.arm} {rec['evaluate']['threads']}"
+        f"{run.arm} {rec['evaluate'].get('threads')}"
         for run in study.ablation_runs()
         if (rec := records.get(run.name)) and ref_threads and rec["evaluate"].get("threads") != ref_threads
     ]
     if other_threads:
         lines.append(
-            f"\nTorch threads (the reference: {ref_threads}): "
+            f"\nTorch threads of runs that differ from the reference's {ref_threads}: "
             + ", ".join(other_threads)
-            + "; these ran side by side, one thread each, so their train s is not comparable with the "
-            "reference's (the FIDs are: same recipe, seed and steps)."
+            + "; their train s is not comparable with the reference's (their FIDs are: same recipe, seed "
+            "and steps)."
         )
     for run in study.ablation_runs():
         rec = records.get(run.name)
@@ -1082,6 +1140,18 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
     return text
 
 
+def classifier_sha(classifier: Path | None) -> str:
+    """Weights sha256 of the FMNIST classifier the runs are scored with (the stored records must match)."""
+    from slimgan_pl.metrics.fmnist_classifier import read_classifier, resolve_path
+
+    return read_classifier(resolve_path(classifier)).sha256
+
+
+def trained_here(study: Study) -> bool:
+    """Whether any finished run of this runs folder was trained here (not only adopted)."""
+    return any((rec := read_record(r.folder(study.root))) and not rec.get("adopted_from") for r in study.all_runs())
+
+
 def main_finished(study: Study) -> bool:
     return all(run_status(r, study.root) == "done" for r in study.main_runs())
 
@@ -1134,29 +1204,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(args.runs_dir) if args.runs_dir else HERE / "runs" / args.mode
     study = Study.load(args.mode, root, args.g_steps, args.ablation_g_steps)
     store = args.committed_records or (str(COMMITTED_RECORDS) if args.mode == "full" else "none")
-    if store.lower() != "none":
-        if not Path(store).is_file() and args.committed_records:
-            raise SystemExit(f"run_study: --committed-records {store} does not exist (a records.json, or none)")
-        root.mkdir(parents=True, exist_ok=True)
-        adopt_records(study, Path(store))
-    plan = study.plan_lines()
-    if args.plan:
-        print("\n".join(plan))
+    store = None if store.lower() == "none" else Path(store)
+    if args.plan:  # reads only: what a launch would adopt is marked, nothing is written
+        adoptable = adoptable_records(study, load_store(store), None, log=lambda _: None) if store else {}
+        print("\n".join(study.plan_lines(adoptable)))
         return 0
-    print("\n".join(plan[-3:]), flush=True)  # the estimate, before hours of training
     root.mkdir(parents=True, exist_ok=True)
     classifier = (
         Path(args.classifier)
         if args.classifier
         else (quick_classifier(root, data_root) if args.mode != "full" else None)
     )
+    if store:
+        adopt_records(study, store, classifier_sha(classifier))
+    print("\n".join(study.plan_lines()[-3:]), flush=True)  # the estimate, before hours of training
     if not args.report_only:
         run_all(study, classifier, data_root, only=args.only)
     if args.report:
         report = Path(args.report)
-    elif args.mode == "full" and main_finished(study):
+    elif args.mode == "full" and main_finished(study) and trained_here(study):
         report = FULL_REPORT
-    else:  # the committed report of the earlier study stays until the new main comparison has run
+    else:  # the committed report stays until this runs folder has a finished main comparison and new runs
         report = root / "report.md"
     build_report(study, report, classifier, data_root)
     print(f"[study] report: {report}")
