@@ -159,15 +159,24 @@ def test_a_bad_store_of_records_is_refused_with_its_name(study_module, tmp_path)
 
 
 # ---------------------------------------------------------------------- the pipeline at toy size
+def test_a_run_is_claimed_by_one_live_worker(study_module, tmp_path):
+    import subprocess
+
+    folder = tmp_path / "run"
+    assert study_module.claim_run(folder) is True
+    assert study_module.claim_run(folder) is False  # held by a live process (this one)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (folder / study_module.CLAIM).write_text(dead.stdout.strip())
+    assert study_module.claim_run(folder) is True  # its holder died: taken over
+    assert (folder / study_module.CLAIM).read_text() == str(os.getpid())
+
+
 def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module, tmp_path, fmnist_root, monkeypatch):
     runs = tmp_path / "runs"
     report = tmp_path / "report.md"
-    assert (
-        study_module.main(
-            ["--mode", "quick", "--runs-dir", str(runs), "--report", str(report), "--data-root", fmnist_root]
-        )
-        == 0
-    )
+    argv = ["--mode", "quick", "--runs-dir", str(runs), "--report", str(report), "--data-root", fmnist_root]
+    assert study_module.main([*argv, "--workers", "2"]) == 0  # two worker processes share the plan
+    assert not list(runs.glob(f"*/{study_module.CLAIM}"))  # every claim released
 
     study = study_module.Study.load("quick", runs)
     planned = study.all_runs()
