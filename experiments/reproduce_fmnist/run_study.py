@@ -366,6 +366,9 @@ class Study:
             f"total        ~{total / 3600:.2f} h planned ({len(self.all_runs())} runs, mode {self.mode}, "
             f"{self.g_steps} G steps main / {self.ablation_g_steps} ablations), ~{left / 3600:.2f} h left"
         )
+        two = float(self.spec["cost"]["two_workers_throughput"])
+        lines.append(f"with --workers 2 (measured {two:g}x the runs per hour on 2 cores): ~{total / two / 3600:.2f} h "
+                     f"planned, ~{left / two / 3600:.2f} h left")  # fmt: skip
         if total <= limit:
             lines.append(f"fits the {limit / 3600:g} h limit")
         else:
