@@ -696,7 +696,8 @@ def run_workers(argv: list[str], workers: int, log=print) -> int:
     well). Returns the worst exit code."""
     import subprocess
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     log(f"[study] {workers} workers, {threads} torch thread(s) each")
     procs = [
