@@ -243,6 +243,8 @@ def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module
         assert heading in text
     for row in rows:
         assert f"- width {row['width']:g}: **{row['verdict']}**" in text
+    lo, hi = sorted(study_module.fid_at(records[f"slimgan_seed{s}"], study.widths[0]) for s in study.seeds)
+    assert f"| SlimGAN reference, range over its 2 seeds | {lo:.2f}-{hi:.2f} |" in text
     assets = report.with_suffix("")
     assert (assets / "fid_curves.png").stat().st_size > 5000
     assert (assets / "slimgan_vs_native.png").stat().st_size > 500
