@@ -262,18 +262,18 @@ def test_demo_recipe_benchmark_quick_mode_scores_each_candidate_and_seed(tmp_pat
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "demo.md"
-    argv = ["--quick", "--candidates", "bf16_ema", "--seeds", "0", "1", "--classifier", str(tiny_classifier)]
+    argv = ["--quick", "--candidates", "bf16_ema_lr_decay", "--seeds", "0", "1", "--classifier", str(tiny_classifier)]
     result = bench.main([*argv, "--work-dir", str(tmp_path / "runs"), "--out", str(out), "--setup-seconds", "600"])
     runs = {(r["candidate"], r["seed"]): r for r in result["results"]}
-    assert set(runs) == {("bf16_ema", 0), ("bf16_ema", 1)}
+    assert set(runs) == {("bf16_ema_lr_decay", 0), ("bf16_ema_lr_decay", 1)}
     # the candidate's overrides reached the run (EMA on, bf16), the seed changed the result
-    cfg = (Path(runs[("bf16_ema", 0)]["output_dir"]) / "config_resolved.yaml").read_text()
-    assert "precision: bf16-mixed" in cfg and "decay: 0.995" in cfg
-    assert runs[("bf16_ema", 0)]["fmnist_fid"] != runs[("bf16_ema", 1)]["fmnist_fid"]
+    cfg = (Path(runs[("bf16_ema_lr_decay", 0)]["output_dir"]) / "config_resolved.yaml").read_text()
+    assert "precision: bf16-mixed" in cfg and "decay: 0.995" in cfg and "lr_decay: linear" in cfg
+    assert runs[("bf16_ema_lr_decay", 0)]["fmnist_fid"] != runs[("bf16_ema_lr_decay", 1)]["fmnist_fid"]
     for row in result["summary"]:  # the worst width per seed; 600 s of install alone exceeds 10 min
         mine = [runs[(row["candidate"], s)] for s in (0, 1)]
         assert row["worst_fid"] == [max(r["fmnist_fid"].values()) for r in mine] and row["meets"] is False
         assert row["demo_minutes"] == [(r["wall_s"] + 600) / 60 for r in mine]
-    assert "| bf16_ema | 1 | 2 |" in out.read_text()
+    assert "| bf16_ema_lr_decay | 1 | 2 |" in out.read_text()
     with pytest.raises(SystemExit, match="unknown --candidates"):
         bench.main(["--candidates", "nope"])
