@@ -1127,11 +1127,11 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
     seed_refs = [rec for sd in seeds if (rec := records.get(f"slimgan_seed{sd}"))]
     if len(seed_refs) > 1:  # how far one seed's FID moves: an ablation inside this range shows no effect
         spans = [[fid_at(rec, w) for rec in seed_refs] for w in widths]
-        mics = [rec["consistency"]["mIC"] for rec in seed_refs if rec.get("consistency")]
+        own_mics = [rec["consistency"]["mIC"] for rec in seed_refs if rec.get("consistency")]
         lines.append(
             f"| SlimGAN reference, range over its {len(seed_refs)} seeds | "
             + " | ".join(f"{min(v):.2f}-{max(v):.2f}" if None not in v else "-" for v in spans)
-            + (f" | {min(mics):.2f}-{max(mics):.2f} | |" if mics else " | - | |")
+            + (f" | {min(own_mics):.2f}-{max(own_mics):.2f} | |" if own_mics else " | - | |")
         )
     for run in study.ablation_runs():
         if run.kind != "ablation":
