@@ -390,8 +390,6 @@ def test_local_batch_statistics_lets_one_rank_run_cross_replica_bn_alone(tmp_pat
 def test_ddp_sync_bn_ema_run_evaluates_after_training(tmp_path, fmnist_root):
     """The issue's reproduction: cross-replica BN + EMA (standing statistics) + DDP + evaluation after
     training on rank 0 used to end in "Connection closed by peer" with no summary.json."""
-    if not (Path.home() / ".cache" / "slimgan_pl" / "fmnist_classifier_v1.pt").is_file():
-        pytest.skip("the FMNIST classifier is not cached (training it here would take minutes)")
     env = {**os.environ, "PYTHONPATH": str(Path(slimgan_pl.__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [
