@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -14,6 +16,7 @@ from slimgan_pl.train import ConfigError, build
 from helpers.tiny import fit_on_noise
 
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
+BENCHMARKS = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks"
 K = 10
 FAMILIES = {  # arch, conditional
     "sndcgan": ("sndcgan32", False),
@@ -217,15 +220,19 @@ def test_bf16_under_the_gan_ddp_strategy_keeps_ranks_identical(make_cfg, fmnist_
     assert torch.isfinite(ranks).all() and torch.equal(ranks[0], ranks[1])
 
 
-def test_parity_benchmark_quick_mode_reports_every_width_and_a_verdict(tmp_path, monkeypatch, tiny_classifier):
+def benchmark_script(name: str):
+    """experiments/benchmarks/<name>.py loaded as a module (the benchmarks are scripts, not a package)."""
     import importlib.util
-    from pathlib import Path
 
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parity_benchmark_quick_mode_reports_every_width_and_a_verdict(tmp_path, monkeypatch, tiny_classifier):
     monkeypatch.setenv("SLIMGAN_METRICS_CACHE", str(tmp_path / "cache"))
-    path = Path(__file__).parents[1] / "experiments" / "benchmarks" / "precision_parity.py"
-    spec = importlib.util.spec_from_file_location("precision_parity", path)
-    parity = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(parity)
+    parity = benchmark_script("precision_parity")
     out = tmp_path / "parity.md"
     result = parity.main(
         [
@@ -253,14 +260,8 @@ def test_parity_benchmark_quick_mode_reports_every_width_and_a_verdict(tmp_path,
 
 
 def test_demo_recipe_benchmark_quick_mode_scores_each_candidate_and_seed(tmp_path, monkeypatch, tiny_classifier):
-    import importlib.util
-    from pathlib import Path
-
     monkeypatch.setenv("SLIMGAN_METRICS_CACHE", str(tmp_path / "cache"))
-    path = Path(__file__).parents[1] / "experiments" / "benchmarks" / "demo_recipe.py"
-    spec = importlib.util.spec_from_file_location("demo_recipe", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark_script("demo_recipe")
     out = tmp_path / "demo.md"
     argv = ["--quick", "--candidates", "bf16_ema_lr_decay", "--seeds", "0", "1", "--classifier", str(tiny_classifier)]
     result = bench.main([*argv, "--work-dir", str(tmp_path / "runs"), "--out", str(out), "--setup-seconds", "600"])

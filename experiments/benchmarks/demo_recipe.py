@@ -45,19 +45,10 @@ CANDIDATES: dict[str, tuple[int, list[str]]] = {
 }
 # Only the progress bar goes: the FID points, sample grids and CSV log cost what they cost in `make demo`.
 QUIET = ["callbacks.progress_bar=null"]
-QUICK = [
-    "model.generator.ngf=16",
-    "model.discriminator.ndf=16",
-    "data.batch_size=16",
-    "data.limit=256",
-    "evaluate.n_fake=100",
-    "evaluate.n_real=100",
-    "evaluate.latency_repeats=1",
-]
 
 
 def _parity_module():
-    """precision_parity.py's train_and_score (the one train-then-evaluate helper of the benchmarks)."""
+    """precision_parity.py: the one train-then-evaluate helper of the benchmarks and its quick sizes."""
     spec = importlib.util.spec_from_file_location("precision_parity", HERE / "precision_parity.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -113,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     from slimgan_pl.config import register_resolvers
 
     register_resolvers()
-    train_and_score = _parity_module().train_and_score
+    parity = _parity_module()  # its train-then-evaluate helper and quick-mode sizes
+    train_and_score = parity.train_and_score
     results = []
     for name in args.candidates:
         iters, overrides = CANDIDATES[name]
@@ -124,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"train.g_steps={2 if args.quick else iters}",
                 *overrides,
                 *QUIET,
-                *(QUICK if args.quick else []),
+                *(parity.QUICK if args.quick else []),
             ]
             if args.classifier:
                 run.append(f"evaluate.classifier={args.classifier}")
