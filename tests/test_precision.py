@@ -278,3 +278,44 @@ def test_demo_recipe_benchmark_quick_mode_scores_each_candidate_and_seed(tmp_pat
     assert "| bf16_ema_lr_decay | 1 | 2 |" in out.read_text()
     with pytest.raises(SystemExit, match="unknown --candidates"):
         bench.main(["--candidates", "nope"])
+
+    # --previous: the earlier runs join the tables and are not trained again; only the new one trains
+    again = tmp_path / "again.md"
+    more = [
+        "--quick",
+        "--candidates",
+        "bf16_ema_lr_decay",
+        "current",
+        "--seeds",
+        "0",
+        "--classifier",
+        str(tiny_classifier),
+    ]
+    trained = []
+    monkeypatch.setattr(bench, "_parity_module", _counting_parity(bench._parity_module(), trained))
+    merged = bench.main(
+        [*more, "--work-dir", str(tmp_path / "runs2"), "--out", str(again), "--previous", str(out.with_suffix(".json"))]
+    )
+    assert trained == ["current_s0"]
+    assert [(r["candidate"], r["seed"]) for r in merged["results"]] == [
+        ("bf16_ema_lr_decay", 0),
+        ("bf16_ema_lr_decay", 1),
+        ("current", 0),
+    ]
+    assert "| current | 0 | 2 |" in again.read_text() and "| bf16_ema_lr_decay | 1 | 2 |" in again.read_text()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"results": [{"candidate": "nope"}]}')
+    with pytest.raises(SystemExit, match="--previous .*bad.json.*unknown candidate 'nope'"):
+        bench.main([*more, "--previous", str(bad)])
+
+
+def _counting_parity(parity, trained: list[str]):
+    """precision_parity with a train_and_score that records which run folders it trains."""
+
+    def train_and_score(out, overrides):
+        trained.append(Path(out).name)
+        return real(out, overrides)
+
+    real = parity.train_and_score
+    parity.train_and_score = train_and_score
+    return lambda: parity

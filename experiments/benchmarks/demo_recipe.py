@@ -25,12 +25,15 @@ import os
 import statistics
 from pathlib import Path
 
+import torch
+
 HERE = Path(__file__).resolve().parent
 FID_TARGET = 10.0  # every width, FMNIST-FID (shipped classifier)
 MINUTES_TARGET = 10.0  # `make demo` from a clean clone, install included
 
-# name -> (iterations, overrides on top of experiment=fmnist_demo). "current" is the demo as committed.
 EMA = ["ema=default", "ema.decay=0.995", "ema.start=250"]  # BigGAN's EMA of G shortened for ~1500 steps
+HALF = ["model.generator.ngf=64", "model.discriminator.ndf=64"]
+SMALL_D = ["model.discriminator.ndf=64"]
 BF16 = ["trainer.precision=bf16-mixed"]  # failed the parity rule at width 0.25 (reproduction study): not a default
 # name -> (iterations, overrides on top of experiment=fmnist_demo). "current" is the demo as committed.
 CANDIDATES: dict[str, tuple[int, list[str]]] = {
@@ -39,7 +42,12 @@ CANDIDATES: dict[str, tuple[int, list[str]]] = {
     "ema": (1500, EMA),
     "ema_lr_decay": (1500, [*EMA, "optim.lr_decay=linear"]),
     # half the channels (about a quarter of the FLOPs): more iterations in about the same time
-    "half_size": (3000, ["model.generator.ngf=64", "model.discriminator.ndf=64"]),
+    "half_size": (3000, HALF),
+    "half_size_ema": (3000, [*HALF, *EMA]),
+    # D is ~78% of an iteration's FLOPs at ngf = ndf = 128 (a full-size D sees every width): halving ndf only
+    # makes the iteration ~2.4x cheaper and leaves the generator, the deployed network, as it is
+    "small_d": (2000, SMALL_D),
+    "small_d_ema": (2000, [*SMALL_D, *EMA]),
     "bf16": (1500, BF16),
     "bf16_ema_lr_decay": (1500, [*BF16, *EMA, "optim.lr_decay=linear"]),
 }
@@ -76,6 +84,56 @@ def summarize(results: list[dict], setup_seconds: float) -> list[dict]:
     return rows
 
 
+def load_previous(path: Path) -> list[dict]:
+    """Results of an earlier run (its .json), checked enough to be tabulated."""
+    try:
+        results = json.loads(path.read_text())["results"]
+        for r in results:
+            if r["candidate"] not in CANDIDATES:
+                raise ValueError(f"unknown candidate {r['candidate']!r}")
+            float(r["wall_s"]), int(r["seed"]), {k: float(v) for k, v in r["fmnist_fid"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"demo_recipe: --previous {path}: not the .json of a demo_recipe run ({err})") from None
+    return results
+
+
+def write_tables(results: list[dict], args: argparse.Namespace) -> list[dict]:
+    """Write the per-run and per-candidate tables (``args.out``, .md and .json); returns the summary."""
+    rows = summarize(results, args.setup_seconds)
+    widths = list(results[0]["fmnist_fid"])
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load = os.getloadavg()
+    lines = [
+        f"# Demo recipe candidates{' (QUICK: tiny sizes, numbers mean nothing)' if args.quick else ''}",
+        "",
+        f"Tables written {now}, load average then {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.",
+        *(f"- {note}" for note in dict.fromkeys(r.get("note", "") for r in results) if note),
+        f"Targets: FMNIST-FID <= {FID_TARGET:g} at every width and `make demo` <= {MINUTES_TARGET:g} min "
+        f"(training + evaluation + {args.setup_seconds:.0f} s install).",
+        "",
+        "| candidate | seed | iterations | " + " | ".join(f"FID {w}" for w in widths) + " | train + eval s | threads |",
+        "|---" * (len(widths) + 5) + "|",
+    ]
+    for r in results:
+        fids = " | ".join(f"{r['fmnist_fid'][w]:.2f}" for w in widths)
+        threads = r.get("threads", "?")
+        lines.append(f"| {r['candidate']} | {r['seed']} | {r['iterations']} | {fids} | {r['wall_s']:.0f} | {threads} |")
+    lines += ["", "| candidate | worst width's FID (per seed) | `make demo` min (est.) | meets both |"]
+    lines.append("|---|---|---|---|")
+    for row in rows:
+        worst = ", ".join(f"{f:.2f}" for f in row["worst_fid"])
+        minutes = f"{statistics.mean(row['demo_minutes']):.1f}"
+        lines.append(f"| {row['candidate']} | {worst} | {minutes} | {'yes' if row['meets'] else 'no'} |")
+    lines.append("")
+    names = dict.fromkeys(r["candidate"] for r in results)
+    lines += [f"- {name}: `{' '.join(CANDIDATES[name][1]) or '(the committed demo)'}`" for name in names]
+    text = "\n".join(lines) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps({"results": results, "summary": rows}, indent=2))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), metavar="NAME", help="see --list")
@@ -92,6 +150,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--work-dir", type=Path, default=Path("outputs/demo_recipe"))
     p.add_argument("--out", type=Path, default=Path("experiments/results/demo_recipe.md"))
     p.add_argument("--note", default="", help="conditions of the run (machine load), written to the table")
+    p.add_argument(
+        "--previous",
+        type=Path,
+        metavar="JSON",
+        help="the .json of an earlier run: its results join the tables; its (candidate, seed) runs are not retrained",
+    )
     args = p.parse_args(argv)
     if args.list:
         for name, (iters, overrides) in CANDIDATES.items():
@@ -106,10 +170,15 @@ def main(argv: list[str] | None = None) -> dict:
     register_resolvers()
     parity = _parity_module()  # its train-then-evaluate helper and quick-mode sizes
     train_and_score = parity.train_and_score
-    results = []
+    results = load_previous(args.previous) if args.previous else []
+    done = {(r["candidate"], r["seed"]) for r in results}
+    rows = summarize(results, args.setup_seconds)
     for name in args.candidates:
         iters, overrides = CANDIDATES[name]
         for seed in args.seeds:
+            if (name, seed) in done:
+                print(f"== {name}, seed {seed}: in {args.previous}, not retrained", flush=True)
+                continue
             run = [
                 "experiment=fmnist_demo",
                 f"seed={seed}",
@@ -121,38 +190,14 @@ def main(argv: list[str] | None = None) -> dict:
             if args.classifier:
                 run.append(f"evaluate.classifier={args.classifier}")
             print(f"== {name}, seed {seed}: {2 if args.quick else iters} iterations", flush=True)
-            results.append({"candidate": name, "seed": seed, **train_and_score(args.work_dir / f"{name}_s{seed}", run)})
+            scored = train_and_score(args.work_dir / f"{name}_s{seed}", run)
+            threads = torch.get_num_threads()
+            results.append({"candidate": name, "seed": seed, **scored, "threads": threads, "note": args.note})
+            rows = write_tables(results, args)  # after every run: an interrupted benchmark keeps what it measured
+    if results:
+        rows = write_tables(results, args)
+        print("\n" + args.out.read_text())
 
-    rows = summarize(results, args.setup_seconds)
-    widths = list(results[0]["fmnist_fid"])
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    load = os.getloadavg()
-    lines = [
-        f"# Demo recipe candidates{' (QUICK: tiny sizes, numbers mean nothing)' if args.quick else ''}",
-        "",
-        f"Run {now}, load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}. {args.note}",
-        f"Targets: FMNIST-FID <= {FID_TARGET:g} at every width and `make demo` <= {MINUTES_TARGET:g} min "
-        f"(training + evaluation + {args.setup_seconds:.0f} s install).",
-        "",
-        "| candidate | seed | iterations | " + " | ".join(f"FID {w}" for w in widths) + " | train + eval s |",
-        "|---" * (len(widths) + 4) + "|",
-    ]
-    for r in results:
-        fids = " | ".join(f"{r['fmnist_fid'][w]:.2f}" for w in widths)
-        lines.append(f"| {r['candidate']} | {r['seed']} | {r['iterations']} | {fids} | {r['wall_s']:.0f} |")
-    lines += ["", "| candidate | worst width's FID (per seed) | `make demo` min (est.) | meets both |"]
-    lines.append("|---|---|---|---|")
-    for row in rows:
-        worst = ", ".join(f"{f:.2f}" for f in row["worst_fid"])
-        minutes = f"{statistics.mean(row['demo_minutes']):.1f}"
-        lines.append(f"| {row['candidate']} | {worst} | {minutes} | {'yes' if row['meets'] else 'no'} |")
-    lines.append("")
-    lines += [f"- {name}: `{' '.join(CANDIDATES[name][1]) or '(the committed demo)'}`" for name in args.candidates]
-    text = "\n".join(lines) + "\n"
-    print("\n" + text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps({"results": results, "summary": rows}, indent=2))
     return {"results": results, "summary": rows}
 
 
