@@ -294,7 +294,16 @@ def test_demo_recipe_benchmark_quick_mode_scores_each_candidate_and_seed(tmp_pat
     trained = []
     monkeypatch.setattr(bench, "_parity_module", _counting_parity(bench._parity_module(), trained))
     merged = bench.main(
-        [*more, "--work-dir", str(tmp_path / "runs2"), "--out", str(again), "--previous", str(out.with_suffix(".json"))]
+        [
+            *more,
+            "--work-dir",
+            str(tmp_path / "runs2"),
+            "--out",
+            str(again),
+            "--previous",
+            str(out.with_suffix(".json")),
+            str(out.with_suffix(".json")),
+        ]
     )
     assert trained == ["current_s0"]
     assert [(r["candidate"], r["seed"]) for r in merged["results"]] == [

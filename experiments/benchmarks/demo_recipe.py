@@ -153,8 +153,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument(
         "--previous",
         type=Path,
+        nargs="+",
+        default=[],
         metavar="JSON",
-        help="the .json of an earlier run: its results join the tables; its (candidate, seed) runs are not retrained",
+        help=".json files of earlier runs: their results join the tables (not retrained; the first file wins a repeat)",
     )
     args = p.parse_args(argv)
     if args.list:
@@ -170,14 +172,17 @@ def main(argv: list[str] | None = None) -> dict:
     register_resolvers()
     parity = _parity_module()  # its train-then-evaluate helper and quick-mode sizes
     train_and_score = parity.train_and_score
-    results = load_previous(args.previous) if args.previous else []
-    done = {(r["candidate"], r["seed"]) for r in results}
+    earlier: dict[tuple, dict] = {}
+    for path in args.previous:
+        for r in load_previous(path):
+            earlier.setdefault((r["candidate"], r["seed"]), r)
+    results, done = list(earlier.values()), set(earlier)
     rows = summarize(results, args.setup_seconds)
     for name in args.candidates:
         iters, overrides = CANDIDATES[name]
         for seed in args.seeds:
             if (name, seed) in done:
-                print(f"== {name}, seed {seed}: in {args.previous}, not retrained", flush=True)
+                print(f"== {name}, seed {seed}: in --previous, not retrained", flush=True)
                 continue
             run = [
                 "experiment=fmnist_demo",
