@@ -63,6 +63,18 @@ def test_aggregate_curves_uses_the_iterations_every_seed_has(study_module):
 
 
 # ---------------------------------------------------------------------- plan and time
+def test_ablation_mic_is_over_the_tables_widths(study_module):
+    # a 3-width run in a 2-width table: only the (0.5, 1.0) pair counts; a run at the table's widths
+    # keeps its own mIC; the row's mIC cell is the shared-width one
+    pairs = {"0.25-0.5": 9.0, "0.25-1.0": 12.0, "0.5-1.0": 3.0}
+    wider = {"widths": [{"width": w, "fmnist_fid": 1.0} for w in (0.25, 0.5, 1.0)], "train_seconds": 5.0}
+    wider["consistency"] = {"mIC": 8.0, "pairs": pairs}
+    assert study_module.mic_over(wider, [0.5, 1.0]) == 3.0
+    assert study_module.mic_over(wider, [1.0, 0.5, 0.25]) == 8.0
+    assert study_module.mic_over({**wider, "consistency": None}, [0.5, 1.0]) is None
+    assert study_module.run_row("w3", wider, [0.5, 1.0]) == "| w3 | 1.00 | 1.00 | 3.00 | 5 |"
+
+
 def test_plan_lists_the_arms_and_estimates_the_time(study_module, tmp_path):
     study = study_module.Study.load("full", tmp_path)
     names = [r.name for r in study.all_runs()]
