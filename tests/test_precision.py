@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -293,29 +294,36 @@ def test_demo_recipe_benchmark_quick_mode_scores_each_candidate_and_seed(tmp_pat
     ]
     trained = []
     monkeypatch.setattr(bench, "_parity_module", _counting_parity(bench._parity_module(), trained))
-    merged = bench.main(
-        [
-            *more,
-            "--work-dir",
-            str(tmp_path / "runs2"),
-            "--out",
-            str(again),
-            "--previous",
-            str(out.with_suffix(".json")),
-            str(out.with_suffix(".json")),
-        ]
-    )
+    first = json.loads(out.with_suffix(".json").read_text())
+    first["results"][0]["fmnist_fid"] = {"w0.5": 1.25, "w1.0": 2.5}  # (bf16_ema_lr_decay, 0), marked
+    marked = tmp_path / "marked.json"
+    marked.write_text(json.dumps(first))
+    where = ["--work-dir", str(tmp_path / "runs2"), "--out", str(again)]
+    merged = bench.main([*more, *where, "--previous", str(marked), str(out.with_suffix(".json"))])
     assert trained == ["current_s0"]
     assert [(r["candidate"], r["seed"]) for r in merged["results"]] == [
         ("bf16_ema_lr_decay", 0),
         ("bf16_ema_lr_decay", 1),
         ("current", 0),
     ]
-    assert "| current | 0 | 2 |" in again.read_text() and "| bf16_ema_lr_decay | 1 | 2 |" in again.read_text()
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"results": [{"candidate": "nope"}]}')
-    with pytest.raises(SystemExit, match="--previous .*bad.json.*unknown candidate 'nope'"):
-        bench.main([*more, "--previous", str(bad)])
+    assert merged["results"][0]["fmnist_fid"] == {"w0.5": 1.25, "w1.0": 2.5}  # the first file wins a repeat
+    text = again.read_text()
+    assert "| current | 0 | 2 |" in text and "| bf16_ema_lr_decay | 1 | 2 |" in text
+    assert "| bf16_ema_lr_decay | 0 | 2 | 1.25 | 2.50 |" in text  # the first file's values in the table
+    assert merged["results"][2]["quick"] is True and merged["results"][2]["overrides"] == []  # as run
+    # refused before anything trains, naming the file: a malformed store, an unknown candidate, a full
+    # run's results in a --quick table
+    for content, message in [
+        ("{not json", "bad.json: not the .json of a demo_recipe run"),
+        ('{"results": [{"candidate": "nope"}]}', "bad.json.*unknown candidate 'nope'"),
+        ('{"results": [{"candidate": "current", "fmnist_fid": {}}]}', "bad.json.*not the .json"),
+        (json.dumps({"results": [{**first["results"][1], "quick": False}]}), "bad.json holds results of a full run"),
+    ]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(content)
+        with pytest.raises(SystemExit, match=f"--previous .*{message}"):
+            bench.main([*more, *where, "--previous", str(bad)])
+    assert trained == ["current_s0"]
 
 
 def _counting_parity(parity, trained: list[str]):

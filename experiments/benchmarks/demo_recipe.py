@@ -25,8 +25,6 @@ import os
 import statistics
 from pathlib import Path
 
-import torch
-
 HERE = Path(__file__).resolve().parent
 FID_TARGET = 10.0  # every width, FMNIST-FID (shipped classifier)
 MINUTES_TARGET = 10.0  # `make demo` from a clean clone, install included
@@ -44,8 +42,8 @@ CANDIDATES: dict[str, tuple[int, list[str]]] = {
     # half the channels (about a quarter of the FLOPs): more iterations in about the same time
     "half_size": (3000, HALF),
     "half_size_ema": (3000, [*HALF, *EMA]),
-    # D is ~78% of an iteration's FLOPs at ngf = ndf = 128 (a full-size D sees every width): halving ndf only
-    # makes the iteration ~2.4x cheaper and leaves the generator, the deployed network, as it is
+    # D is ~78% of an iteration's FLOPs at ngf = ndf = 128 (a full-size D sees every width; forward-pass
+    # count, docs/speed.md): halving ndf only makes the iteration ~2.4x cheaper and keeps the deployed G
     "small_d": (2000, SMALL_D),
     "small_d_ema": (2000, [*SMALL_D, *EMA]),
     "bf16": (1500, BF16),
@@ -84,23 +82,32 @@ def summarize(results: list[dict], setup_seconds: float) -> list[dict]:
     return rows
 
 
-def load_previous(path: Path) -> list[dict]:
-    """Results of an earlier run (its .json), checked enough to be tabulated."""
+def load_previous(path: Path, quick: bool) -> list[dict]:
+    """Results of an earlier run (its .json), checked and normalised for tabulating; a run of the other
+    mode (--quick or not) is refused: tiny-size numbers must not join a real table, nor block its runs."""
     try:
-        results = json.loads(path.read_text())["results"]
-        for r in results:
+        results = []
+        for r in json.loads(path.read_text())["results"]:
             if r["candidate"] not in CANDIDATES:
                 raise ValueError(f"unknown candidate {r['candidate']!r}")
-            float(r["wall_s"]), int(r["seed"]), {k: float(v) for k, v in r["fmnist_fid"].items()}
-    except (OSError, ValueError, KeyError, TypeError) as err:
+            fids = {str(k): float(v) for k, v in r["fmnist_fid"].items()}
+            if not fids:
+                raise ValueError(f"{r['candidate']} has no FMNIST-FID")
+            seed, iterations, wall_s = int(r["seed"]), int(r["iterations"]), float(r["wall_s"])
+            results.append({**r, "seed": seed, "iterations": iterations, "wall_s": wall_s, "fmnist_fid": fids})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise SystemExit(f"demo_recipe: --previous {path}: not the .json of a demo_recipe run ({err})") from None
+    other = [r for r in results if bool(r.get("quick", False)) != quick]
+    if other:
+        modes = ("a --quick run", "a full run") if quick else ("a full run", "a --quick run")
+        raise SystemExit(f"demo_recipe: --previous {path} holds results of {modes[1]}; this is {modes[0]}")
     return results
 
 
 def write_tables(results: list[dict], args: argparse.Namespace) -> list[dict]:
     """Write the per-run and per-candidate tables (``args.out``, .md and .json); returns the summary."""
     rows = summarize(results, args.setup_seconds)
-    widths = list(results[0]["fmnist_fid"])
+    widths = list(dict.fromkeys(w for r in results for w in r["fmnist_fid"]))  # every run's, in order
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()
     lines = [
@@ -108,6 +115,7 @@ def write_tables(results: list[dict], args: argparse.Namespace) -> list[dict]:
         "",
         f"Tables written {now}, load average then {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.",
         *(f"- {note}" for note in dict.fromkeys(r.get("note", "") for r in results) if note),
+        "",
         f"Targets: FMNIST-FID <= {FID_TARGET:g} at every width and `make demo` <= {MINUTES_TARGET:g} min "
         f"(training + evaluation + {args.setup_seconds:.0f} s install).",
         "",
@@ -115,7 +123,7 @@ def write_tables(results: list[dict], args: argparse.Namespace) -> list[dict]:
         "|---" * (len(widths) + 5) + "|",
     ]
     for r in results:
-        fids = " | ".join(f"{r['fmnist_fid'][w]:.2f}" for w in widths)
+        fids = " | ".join(f"{r['fmnist_fid'][w]:.2f}" if w in r["fmnist_fid"] else "-" for w in widths)
         threads = r.get("threads", "?")
         lines.append(f"| {r['candidate']} | {r['seed']} | {r['iterations']} | {fids} | {r['wall_s']:.0f} | {threads} |")
     lines += ["", "| candidate | worst width's FID (per seed) | `make demo` min (est.) | meets both |"]
@@ -125,8 +133,10 @@ def write_tables(results: list[dict], args: argparse.Namespace) -> list[dict]:
         minutes = f"{statistics.mean(row['demo_minutes']):.1f}"
         lines.append(f"| {row['candidate']} | {worst} | {minutes} | {'yes' if row['meets'] else 'no'} |")
     lines.append("")
-    names = dict.fromkeys(r["candidate"] for r in results)
-    lines += [f"- {name}: `{' '.join(CANDIDATES[name][1]) or '(the committed demo)'}`" for name in names]
+    overrides = {}  # as run (older results without them: the candidate's overrides today)
+    for r in results:
+        overrides.setdefault(r["candidate"], r.get("overrides", CANDIDATES[r["candidate"]][1]))
+    lines += [f"- {name}: `{' '.join(o) or '(the committed demo)'}`" for name, o in overrides.items()]
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
@@ -167,6 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         raise SystemExit(f"demo_recipe: unknown --candidates {unknown}; known: {list(CANDIDATES)}")
 
+    import torch
+
     from slimgan_pl.config import register_resolvers
 
     register_resolvers()
@@ -174,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_and_score = parity.train_and_score
     earlier: dict[tuple, dict] = {}
     for path in args.previous:
-        for r in load_previous(path):
+        for r in load_previous(path, args.quick):
             earlier.setdefault((r["candidate"], r["seed"]), r)
     results, done = list(earlier.values()), set(earlier)
     rows = summarize(results, args.setup_seconds)
@@ -197,11 +209,14 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"== {name}, seed {seed}: {2 if args.quick else iters} iterations", flush=True)
             scored = train_and_score(args.work_dir / f"{name}_s{seed}", run)
             threads = torch.get_num_threads()
-            results.append({"candidate": name, "seed": seed, **scored, "threads": threads, "note": args.note})
+            results.append(
+                {"candidate": name, "seed": seed, **scored, "threads": threads, "note": args.note}
+                | {"quick": args.quick, "overrides": overrides}
+            )
             rows = write_tables(results, args)  # after every run: an interrupted benchmark keeps what it measured
-    if results:
+    if len(results) == len(done):  # nothing trained: the merged tables are still to be written
         rows = write_tables(results, args)
-        print("\n" + args.out.read_text())
+    print("\n" + args.out.read_text())
 
     return {"results": results, "summary": rows}
 
