@@ -292,8 +292,15 @@ def test_demo_recipe_benchmark_quick_mode_scores_each_candidate_and_seed(tmp_pat
         "--classifier",
         str(tiny_classifier),
     ]
-    trained = []
-    monkeypatch.setattr(bench, "_parity_module", _counting_parity(bench._parity_module(), trained))
+    parity = bench._parity_module()
+    real_train_and_score, trained = parity.train_and_score, []
+
+    def counting_train_and_score(out, overrides):  # records the run folders it is asked to train
+        trained.append(Path(out).name)
+        return real_train_and_score(out, overrides)
+
+    monkeypatch.setattr(parity, "train_and_score", counting_train_and_score)
+    monkeypatch.setattr(bench, "_parity_module", lambda: parity)
     first = json.loads(out.with_suffix(".json").read_text())
     first["results"][0]["fmnist_fid"] = {"w0.5": 1.25, "w1.0": 2.5}  # (bf16_ema_lr_decay, 0), marked
     marked = tmp_path / "marked.json"
@@ -324,15 +331,3 @@ def test_demo_recipe_benchmark_quick_mode_scores_each_candidate_and_seed(tmp_pat
         with pytest.raises(SystemExit, match=f"--previous .*{message}"):
             bench.main([*more, *where, "--previous", str(bad)])
     assert trained == ["current_s0"]
-
-
-def _counting_parity(parity, trained: list[str]):
-    """precision_parity with a train_and_score that records which run folders it trains."""
-
-    def train_and_score(out, overrides):
-        trained.append(Path(out).name)
-        return real(out, overrides)
-
-    real = parity.train_and_score
-    parity.train_and_score = train_and_score
-    return lambda: parity

@@ -189,7 +189,6 @@ def main(argv: list[str] | None = None) -> dict:
         for r in load_previous(path, args.quick):
             earlier.setdefault((r["candidate"], r["seed"]), r)
     results, done = list(earlier.values()), set(earlier)
-    rows = summarize(results, args.setup_seconds)
     for name in args.candidates:
         iters, overrides = CANDIDATES[name]
         for seed in args.seeds:

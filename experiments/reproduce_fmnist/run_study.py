@@ -906,14 +906,10 @@ def mic_over(record: dict[str, Any], widths: Sequence[float]) -> float | None:
     consistency = record.get("consistency")
     if not consistency:
         return None
-    own = sorted(float(r["width"]) for r in record["widths"])
-    if len(own) == len(widths) and all(abs(a - b) < 1e-9 for a, b in zip(own, sorted(widths))):
+    wanted = {round(w, 9) for w in widths}
+    if {round(float(r["width"]), 9) for r in record["widths"]} == wanted:
         return consistency["mIC"]
-    inside = [
-        v
-        for pair, v in consistency["pairs"].items()
-        if all(any(abs(float(x) - w) < 1e-9 for w in widths) for x in pair.split("-"))
-    ]
+    inside = [v for pair, v in consistency["pairs"].items() if {round(float(x), 9) for x in pair.split("-")} <= wanted]
     return statistics.mean(inside) if inside else None
 
 
