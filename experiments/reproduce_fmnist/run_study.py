@@ -257,12 +257,12 @@ class Study:
             )
             for s in self.seeds[: int(self.spec["baseline"]["narrow_d_seeds"])]
             for w in self.widths
-            if abs(w - d_main) > 1e-9
+            if not same_width(w, d_main)
         ]
 
     def narrow_d_name(self, width: float, seed: int) -> str:
         """The run that has the native network of ``width`` with a D of ndf*width channels."""
-        if abs(width - float(self.spec["baseline"]["d_width_main"])) < 1e-9:
+        if same_width(width, self.spec["baseline"]["d_width_main"]):
             return f"native_w{width:g}_seed{seed}"
         return f"native_narrowd_w{width:g}_seed{seed}"
 
@@ -723,16 +723,21 @@ def fmt(values: Sequence[float], digits: int = 2) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
 
 
+def same_width(a: float | str, b: float | str) -> bool:
+    """Widths read back from JSON keys and configs (``"0.25"``, 0.25) compare as numbers, to float noise."""
+    return abs(float(a) - float(b)) < 1e-9
+
+
 def fid_at(record: dict[str, Any] | None, width: float) -> float | None:
     if record is None:
         return None
-    return next((r["fmnist_fid"] for r in record["widths"] if abs(float(r["width"]) - width) < 1e-9), None)
+    return next((r["fmnist_fid"] for r in record["widths"] if same_width(r["width"], width)), None)
 
 
 def curve(record: dict[str, Any] | None, width: float) -> list[tuple[int, float]]:
     if record is None:
         return []
-    points = next((p for w, p in record.get("fid_curves", {}).items() if abs(float(w) - width) < 1e-9), [])
+    points = next((p for w, p in record.get("fid_curves", {}).items() if same_width(w, width)), [])
     return [(int(it), float(v)) for it, v in points]
 
 
@@ -999,7 +1004,7 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
                 r["macs"]
                 for rec in records.values()
                 for r in rec["widths"]
-                if rec["arm"] == "native" and abs(float(r["width"]) - w) < 1e-9
+                if rec["arm"] == "native" and same_width(r["width"], w)
             ),
             None,
         )
