@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from slimgan_pl.metrics.cost import active_parameters, generator_macs
 from slimgan_pl.models import GENERATORS, SNDCGANGenerator, build_generator
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "model_zoo.py"
+from helpers.scripts import load_script
+
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 
 
 @pytest.fixture(scope="module")
 def zoo():
-    spec = importlib.util.spec_from_file_location("model_zoo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/model_zoo.py")
 
 
 def test_zoo_numbers_equal_cost_module(zoo, tmp_path, capsys):

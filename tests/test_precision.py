@@ -14,10 +14,10 @@ import slimgan_pl.module as module
 from slimgan_pl import SlimGAN
 from slimgan_pl.train import ConfigError, build
 
+from helpers.scripts import load_script
 from helpers.tiny import fit_on_noise
 
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
-BENCHMARKS = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks"
 K = 10
 FAMILIES = {  # arch, conditional
     "sndcgan": ("sndcgan32", False),
@@ -223,12 +223,7 @@ def test_bf16_under_the_gan_ddp_strategy_keeps_ranks_identical(make_cfg, fmnist_
 
 def benchmark_script(name: str):
     """experiments/benchmarks/<name>.py loaded as a module (the benchmarks are scripts, not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"experiments/benchmarks/{name}.py")
 
 
 def test_parity_benchmark_quick_mode_reports_every_width_and_a_verdict(tmp_path, monkeypatch, tiny_classifier):

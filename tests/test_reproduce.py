@@ -2,26 +2,20 @@
 and time estimate, and the whole pipeline in quick mode (SlimGAN vs native baselines, FID curves,
 bootstrap verdicts, report, a second launch that skips finished runs)."""
 
-import importlib.util
 import json
 import os
 import re
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "reproduce_fmnist" / "run_study.py"
+from helpers.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def study_module():
-    spec = importlib.util.spec_from_file_location("run_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_study"] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/reproduce_fmnist/run_study.py")
 
 
 # ---------------------------------------------------------------------- statistics on known inputs

@@ -198,6 +198,201 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def seed_steps(per_seed_rows: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """FID change from each width to the next wider one, over several training seeds.
+
+    ``per_seed_rows`` holds one :func:`curve` per seed (same widths). Every (seed, checkpoint) gives one
+    measurement of a step; their standard deviation ``sd`` is the noise of one measurement, run-to-run
+    variation included. The step of the seed-mean curve (mean of the seeds' last-checkpoint rises) is a
+    rise beyond noise when it exceeds ``2 * sd / sqrt(n_seeds)``, and a persistent rise when the mean over
+    every seed and checkpoint exceeds the same bound (checkpoints of one run are not independent, so only
+    the seeds count as samples) and every seed's own mean rise is positive."""
+    n_seeds = len(per_seed_rows)
+    steps = []
+    for k in range(len(per_seed_rows[0]) - 1):
+        per_seed = [[vb - va for va, vb in zip(rows[k]["values"], rows[k + 1]["values"])] for rows in per_seed_rows]
+        every = [d for diffs in per_seed for d in diffs]
+        sd = spread(every)
+        tolerance = 2 * sd / n_seeds**0.5 if sd is not None else float("inf")
+        rise = sum(diffs[-1] for diffs in per_seed) / n_seeds
+        mean = sum(every) / len(every)
+        seed_means = [sum(diffs) / len(diffs) for diffs in per_seed]
+        steps.append(
+            {
+                "from": per_seed_rows[0][k]["width"],
+                "to": per_seed_rows[0][k + 1]["width"],
+                "rise": round(rise, 3),
+                "tolerance": round(tolerance, 3),
+                "beyond_noise": rise > tolerance,
+                "mean_rise": round(mean, 3),
+                "persistent": mean > tolerance and all(m > 0 for m in seed_means),
+                "mean_rise_per_seed": [round(m, 3) for m in seed_means],
+                "final_rise_per_seed": [round(diffs[-1], 3) for diffs in per_seed],
+            }
+        )
+    return steps
+
+
+def combine_seeds(payloads: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
+    """Summary over training seeds: each payload is the ``.json`` of one run of this benchmark (one seed
+    per model pair). Widths are those every seed evaluated; a seed missing one of them is refused."""
+    if len(payloads) < 2:
+        raise ValueError(f"--combine needs the results of at least two seeds, got {len(payloads)}")
+    curves: dict[str, list[list[dict[str, Any]]]] = {"universal": [], "fixed": []}
+    for payload, label in zip(payloads, labels):
+        runs = payload.get("runs") or {}
+        for model in curves:
+            if not runs.get(model):
+                raise ValueError(f"{label}: no '{model}' evaluations under 'runs' (not a universal_vs_fixed .json)")
+            curves[model].append(curve(runs[model]))
+    for model, per_seed in curves.items():
+        widths = [r["width"] for r in per_seed[0]]
+        for rows, label in zip(per_seed[1:], labels[1:]):
+            if [r["width"] for r in rows] != widths:
+                raise ValueError(
+                    f"{label}: {model} widths {[r['width'] for r in rows]} differ from {labels[0]}'s {widths}"
+                )
+    table: dict[str, list[dict[str, Any]]] = {}
+    for model, per_seed in curves.items():
+        table[model] = []
+        for k, row in enumerate(per_seed[0]):
+            finals = [rows[k]["final"] for rows in per_seed]
+            means = [rows[k]["mean"] for rows in per_seed]
+            table[model].append(
+                {
+                    "width": row["width"],
+                    "macs": row["macs"],
+                    "final_per_seed": finals,
+                    "final": sum(finals) / len(finals),
+                    "final_sd": spread(finals),
+                    "mean": sum(means) / len(means),
+                }
+            )
+    u = {r["width"]: r for r in table["universal"]}
+    anchors = [
+        {
+            "width": f["width"],
+            "ratio": u[f["width"]]["final"] / f["final"],
+            "ratio_per_seed": [a / b for a, b in zip(u[f["width"]]["final_per_seed"], f["final_per_seed"])],
+            "ratio_of_means": u[f["width"]]["mean"] / f["mean"],
+        }
+        for f in table["fixed"]
+        if f["width"] in u
+    ]
+    complete = len(anchors) == len(table["fixed"])
+    u_steps = seed_steps(curves["universal"])
+    return {
+        "seeds": labels,
+        "checkpoints": {m: [[r.get("iteration") for r in p["runs"][m]] for p in payloads] for m in curves},
+        "curve_universal": table["universal"],
+        "curve_fixed": table["fixed"],
+        "anchors": anchors,
+        "no_worse_than_10pct_at_all_anchors": complete and all(a["ratio"] <= 1.10 for a in anchors),
+        "no_worse_than_10pct_at_all_anchors_every_seed": complete
+        and all(r <= 1.10 for a in anchors for r in a["ratio_per_seed"]),
+        "no_worse_than_10pct_at_all_anchors_means": complete and all(a["ratio_of_means"] <= 1.10 for a in anchors),
+        "steps_universal": u_steps,
+        "steps_fixed": seed_steps(curves["fixed"]),
+        "rises_beyond_noise": [s for s in u_steps if s["beyond_noise"]],
+        "monotone_within_noise": not any(s["beyond_noise"] for s in u_steps),
+        "persistent_rises": [s for s in u_steps if s["persistent"]],
+    }
+
+
+def combined_markdown(summary: dict[str, Any], note: str) -> str:
+    f = {r["width"]: r for r in summary["curve_fixed"]}
+    a = {x["width"]: x for x in summary["anchors"]}
+    seeds = summary["seeds"]
+    n = len(seeds)
+    lines = [
+        f"# Universal (any width) vs 4-width SlimGAN on Fashion-MNIST, {n} training seeds (issue 17)",
+        "",
+        note,
+        "",
+        "Each seed is one training run of each model (the same seed for both), evaluated at its checkpoints "
+        f"{summary['checkpoints']['universal'][0]}; FMNIST-FID at the last one. Seeds: "
+        + ", ".join(f"`{s}`" for s in seeds)
+        + ".",
+        "",
+        "| width | MACs | universal, per seed | universal, mean | SlimGAN, per seed | SlimGAN, mean | ratio of means "
+        "| ratio per seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in summary["curve_universal"]:
+        fr, ar = f.get(r["width"]), a.get(r["width"])
+        per = " / ".join(f"{v:.2f}" for v in r["final_per_seed"])
+        f_per = " / ".join(f"{v:.2f}" for v in fr["final_per_seed"]) if fr else "-"
+        f_mean = f"{fr['final']:.2f}" if fr else "-"
+        ratio = f"{ar['ratio']:.3f}" if ar else "-"
+        ratio_per = " / ".join(f"{v:.3f}" for v in ar["ratio_per_seed"]) if ar else "-"
+        lines.append(
+            f"| {r['width']:g} | {r['macs'] / 1e6:.2f}M | {per} | {r['final']:.2f} | {f_per} | {f_mean} | {ratio} "
+            f"| {ratio_per} |"
+        )
+    lines += [
+        "",
+        "- Target, universal FMNIST-FID at most 10% above SlimGAN's at all four SlimGAN widths, on the seed means: "
+        f"**{summary['no_worse_than_10pct_at_all_anchors']}** (at every seed separately: "
+        f"{summary['no_worse_than_10pct_at_all_anchors_every_seed']}; on the means over every checkpoint: "
+        f"{summary['no_worse_than_10pct_at_all_anchors_means']})",
+        "- Seed-mean universal curve monotone in MACs within noise (a step's noise: the standard deviation sd of "
+        f"that step over every seed and checkpoint; a rise counts when it exceeds 2 sd / sqrt({n})): "
+        f"**{summary['monotone_within_noise']}**",
+        "- Persistent rises (mean over every seed and checkpoint above the same bound, and positive at every "
+        "seed): " + (", ".join(f"{r['from']:g} -> {r['to']:g}" for r in summary["persistent_rises"]) or "none"),
+        "",
+    ]
+    for title, steps in (("Universal", summary["steps_universal"]), ("SlimGAN (same rule)", summary["steps_fixed"])):
+        lines += [
+            f"{title}: FMNIST-FID change from each width to the next wider one (positive = rise = worse)",
+            "",
+            "| step | rise, seed mean | last-checkpoint rise per seed | tolerance | beyond noise | mean rise "
+            "| mean rise per seed | persistent |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in steps:
+            lines.append(
+                f"| {r['from']:g} -> {r['to']:g} | {r['rise']:+.2f} | "
+                f"{' / '.join(f'{d:+.2f}' for d in r['final_rise_per_seed'])} | {r['tolerance']:.2f} | "
+                f"{'yes' if r['beyond_noise'] else 'no'} | {r['mean_rise']:+.2f} | "
+                f"{' / '.join(f'{d:+.2f}' for d in r['mean_rise_per_seed'])} | {'yes' if r['persistent'] else 'no'} |"
+            )
+        lines.append("")
+    lines.append(
+        "FMNIST-FID uses the project's Fashion-MNIST classifier (not Inception). The per-seed reports hold each "
+        "run's checkpoints, noise and mIC."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def plot_combined(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for rows, label, style, color in (
+        (summary["curve_universal"], "universal (any width)", "o-", "tab:blue"),
+        (summary["curve_fixed"], "SlimGAN (4 widths)", "s--", "tab:orange"),
+    ):
+        x = [r["macs"] / 1e6 for r in rows]
+        for k, seed in enumerate(summary["seeds"]):  # each seed thin: the run-to-run spread
+            ax.plot(x, [r["final_per_seed"][k] for r in rows], style, color=color, alpha=0.3, lw=1, ms=3,
+                    label=f"{label}, {seed}")  # fmt: skip
+        ax.plot(x, [r["final"] for r in rows], style, color=color, lw=2, label=f"{label}, mean of seeds")
+        for r in rows:
+            ax.annotate(f"{r['width']:g}", (r["macs"] / 1e6, r["final"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")  # fmt: skip
+    ax.set_xlabel("MACs per image (M)")
+    ax.set_ylabel("FMNIST-FID (lower is better)")
+    ax.set_title(f"FMNIST-FID vs generator MACs, {len(summary['seeds'])} seeds (mean in bold)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def _cell(row: dict[str, Any] | None) -> tuple[str, str]:
     if row is None:
         return "-", "-"
@@ -303,9 +498,37 @@ def main() -> None:
         metavar="JSON",
         help="the .json of an earlier run of this benchmark: summarise its evaluations again, evaluate nothing",
     )
+    p.add_argument(
+        "--combine",
+        metavar="JSON",
+        nargs="+",
+        help="the .json of this benchmark's runs at different training seeds: the summary over seeds "
+        "(written to --out), evaluate nothing",
+    )
     args = p.parse_args()
+    if args.combine:
+        if args.universal or args.fixed or args.reuse:
+            p.error("--combine summarises earlier results: give it without --universal, --fixed or --reuse")
+        payloads = []
+        for name in args.combine:
+            try:
+                payloads.append(json.loads(Path(name).read_text()))
+            except (OSError, json.JSONDecodeError) as err:
+                p.error(f"--combine {name}: cannot read it as JSON ({err})")
+        try:
+            summary = combine_seeds(payloads, [Path(n).stem for n in args.combine])
+        except ValueError as err:
+            p.error(f"--combine: {err}")
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        note = " ".join(x for x in (args.iterations_note, "Per-seed results: " + ", ".join(args.combine) + ".") if x)
+        out.with_suffix(".json").write_text(json.dumps({"note": note, "summary": summary}, indent=2) + "\n")
+        out.with_suffix(".md").write_text(combined_markdown(summary, note))
+        plot_combined(summary, out.with_suffix(".png"))
+        print(out.with_suffix(".md").read_text())
+        return
     if not args.reuse and not (args.universal and args.fixed):
-        p.error("give --universal and --fixed checkpoints (or --reuse JSON)")
+        p.error("give --universal and --fixed checkpoints (or --reuse JSON, or --combine JSON JSON ...)")
     if args.reuse:
         runs = json.loads(Path(args.reuse).read_text())["runs"]
         universal, fixed, args.n_fake = runs["universal"], runs["fixed"], runs["n_fake"]
