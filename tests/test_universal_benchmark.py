@@ -104,10 +104,15 @@ def test_combine_command_writes_the_report_and_names_a_bad_file(bench, tmp_path,
         path.write_text(json.dumps(data))
         files.append(str(path))
     out = tmp_path / "combined"
-    monkeypatch.setattr("sys.argv", ["universal_vs_fixed.py", "--combine", *files, "--out", str(out)])
+    argv = ["universal_vs_fixed.py", "--combine", *files, "--labels", "seed 0", "seed 1", "--out", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
     bench.main()
     text = out.with_suffix(".md").read_text()
-    assert "2 training seeds" in text and "| 0.25 | 0.10M | 9.00 / 10.00 | 9.50 |" in text
+    assert (
+        "2 training seeds" in text
+        and "Seeds: `seed 0`, `seed 1`." in text
+        and "| 0.25 | 0.10M | 9.00 / 10.00 | 9.50 |" in text
+    )
     assert json.loads(out.with_suffix(".json").read_text())["summary"]["monotone_within_noise"]
     assert out.with_suffix(".png").stat().st_size > 0
     bad = tmp_path / "bad.json"
@@ -115,6 +120,7 @@ def test_combine_command_writes_the_report_and_names_a_bad_file(bench, tmp_path,
     for argv, message in (
         (["--combine", files[0], str(bad)], f"--combine {bad}: cannot read it as JSON"),
         (["--combine", *files, "--universal", "u.ckpt"], "give it without --universal"),
+        (["--combine", *files, "--labels", "only one"], "--labels: give one per --combine file (2), got 1"),
     ):
         monkeypatch.setattr("sys.argv", ["universal_vs_fixed.py", *argv, "--out", str(tmp_path / "x")])
         with pytest.raises(SystemExit):

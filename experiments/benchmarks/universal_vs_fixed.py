@@ -22,6 +22,11 @@ SlimGAN's own curve, for comparison. With one checkpoint per model the tolerance
     python experiments/benchmarks/universal_vs_fixed.py --universal U1.ckpt [U2.ckpt ...] \
         --fixed F1.ckpt [F2.ckpt ...] [--n-fake 10000] [--iterations-note "..."] \
         [--out experiments/results/universal_vs_fixed]
+
+Over training seeds (one run of this benchmark per seed, then the summary, evaluating nothing):
+
+    python experiments/benchmarks/universal_vs_fixed.py --combine SEED0.json SEED1.json \
+        [--labels "seed 0" "seed 1"] --out experiments/results/universal_vs_fixed_seeds
 """
 
 from __future__ import annotations
@@ -505,7 +510,10 @@ def main() -> None:
         help="the .json of this benchmark's runs at different training seeds: the summary over seeds "
         "(written to --out), evaluate nothing",
     )
+    p.add_argument("--labels", nargs="+", help="with --combine: a name per file (default: the file names)")
     args = p.parse_args()
+    if args.labels and (not args.combine or len(args.labels) != len(args.combine)):
+        p.error(f"--labels: give one per --combine file ({len(args.combine or [])}), got {len(args.labels)}")
     if args.combine:
         if args.universal or args.fixed or args.reuse:
             p.error("--combine summarises earlier results: give it without --universal, --fixed or --reuse")
@@ -516,7 +524,7 @@ def main() -> None:
             except (OSError, json.JSONDecodeError) as err:
                 p.error(f"--combine {name}: cannot read it as JSON ({err})")
         try:
-            summary = combine_seeds(payloads, [Path(n).stem for n in args.combine])
+            summary = combine_seeds(payloads, args.labels or [Path(n).stem for n in args.combine])
         except ValueError as err:
             p.error(f"--combine: {err}")
         out = Path(args.out)
