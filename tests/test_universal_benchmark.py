@@ -83,6 +83,11 @@ def test_combine_seeds_averages_finals_and_checks_targets_per_seed(bench):
     assert not summary["no_worse_than_10pct_at_all_anchors_every_seed"]  # seed 1: 10 / 9 = 1.11
     assert not summary["no_worse_than_10pct_at_all_anchors_means"]  # checkpoint means: 15.5 / 10
     assert summary["checkpoints"]["universal"] == [[1000, 1250], [1000, 1250]]
+    # paired by seed: +1 at both seeds at 0.25x, exactly the margin (10% of 10): not below it, undecided
+    assert anchors[0.25]["diff_per_seed"] == [1.0, 1.0] and anchors[0.25]["interval"] == [1.0, 1.0]
+    assert anchors[0.25]["margin"] == pytest.approx(1.0) and anchors[0.25]["verdict"] == "undecided"
+    # 0.5x: 0 and -1 (resample means -1, -0.5, -0.5, 0) against a margin of 1.0: wholly below it
+    assert anchors[0.5]["interval"] == [-1.0, 0.0] and summary["verdicts"][0.5] == "held"
 
 
 def test_combine_refuses_one_seed_and_other_widths(bench):
