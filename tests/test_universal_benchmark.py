@@ -70,6 +70,15 @@ def test_seed_steps_pool_every_seed_and_checkpoint(bench):
     assert mixed["rise"] == 0.5 and not mixed["beyond_noise"] and not mixed["persistent"]
 
 
+def test_seed_steps_persistent_needs_a_rise_at_every_seed(bench):
+    rising = bench.curve(run({0.25: [10.0, 10.0, 10.0], 0.5: [12.0, 12.0, 12.0]}))  # +2 at every checkpoint
+    falling = bench.curve(run({0.25: [10.0, 10.0, 10.0], 0.5: [9.9, 9.9, 9.9]}))  # -0.1
+    (step,) = bench.seed_steps([rising, rising, falling])
+    # mean rise 1.3 is above its tolerance (2 * sd / sqrt(3), about 1.21), but one seed falls
+    assert step["mean_rise"] == 1.3 and step["mean_rise"] > step["tolerance"]
+    assert step["mean_rise_per_seed"] == [2.0, 2.0, -0.1] and not step["persistent"]
+
+
 def test_combine_seeds_averages_finals_and_checks_targets_per_seed(bench):
     seed0 = payload({0.25: [20.0, 12.0], 0.5: [20.0, 10.0]}, {0.25: [11.0, 11.0], 0.5: [10.0, 10.0]})
     seed1 = payload({0.25: [20.0, 10.0], 0.5: [20.0, 9.0]}, {0.25: [9.0, 9.0], 0.5: [10.0, 10.0]})
@@ -82,7 +91,7 @@ def test_combine_seeds_averages_finals_and_checks_targets_per_seed(bench):
     assert summary["no_worse_than_10pct_at_all_anchors"]  # 1.1 and 0.95 on the seed means
     assert not summary["no_worse_than_10pct_at_all_anchors_every_seed"]  # seed 1: 10 / 9 = 1.11
     assert not summary["no_worse_than_10pct_at_all_anchors_means"]  # checkpoint means: 15.5 / 10
-    assert summary["checkpoints"]["universal"] == [[1000, 1250], [1000, 1250]]
+    assert summary["checkpoints"] == {"universal": [1000, 1250], "fixed": [1000, 1250]} and summary["n_fake"] == 100
     # paired by seed: +1 at both seeds at 0.25x, exactly the margin (10% of 10): not below it, undecided
     assert anchors[0.25]["diff_per_seed"] == [1.0, 1.0] and anchors[0.25]["interval"] == [1.0, 1.0]
     assert anchors[0.25]["margin"] == pytest.approx(1.0) and anchors[0.25]["verdict"] == "undecided"
@@ -99,6 +108,27 @@ def test_combine_refuses_one_seed_and_other_widths(bench):
         bench.combine_seeds([seed0, other], ["s0", "s1"])
     with pytest.raises(ValueError, match="s1: no 'fixed' evaluations"):
         bench.combine_seeds([seed0, {"runs": {"universal": seed0["runs"]["universal"]}}], ["s0", "s1"])
+    with pytest.raises(ValueError, match="one label per seed: 3 results, 2 labels"):
+        bench.combine_seeds([seed0, seed0, seed0], ["s0", "s1"])
+    longer = payload({0.25: [10.0, 10.0], 0.5: [9.0, 9.0]}, {0.25: [10.0], 0.5: [9.0]})
+    with pytest.raises(ValueError, match=r"s1: universal checkpoints \[1000, 1250\] differ from s0's \[1000\]"):
+        bench.combine_seeds([seed0, longer], ["s0", "s1"])
+    fewer_fakes = json.loads(json.dumps(seed0))
+    fewer_fakes["runs"]["n_fake"] = 50
+    with pytest.raises(ValueError, match="s1: evaluated with 50 fakes per width, s0 with 100"):
+        bench.combine_seeds([seed0, fewer_fakes], ["s0", "s1"])
+    unscored = json.loads(json.dumps(seed0))
+    unscored["runs"]["fixed"][0]["widths"][1]["fmnist_fid"] = None
+    with pytest.raises(ValueError, match=r"s1: runs.fixed\[0\] has a width without a numeric 'fmnist_fid'"):
+        bench.combine_seeds([seed0, unscored], ["s0", "s1"])
+
+
+def test_combine_reports_anchors_the_universal_model_was_not_evaluated_at(bench):
+    seed = payload({0.25: [10.0], 0.75: [9.0]}, {0.25: [10.0], 0.5: [9.0], 0.75: [9.0]})
+    summary = bench.combine_seeds([seed, seed], ["s0", "s1"])
+    assert summary["anchors_not_evaluated"] == [0.5] and [a["width"] for a in summary["anchors"]] == [0.25, 0.75]
+    assert not summary["no_worse_than_10pct_at_all_anchors"]  # every anchor present ratio is 1.0
+    assert "not evaluated at: [0.5]" in bench.combined_markdown(summary, "")
 
 
 def test_combine_command_writes_the_report_and_names_a_bad_file(bench, tmp_path, monkeypatch, capsys):
@@ -122,10 +152,14 @@ def test_combine_command_writes_the_report_and_names_a_bad_file(bench, tmp_path,
     assert out.with_suffix(".png").stat().st_size > 0
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
+    unscored = tmp_path / "unscored.json"
+    unscored.write_text(json.dumps(payload({0.25: [None]}, {0.25: [10.0]})))
     for argv, message in (
         (["--combine", files[0], str(bad)], f"--combine {bad}: cannot read it as JSON"),
+        (["--combine", files[0], str(unscored)], f"--combine {unscored}: runs.universal[0] has a width without a"),
         (["--combine", *files, "--universal", "u.ckpt"], "give it without --universal"),
         (["--combine", *files, "--labels", "only one"], "--labels: give one per --combine file (2), got 1"),
+        (["--combine", *files, "--n-fake", "50"], "--combine evaluates nothing: --n-fake would be ignored"),
     ):
         monkeypatch.setattr("sys.argv", ["universal_vs_fixed.py", *argv, "--out", str(tmp_path / "x")])
         with pytest.raises(SystemExit):

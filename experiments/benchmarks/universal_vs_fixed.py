@@ -14,10 +14,10 @@ Noise is measured, not assumed, when each model is given several checkpoints of 
 the model of the table, e.g. iterations 1000 / 1250 / 1500): the per-width spread (sample standard
 deviation) of FMNIST-FID over those checkpoints is the run's noise at that width (late-training
 fluctuation plus the fake-sample noise of one evaluation). A rise from one width to the next wider one is
-beyond noise when it exceeds twice the standard deviation of the difference,
-``2 * sqrt(s_a**2 + s_b**2)``; the same check runs on the mean curve over the checkpoints and on
-SlimGAN's own curve, for comparison. With one checkpoint per model the tolerance is ``--noise``
-(relative).
+beyond noise when it exceeds twice the standard deviation, over the checkpoints, of that step (FID of
+the wider width - FID of the narrower one: a shift of the whole curve cancels in it); the same check
+runs on the mean curve over the checkpoints and on SlimGAN's own curve, for comparison. With one
+checkpoint per model the tolerance is ``--noise`` (relative).
 
     python experiments/benchmarks/universal_vs_fixed.py --universal U1.ckpt [U2.ckpt ...] \
         --fixed F1.ckpt [F2.ckpt ...] [--n-fake 10000] [--iterations-note "..."] \
@@ -105,7 +105,7 @@ def neighbour_steps(rows: list[dict[str, Any]], relative: float) -> list[dict[st
     narrower width's FID."""
     steps = []
     for a, b in zip(rows, rows[1:]):
-        diffs = [vb - va for va, vb in zip(a["values"], b["values"])]
+        diffs = _rises(a, b)
         sd = spread(diffs)
         rise = diffs[-1]
         tolerance = 2 * sd if sd is not None else a["final"] * relative
@@ -175,12 +175,7 @@ def summarise(universal: list[dict[str, Any]], fixed: list[dict[str, Any]], nois
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _fid_vs_macs_figure()
     its = summary["checkpoints"]
     for rows, label, style, color, iterations in (
         (summary["curve_universal"], "universal (any width)", "o-", "tab:blue", its["universal"]),
@@ -191,31 +186,50 @@ def plot(summary: dict[str, Any], path: Path) -> None:
             ax.plot(x, [r["values"][k] for r in rows], style, color=color, alpha=0.25, lw=1, ms=3,
                     label=f"{label}, iteration {iteration}")  # fmt: skip
         ax.plot(x, [r["final"] for r in rows], style, color=color, lw=2, label=f"{label}, iteration {iterations[-1]}")
-        for r in rows:
-            ax.annotate(f"{r['width']:g}", (r["macs"] / 1e6, r["final"]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")  # fmt: skip
-    ax.set_xlabel("MACs per image (M)")
-    ax.set_ylabel("FMNIST-FID (lower is better)")
-    ax.set_title("FMNIST-FID vs generator MACs, one curve per checkpoint (last in bold)", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+        _label_widths(ax, rows)
+    _save_fid_vs_macs(fig, ax, "FMNIST-FID vs generator MACs, one curve per checkpoint (last in bold)", path)
+
+
+def validate_payload(payload: Any, source: str) -> None:
+    """Refuse, naming ``source``, a file that is not this benchmark's ``.json`` with FMNIST-FID at every
+    width of every checkpoint (e.g. one scored with another backbone, or hand-edited)."""
+    runs = payload.get("runs") if isinstance(payload, dict) else None
+    if not isinstance(runs, dict):
+        raise ValueError(f"{source}: no 'runs' object (not a universal_vs_fixed .json)")
+    for model in ("universal", "fixed"):
+        results = runs.get(model)
+        if not isinstance(results, list) or not results:
+            raise ValueError(f"{source}: no '{model}' evaluations under 'runs' (not a universal_vs_fixed .json)")
+        for k, result in enumerate(results):
+            rows = result.get("widths") if isinstance(result, dict) else None
+            if not isinstance(rows, list) or not rows:
+                raise ValueError(f"{source}: runs.{model}[{k}] has no 'widths' list")
+            for row in rows:
+                for key in ("width", "macs", "fmnist_fid"):
+                    value = row.get(key) if isinstance(row, dict) else None
+                    if not isinstance(value, (int, float)) or isinstance(value, bool):
+                        raise ValueError(f"{source}: runs.{model}[{k}] has a width without a numeric '{key}': {row}")
+
+
+def _rises(a: dict[str, Any], b: dict[str, Any]) -> list[float]:
+    """FID of the wider width minus FID of the narrower one, at each checkpoint."""
+    return [vb - va for va, vb in zip(a["values"], b["values"])]
 
 
 def seed_steps(per_seed_rows: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """FID change from each width to the next wider one, over several training seeds.
 
-    ``per_seed_rows`` holds one :func:`curve` per seed (same widths). Every (seed, checkpoint) gives one
-    measurement of a step; their standard deviation ``sd`` is the noise of one measurement, run-to-run
-    variation included. The step of the seed-mean curve (mean of the seeds' last-checkpoint rises) is a
-    rise beyond noise when it exceeds ``2 * sd / sqrt(n_seeds)``, and a persistent rise when the mean over
-    every seed and checkpoint exceeds the same bound (checkpoints of one run are not independent, so only
-    the seeds count as samples) and every seed's own mean rise is positive."""
+    ``per_seed_rows`` holds one :func:`curve` per seed (same widths, same checkpoints). Every (seed,
+    checkpoint) gives one measurement of a step; their standard deviation ``sd`` is the noise of one
+    measurement, run-to-run variation included. The step of the seed-mean curve (mean of the seeds'
+    last-checkpoint rises) is a rise beyond noise when it exceeds ``2 * sd / sqrt(n_seeds)``, and a
+    persistent rise when the mean over every seed and checkpoint exceeds the same bound (checkpoints of one
+    run are not independent, so only the seeds count as samples) and every seed's own mean rise is
+    positive."""
     n_seeds = len(per_seed_rows)
     steps = []
     for k in range(len(per_seed_rows[0]) - 1):
-        per_seed = [[vb - va for va, vb in zip(rows[k]["values"], rows[k + 1]["values"])] for rows in per_seed_rows]
+        per_seed = [_rises(rows[k], rows[k + 1]) for rows in per_seed_rows]
         every = [d for diffs in per_seed for d in diffs]
         sd = spread(every)
         tolerance = 2 * sd / n_seeds**0.5 if sd is not None else float("inf")
@@ -238,22 +252,45 @@ def seed_steps(per_seed_rows: list[list[dict[str, Any]]]) -> list[dict[str, Any]
     return steps
 
 
+def _width_key(width: float) -> float:
+    # widths read back from JSON may carry float noise; 1e-9 is far below the channel granularity
+    return round(float(width), 9)
+
+
 def combine_seeds(payloads: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
     """Summary over training seeds: each payload is the ``.json`` of one run of this benchmark (one seed
-    per model pair). Widths are those every seed evaluated; a seed missing one of them is refused."""
+    per model pair), ``labels`` names them. The seeds must have the same widths, checkpoints and number of
+    fakes; anything else is refused naming the seed."""
+    # importing slimgan_pl loads torch: only when combining
+    from slimgan_pl.metrics.paired import paired_bootstrap_interval, verdict
+
     if len(payloads) < 2:
         raise ValueError(f"--combine needs the results of at least two seeds, got {len(payloads)}")
+    if len(labels) != len(payloads):
+        raise ValueError(f"need one label per seed: {len(payloads)} results, {len(labels)} labels")
+    for payload, label in zip(payloads, labels):
+        validate_payload(payload, label)
+    first = payloads[0]["runs"]
     curves: dict[str, list[list[dict[str, Any]]]] = {"universal": [], "fixed": []}
     for payload, label in zip(payloads, labels):
-        runs = payload.get("runs") or {}
+        runs = payload["runs"]
+        if runs.get("n_fake") != first.get("n_fake"):
+            raise ValueError(
+                f"{label}: evaluated with {runs.get('n_fake')} fakes per width, {labels[0]} with "
+                f"{first.get('n_fake')} (FID depends on the number of fakes)"
+            )
         for model in curves:
-            if not runs.get(model):
-                raise ValueError(f"{label}: no '{model}' evaluations under 'runs' (not a universal_vs_fixed .json)")
+            iterations = [r.get("iteration") for r in runs[model]]
+            if iterations != [r.get("iteration") for r in first[model]]:
+                raise ValueError(
+                    f"{label}: {model} checkpoints {iterations} differ from {labels[0]}'s "
+                    f"{[r.get('iteration') for r in first[model]]} (each seed must weigh the same)"
+                )
             curves[model].append(curve(runs[model]))
     for model, per_seed in curves.items():
-        widths = [r["width"] for r in per_seed[0]]
+        widths = [_width_key(r["width"]) for r in per_seed[0]]
         for rows, label in zip(per_seed[1:], labels[1:]):
-            if [r["width"] for r in rows] != widths:
+            if [_width_key(r["width"]) for r in rows] != widths:
                 raise ValueError(
                     f"{label}: {model} widths {[r['width'] for r in rows]} differ from {labels[0]}'s {widths}"
                 )
@@ -273,38 +310,40 @@ def combine_seeds(payloads: list[dict[str, Any]], labels: list[str]) -> dict[str
                     "mean": sum(means) / len(means),
                 }
             )
-    from slimgan_pl.metrics.paired import paired_bootstrap_interval, verdict
-
-    u = {r["width"]: r for r in table["universal"]}
-    anchors = []
-    for f in table["fixed"]:
-        if f["width"] not in u:
+    universal = {_width_key(r["width"]): r for r in table["universal"]}
+    anchors, missing = [], []
+    for fixed in table["fixed"]:
+        u = universal.get(_width_key(fixed["width"]))
+        if u is None:
+            missing.append(fixed["width"])
             continue
-        finals = u[f["width"]]["final_per_seed"]
         # paired by seed, as the reproduction study: FID(universal) - FID(SlimGAN), margin 10% of SlimGAN's mean
-        diff, low, high = paired_bootstrap_interval(finals, f["final_per_seed"])
-        margin = 0.10 * f["final"]
+        diff, low, high = paired_bootstrap_interval(u["final_per_seed"], fixed["final_per_seed"])
+        margin = 0.10 * fixed["final"]
         anchors.append(
             {
-                "width": f["width"],
-                "ratio": u[f["width"]]["final"] / f["final"],
-                "ratio_per_seed": [a / b for a, b in zip(finals, f["final_per_seed"])],
-                "ratio_of_means": u[f["width"]]["mean"] / f["mean"],
-                "diff_per_seed": [a - b for a, b in zip(finals, f["final_per_seed"])],
+                "width": fixed["width"],
+                "ratio": u["final"] / fixed["final"],
+                "ratio_per_seed": [a / b for a, b in zip(u["final_per_seed"], fixed["final_per_seed"])],
+                "ratio_of_means": u["mean"] / fixed["mean"],
+                "diff_per_seed": [a - b for a, b in zip(u["final_per_seed"], fixed["final_per_seed"])],
                 "diff": diff,
                 "interval": [low, high],
                 "margin": margin,
                 "verdict": verdict(low, high, margin),
             }
         )
-    complete = len(anchors) == len(table["fixed"])
+    complete = not missing
     u_steps = seed_steps(curves["universal"])
+    rises = [s for s in u_steps if s["beyond_noise"]]
     return {
         "seeds": labels,
-        "checkpoints": {m: [[r.get("iteration") for r in p["runs"][m]] for p in payloads] for m in curves},
+        "n_fake": first.get("n_fake"),
+        "checkpoints": {m: [r.get("iteration") for r in first[m]] for m in curves},
         "curve_universal": table["universal"],
         "curve_fixed": table["fixed"],
         "anchors": anchors,
+        "anchors_not_evaluated": missing,
         "no_worse_than_10pct_at_all_anchors": complete and all(a["ratio"] <= 1.10 for a in anchors),
         "no_worse_than_10pct_at_all_anchors_every_seed": complete
         and all(r <= 1.10 for a in anchors for r in a["ratio_per_seed"]),
@@ -312,48 +351,57 @@ def combine_seeds(payloads: list[dict[str, Any]], labels: list[str]) -> dict[str
         "verdicts": {a["width"]: a["verdict"] for a in anchors},
         "steps_universal": u_steps,
         "steps_fixed": seed_steps(curves["fixed"]),
-        "rises_beyond_noise": [s for s in u_steps if s["beyond_noise"]],
-        "monotone_within_noise": not any(s["beyond_noise"] for s in u_steps),
+        "rises_beyond_noise": rises,
+        "monotone_within_noise": not rises,
         "persistent_rises": [s for s in u_steps if s["persistent"]],
     }
 
 
+def _joined(values: list[float], fmt: str) -> str:
+    return " / ".join(format(v, fmt) for v in values)
+
+
 def combined_markdown(summary: dict[str, Any], note: str) -> str:
-    f = {r["width"]: r for r in summary["curve_fixed"]}
-    a = {x["width"]: x for x in summary["anchors"]}
+    """The report over seeds: the per-width table, the targets, the paired verdict per anchor, the steps."""
+    fixed = {_width_key(r["width"]): r for r in summary["curve_fixed"]}
+    anchors = {_width_key(x["width"]): x for x in summary["anchors"]}
     seeds = summary["seeds"]
     n = len(seeds)
+    its = summary["checkpoints"]
     lines = [
         f"# Universal (any width) vs 4-width SlimGAN on Fashion-MNIST, {n} training seeds (issue 17)",
         "",
         note,
         "",
-        "Each seed is one training run of each model (the same seed for both), evaluated at its checkpoints "
-        f"{summary['checkpoints']['universal'][0]}; FMNIST-FID at the last one. Seeds: "
-        + ", ".join(f"`{s}`" for s in seeds)
-        + ".",
+        f"Each seed is one training run of each model (the same seed for both), evaluated at checkpoints "
+        f"{its['universal']} (universal) and {its['fixed']} (SlimGAN), {summary['n_fake']} fakes per width; "
+        "FMNIST-FID at the last checkpoint. Seeds: " + ", ".join(f"`{s}`" for s in seeds) + ".",
         "",
-        "| width | MACs | universal, per seed | universal, mean | SlimGAN, per seed | SlimGAN, mean | ratio of means "
-        "| ratio per seed |",
+        "| width | MACs | universal, per seed | universal, mean | SlimGAN, per seed | SlimGAN, mean "
+        "| ratio, seed means | ratio per seed |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in summary["curve_universal"]:
-        fr, ar = f.get(r["width"]), a.get(r["width"])
-        per = " / ".join(f"{v:.2f}" for v in r["final_per_seed"])
-        f_per = " / ".join(f"{v:.2f}" for v in fr["final_per_seed"]) if fr else "-"
-        f_mean = f"{fr['final']:.2f}" if fr else "-"
-        ratio = f"{ar['ratio']:.3f}" if ar else "-"
-        ratio_per = " / ".join(f"{v:.3f}" for v in ar["ratio_per_seed"]) if ar else "-"
-        lines.append(
-            f"| {r['width']:g} | {r['macs'] / 1e6:.2f}M | {per} | {r['final']:.2f} | {f_per} | {f_mean} | {ratio} "
-            f"| {ratio_per} |"
-        )
+        fr, ar = fixed.get(_width_key(r["width"])), anchors.get(_width_key(r["width"]))
+        cells = [
+            f"{r['width']:g}",
+            f"{r['macs'] / 1e6:.2f}M",
+            _joined(r["final_per_seed"], ".2f"),
+            f"{r['final']:.2f}",
+            _joined(fr["final_per_seed"], ".2f") if fr else "-",
+            f"{fr['final']:.2f}" if fr else "-",
+            f"{ar['ratio']:.3f}" if ar else "-",
+            _joined(ar["ratio_per_seed"], ".3f") if ar else "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    missing = summary["anchors_not_evaluated"]
     lines += [
         "",
         "- Target, universal FMNIST-FID at most 10% above SlimGAN's at all four SlimGAN widths, on the seed means: "
         f"**{summary['no_worse_than_10pct_at_all_anchors']}** (at every seed separately: "
         f"{summary['no_worse_than_10pct_at_all_anchors_every_seed']}; on the means over every checkpoint: "
-        f"{summary['no_worse_than_10pct_at_all_anchors_means']})",
+        f"{summary['no_worse_than_10pct_at_all_anchors_means']})"
+        + (f"; SlimGAN widths the universal model was not evaluated at: {missing}" if missing else ""),
         "- Seed-mean universal curve monotone in MACs within noise (a step's noise: the standard deviation sd of "
         f"that step over every seed and checkpoint; a rise counts when it exceeds 2 sd / sqrt({n})): "
         f"**{summary['monotone_within_noise']}**",
@@ -361,18 +409,19 @@ def combined_markdown(summary: dict[str, Any], note: str) -> str:
         "seed): " + (", ".join(f"{r['from']:g} -> {r['to']:g}" for r in summary["persistent_rises"]) or "none"),
         "",
         "Per anchor, paired by seed (the reproduction study's rule): FMNIST-FID(universal) - FMNIST-FID(SlimGAN), "
-        'its 95% percentile bootstrap interval, and the claim "universal is at most 10% worse" as a '
+        'its 95% percentile bootstrap interval and the claim "universal is at most 10% worse" as a '
         "non-inferiority test with margin 10% of SlimGAN's seed-mean FID: held when the interval lies below the "
-        "margin, not held when above it, else undecided.",
+        "margin, not held when above it, else undecided. With 3 seeds or fewer every resample is enumerated and "
+        "the interval is the range of the per-seed differences: a coarse test (with n seeds the range misses "
+        "the median difference with probability 2^(1-n)).",
         "",
         "| width | difference per seed | mean | interval | margin | verdict |",
         "|---|---|---|---|---|---|",
     ]
     for x in summary["anchors"]:
-        per = " / ".join(f"{d:+.2f}" for d in x["diff_per_seed"])
         lines.append(
-            f"| {x['width']:g} | {per} | {x['diff']:+.2f} | [{x['interval'][0]:+.2f}, {x['interval'][1]:+.2f}] "
-            f"| {x['margin']:.2f} | {x['verdict']} |"
+            f"| {x['width']:g} | {_joined(x['diff_per_seed'], '+.2f')} | {x['diff']:+.2f} "
+            f"| [{x['interval'][0]:+.2f}, {x['interval'][1]:+.2f}] | {x['margin']:.2f} | {x['verdict']} |"
         )
     lines.append("")
     for title, steps in (("Universal", summary["steps_universal"]), ("SlimGAN (same rule)", summary["steps_fixed"])):
@@ -385,10 +434,9 @@ def combined_markdown(summary: dict[str, Any], note: str) -> str:
         ]
         for r in steps:
             lines.append(
-                f"| {r['from']:g} -> {r['to']:g} | {r['rise']:+.2f} | "
-                f"{' / '.join(f'{d:+.2f}' for d in r['final_rise_per_seed'])} | {r['tolerance']:.2f} | "
-                f"{'yes' if r['beyond_noise'] else 'no'} | {r['mean_rise']:+.2f} | "
-                f"{' / '.join(f'{d:+.2f}' for d in r['mean_rise_per_seed'])} | {'yes' if r['persistent'] else 'no'} |"
+                f"| {r['from']:g} -> {r['to']:g} | {r['rise']:+.2f} | {_joined(r['final_rise_per_seed'], '+.2f')} "
+                f"| {r['tolerance']:.2f} | {'yes' if r['beyond_noise'] else 'no'} | {r['mean_rise']:+.2f} "
+                f"| {_joined(r['mean_rise_per_seed'], '+.2f')} | {'yes' if r['persistent'] else 'no'} |"
             )
         lines.append("")
     lines.append(
@@ -398,13 +446,33 @@ def combined_markdown(summary: dict[str, Any], note: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_combined(summary: dict[str, Any], path: Path) -> None:
+def _fid_vs_macs_figure():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    return plt.subplots(figsize=(7, 4.5))
+
+
+def _label_widths(ax, rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        ax.annotate(f"{r['width']:g}", (r["macs"] / 1e6, r["final"]), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")  # fmt: skip
+
+
+def _save_fid_vs_macs(fig, ax, title: str, path: Path) -> None:
+    ax.set_xlabel("MACs per image (M)")
+    ax.set_ylabel("FMNIST-FID (lower is better)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_combined(summary: dict[str, Any], path: Path) -> None:
+    fig, ax = _fid_vs_macs_figure()
     for rows, label, style, color in (
         (summary["curve_universal"], "universal (any width)", "o-", "tab:blue"),
         (summary["curve_fixed"], "SlimGAN (4 widths)", "s--", "tab:orange"),
@@ -414,16 +482,8 @@ def plot_combined(summary: dict[str, Any], path: Path) -> None:
             ax.plot(x, [r["final_per_seed"][k] for r in rows], style, color=color, alpha=0.3, lw=1, ms=3,
                     label=f"{label}, {seed}")  # fmt: skip
         ax.plot(x, [r["final"] for r in rows], style, color=color, lw=2, label=f"{label}, mean of seeds")
-        for r in rows:
-            ax.annotate(f"{r['width']:g}", (r["macs"] / 1e6, r["final"]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")  # fmt: skip
-    ax.set_xlabel("MACs per image (M)")
-    ax.set_ylabel("FMNIST-FID (lower is better)")
-    ax.set_title(f"FMNIST-FID vs generator MACs, {len(summary['seeds'])} seeds (mean in bold)", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+        _label_widths(ax, rows)
+    _save_fid_vs_macs(fig, ax, f"FMNIST-FID vs generator MACs, {len(summary['seeds'])} seeds (mean in bold)", path)
 
 
 def _cell(row: dict[str, Any] | None) -> tuple[str, str]:
@@ -545,16 +605,27 @@ def main() -> None:
     if args.combine:
         if args.universal or args.fixed or args.reuse:
             p.error("--combine summarises earlier results: give it without --universal, --fixed or --reuse")
+        ignored = [
+            f"--{k.replace('_', '-')}" for k in ("widths", "n_fake", "noise") if getattr(args, k) != p.get_default(k)
+        ]
+        if ignored:
+            p.error(f"--combine evaluates nothing: {', '.join(ignored)} would be ignored (the seeds' files fix them)")
         payloads = []
         for name in args.combine:
             try:
-                payloads.append(json.loads(Path(name).read_text()))
+                payload = json.loads(Path(name).read_text())
             except (OSError, json.JSONDecodeError) as err:
                 p.error(f"--combine {name}: cannot read it as JSON ({err})")
+            try:
+                validate_payload(payload, name)
+            except ValueError as err:
+                p.error(f"--combine {err}")
+            payloads.append(payload)
         try:
             summary = combine_seeds(payloads, args.labels or [Path(n).stem for n in args.combine])
         except ValueError as err:
-            p.error(f"--combine: {err}")
+            files = f" ({', '.join(f'{lb}: {n}' for lb, n in zip(args.labels, args.combine))})" if args.labels else ""
+            p.error(f"--combine: {err}{files}")
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         note = " ".join(x for x in (args.iterations_note, "Per-seed results: " + ", ".join(args.combine) + ".") if x)
