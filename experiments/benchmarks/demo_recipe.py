@@ -177,6 +177,11 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         raise SystemExit(f"demo_recipe: unknown --candidates {unknown}; known: {list(CANDIDATES)}")
 
+    earlier: dict[tuple, dict] = {}  # checked before torch loads: a bad file fails at once
+    for path in args.previous:
+        for r in load_previous(path, args.quick):
+            earlier.setdefault((r["candidate"], r["seed"]), r)
+
     import torch
 
     from slimgan_pl.config import register_resolvers
@@ -184,10 +189,6 @@ def main(argv: list[str] | None = None) -> dict:
     register_resolvers()
     parity = _parity_module()  # its train-then-evaluate helper and quick-mode sizes
     train_and_score = parity.train_and_score
-    earlier: dict[tuple, dict] = {}
-    for path in args.previous:
-        for r in load_previous(path, args.quick):
-            earlier.setdefault((r["candidate"], r["seed"]), r)
     results, done = list(earlier.values()), set(earlier)
     for name in args.candidates:
         iters, overrides = CANDIDATES[name]

@@ -36,6 +36,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from slimgan_pl.metrics.paired import paired_bootstrap_interval, verdict
+
 WIDTHS = [0.25, 0.3, 0.375, 0.45, 0.5, 0.6, 0.7, 0.75, 0.85, 0.93, 1.0]
 
 
@@ -261,9 +263,6 @@ def combine_seeds(payloads: list[dict[str, Any]], labels: list[str]) -> dict[str
     """Summary over training seeds: each payload is the ``.json`` of one run of this benchmark (one seed
     per model pair), ``labels`` names them. The seeds must have the same widths, checkpoints and number of
     fakes; anything else is refused naming the seed."""
-    # importing slimgan_pl loads torch: only when combining
-    from slimgan_pl.metrics.paired import paired_bootstrap_interval, verdict
-
     if len(payloads) < 2:
         raise ValueError(f"--combine needs the results of at least two seeds, got {len(payloads)}")
     if len(labels) != len(payloads):

@@ -678,9 +678,13 @@ def fmt(values: Sequence[float], digits: int = 2) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
 
 
-def same_width(a: float | str, b: float | str) -> bool:
+def width_key(width: float | str) -> float:
     """Widths read back from JSON keys and configs (``"0.25"``, 0.25) compare as numbers, to float noise."""
-    return abs(float(a) - float(b)) < 1e-9
+    return round(float(width), 9)
+
+
+def same_width(a: float | str, b: float | str) -> bool:
+    return width_key(a) == width_key(b)
 
 
 def fid_at(record: dict[str, Any] | None, width: float) -> float | None:
@@ -866,10 +870,10 @@ def mic_over(record: dict[str, Any], widths: Sequence[float]) -> float | None:
     consistency = record.get("consistency")
     if not consistency:
         return None
-    wanted = {round(w, 9) for w in widths}
-    if {round(float(r["width"]), 9) for r in record["widths"]} == wanted:
+    wanted = {width_key(w) for w in widths}
+    if {width_key(r["width"]) for r in record["widths"]} == wanted:
         return consistency["mIC"]
-    inside = [v for pair, v in consistency["pairs"].items() if {round(float(x), 9) for x in pair.split("-")} <= wanted]
+    inside = [v for pair, v in consistency["pairs"].items() if {width_key(x) for x in pair.split("-")} <= wanted]
     return statistics.mean(inside) if inside else None
 
 
