@@ -258,9 +258,46 @@ def _resume_argv(argv: list[str]) -> list[str]:
     return argv
 
 
+LAUNCHER_PACKAGE = "hydra_plugins.slimgan_launchers"
+
+
+class LauncherNotFoundError(ValueError):
+    """``hydra/launcher=slurm|local`` asked for, but this install has no slimgan-pl launcher plugins."""
+
+
+def ensure_launcher_plugins(argv: list[str]) -> None:
+    """Let Hydra's plugin scan find ``hydra/launcher=slurm|local`` under any install.
+
+    Hydra finds plugins by walking ``hydra_plugins.__path__`` with ``pkgutil``. A wheel puts our
+    ``hydra_plugins/slimgan_launchers`` beside hydra-submitit-launcher's, but setuptools' editable install
+    (what ``make setup`` does) maps it through a path hook that ``pkgutil`` cannot list, so Hydra said
+    "Unknown plugin class". Adding the folder the import system resolves to the namespace's path fixes the
+    scan for every install kind; an install without the package gets one line naming the fix."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(LAUNCHER_PACKAGE)
+    except ImportError:
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        asked = [a for a in argv if a.split("=", 1)[0].lstrip("+~") == "hydra/launcher" and a.endswith(("slurm", "local"))]
+        if asked:
+            raise LauncherNotFoundError(
+                f"{asked[0]} needs the {LAUNCHER_PACKAGE} plugin, which this install of slimgan-pl lacks: "
+                "reinstall the package (`make setup`, or `pip install -e .` in the checkout)"
+            )
+        return
+    import hydra_plugins
+
+    folder = str(Path(next(iter(spec.submodule_search_locations))).parent)
+    if folder not in list(hydra_plugins.__path__):
+        hydra_plugins.__path__.append(folder)  # a namespace package's path: one more portion
+
+
 @cli_main("slimgan-train")
 def main() -> None:
     sys.argv[1:] = _resume_argv(sys.argv[1:])
+    ensure_launcher_plugins(sys.argv[1:])
     with hydra_one_line("slimgan-train"):
         _hydra_main()
 

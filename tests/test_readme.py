@@ -23,11 +23,12 @@ import pytest
 import torch
 from torchvision.utils import save_image
 
+from helpers.user_path import check_installed, user_env
+
 from slimgan_pl.metrics import fmnist_classifier as fc
 
 REPO = Path(__file__).parents[1]
 README = REPO / "README.md"
-VENV_BIN = Path(sys.executable).parent  # slimgan-train & co. of the interpreter running the tests
 
 SMOKE_ARGS = {
     "slimgan-train": ["debug=smoke", "trainer.accelerator=cpu"],
@@ -115,14 +116,14 @@ def env(scratch, fmnist_root) -> dict[str, str]:
     # A small FMNIST classifier (seconds to train), so slimgan-eval needs no cached one.
     model, acc, info = fc.train_classifier(root=fmnist_root, epochs=1, limit=1000, test_limit=200, log=None)
     classifier = fc.save_classifier(model, scratch / ".classifier" / "clf.pt", acc, info)
-    return {
-        **os.environ,
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(REPO),
-        "OMP_NUM_THREADS": "1",
-        "SLIMGAN_FMNIST_CLASSIFIER": str(classifier),
-        "SLIMGAN_METRICS_CACHE": str(scratch / ".cache"),
-    }
+    check_installed()  # the venv's own install, no PYTHONPATH: what a user has after make setup
+    return user_env(
+        {
+            "OMP_NUM_THREADS": "1",
+            "SLIMGAN_FMNIST_CLASSIFIER": str(classifier),
+            "SLIMGAN_METRICS_CACHE": str(scratch / ".cache"),
+        }
+    )
 
 
 def test_every_code_block_is_marked():

@@ -8,12 +8,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers.user_path import check_installed, user_env
 
 REPO = Path(__file__).parents[1]
 # Jobs on 1 CPU each (2 cores shared), smoke-sized, CPU only (no GPU request: slimgan_pl.launch).
@@ -47,17 +47,17 @@ def slurm() -> None:
 
 
 def env() -> dict[str, str]:
-    # Jobs inherit this environment (sbatch --export=ALL): the package and the test helpers importable.
-    return {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
-    }
+    # The user's path: the venv's installed slimgan-train, no PYTHONPATH to the checkout (jobs inherit this
+    # environment, sbatch --export=ALL). Only tests/ is added, for the test-only SlowIterations callback.
+    check_installed()
+    return user_env({"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")})
 
 
 def multirun(sweep_dir: Path, *overrides: str, wait: bool = True) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "slimgan_pl.train", "-m", *LAUNCH, f"hydra.sweep.dir={sweep_dir}", *overrides]
-    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = ["slimgan-train", "-m", *LAUNCH, f"hydra.sweep.dir={sweep_dir}", *overrides]
+    proc = subprocess.Popen(
+        cmd, cwd=sweep_dir.parent, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     if wait:
         output, _ = proc.communicate(timeout=480)
         assert proc.returncode == 0, output[-4000:]
@@ -154,16 +154,14 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm, tmp_path, interrupt, me
 def test_a_job_the_partition_cannot_hold_is_refused_before_submission(slurm, tmp_path, overrides, message):
     sweep = tmp_path / "sweep"
     cmd = [
-        sys.executable,
-        "-m",
-        "slimgan_pl.train",
+        "slimgan-train",
         "-m",
         "hydra/launcher=slurm",
         "debug=smoke",
         f"hydra.sweep.dir={sweep}",
         *overrides,
     ]
-    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-3000:]
     lines = [line for line in proc.stderr.splitlines() if line.startswith("slimgan-train:")]
     assert len(lines) == 1 and message in lines[0], proc.stderr[-3000:]
