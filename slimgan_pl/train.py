@@ -280,7 +280,9 @@ def ensure_launcher_plugins(argv: list[str]) -> None:
     except ImportError:
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        asked = [a for a in argv if a.split("=", 1)[0].lstrip("+~") == "hydra/launcher" and a.endswith(("slurm", "local"))]
+        asked = [
+            a for a in argv if a.split("=", 1)[0].lstrip("+~") == "hydra/launcher" and a.endswith(("slurm", "local"))
+        ]
         if asked:
             raise LauncherNotFoundError(
                 f"{asked[0]} needs the {LAUNCHER_PACKAGE} plugin, which this install of slimgan-pl lacks: "

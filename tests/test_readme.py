@@ -11,7 +11,6 @@ named in SMOKE_ARGS gets those arguments appended, which is how a 15-minute demo
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -23,9 +22,9 @@ import pytest
 import torch
 from torchvision.utils import save_image
 
-from helpers.user_path import check_installed, user_env
-
 from slimgan_pl.metrics import fmnist_classifier as fc
+
+from helpers.user_path import check_installed, user_env
 
 REPO = Path(__file__).parents[1]
 README = REPO / "README.md"

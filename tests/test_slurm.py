@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from helpers.user_path import check_installed, user_env
 
 REPO = Path(__file__).parents[1]

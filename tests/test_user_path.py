@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from helpers.user_path import REPO, VENV_BIN, check_installed, run_user
 
 LIST_LAUNCHERS = (
@@ -87,7 +88,7 @@ def test_launchers_are_found_after_a_wheel_install(wheel_venv, tmp_path):
 
 
 def test_launchers_are_found_after_the_editable_install(tmp_path):
-    found = run_user(f"python -c \"{LIST_LAUNCHERS}\"", cwd=tmp_path)
+    found = run_user(f'python -c "{LIST_LAUNCHERS}"', cwd=tmp_path)
     assert "hydra_plugins.slimgan_launchers.SlurmLauncher" in found.stdout, found.stderr[-2000:]
     assert "hydra_plugins.slimgan_launchers.LocalLauncher" in found.stdout
 

@@ -70,5 +70,6 @@ def run_user(
         ["bash", "-c", command], cwd=cwd, env=user_env(env), capture_output=True, text=True, timeout=timeout
     )
     if check and result.returncode != 0:
-        pytest.fail(f"{command!r} exited {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}")
+        output = f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+        pytest.fail(f"{command!r} exited {result.returncode}\n{output}")
     return result
