@@ -51,6 +51,8 @@ SMOKE_ARGS = {
     # A loaded CI machine may miss a 2 ms budget; that the command runs is what is checked here.
     "slimgan-pick": ["--repeats", "2", "--warmup", "0", "--budget-ms", "1000"],
 }
+# debug=smoke runs write to outputs/smoke/<task>/ (never mistaken for a real run): the blocks' paths follow.
+REAL_OUTPUTS = re.compile(r"\boutputs/(?!smoke/)")
 MARKER = re.compile(r"^<!-- readme-test: (run|run-if-slurm|skip \(.+\)) -->$")
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```$", re.M | re.S)
 # Linked from the README, written on other branches of the same change (remove once they are merged).
@@ -82,7 +84,8 @@ RUNNABLE = [b for b in BLOCKS if b.marker in ("run", "run-if-slurm")]
 
 
 def smoke_sized(line: str) -> str:
-    """The command with SMOKE_ARGS inserted before its trailing comment."""
+    """The command with SMOKE_ARGS inserted before its trailing comment, reading smoke runs' outputs."""
+    line = REAL_OUTPUTS.sub("outputs/smoke/", line)
     comment_at = re.search(r"\s+#", line)
     command, comment = (line[: comment_at.start()], line[comment_at.start() :]) if comment_at else (line, "")
     words = command.split()
@@ -136,6 +139,9 @@ def test_smoke_sizing_keeps_the_command_and_its_comment():
         smoke_sized("slimgan-train experiment=fmnist_demo   # train")
         == "slimgan-train experiment=fmnist_demo debug=smoke trainer.accelerator=cpu   # train"
     )
+    assert (
+        smoke_sized("ls outputs/fmnist_demo/*/x outputs/smoke/y") == "ls outputs/smoke/fmnist_demo/*/x outputs/smoke/y"
+    )
     assert smoke_sized("slimgan-sample $CKPT -n 4") == "slimgan-sample $CKPT -n 4"
 
 
@@ -145,7 +151,7 @@ def test_readme_block_runs(block: Block, scratch: Path, env: dict[str, str]):
         pytest.skip(reason)
     if block.lang == "python":
         script = scratch / f"readme_{block.id}.py"
-        script.write_text(block.code)
+        script.write_text(REAL_OUTPUTS.sub("outputs/smoke/", block.code))
         cmd = [sys.executable, str(script)]
     else:
         cmd = ["bash", "-euo", "pipefail", "-c", "\n".join(smoke_sized(ln) for ln in block.code.splitlines())]
@@ -156,13 +162,15 @@ def test_readme_block_runs(block: Block, scratch: Path, env: dict[str, str]):
 
 def test_readme_commands_left_their_results(scratch: Path):
     """What the quick start promises is there (runs after the blocks above)."""
-    runs = sorted(scratch.glob("outputs/fmnist_demo/*/"))
+    runs = sorted(scratch.glob("outputs/smoke/fmnist_demo/*/"))
     assert runs, "slimgan-train experiment=fmnist_demo made no run directory"
     run = runs[0]
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "samples" / "widths_iter_000004.png").is_file()
     assert len(list(scratch.glob("multirun/width_sets/*/[0-9]/summary.json"))) == 3  # one run per width set
     assert (scratch / "w05.png").is_file()
-    assert len(list(scratch.glob("outputs/my_images/*/checkpoints/last.ckpt"))) == 1
+    assert len(list(scratch.glob("outputs/smoke/my_images/*/checkpoints/last.ckpt"))) == 1
+    assert not (scratch / "outputs" / "fmnist_demo").exists()  # smoke runs stay out of the real runs' folders
+    assert (scratch / "w04.png").is_file() and len(list(scratch.glob("outputs/smoke/fmnist_universal/*/"))) == 1
     assert {p.suffix for p in (run / "export").iterdir()} >= {".pt", ".json", ".onnx"}
     # smoke-sized counts: a reduced evaluation, named metrics-<preset>-<counts>.md (metrics.md is the full one)
     reduced = list(run.glob("metrics-fmnist-*.md"))

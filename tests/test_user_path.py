@@ -111,3 +111,29 @@ def test_an_install_without_the_launchers_gets_one_line(wheel_venv, tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "hydra/launcher=slurm" in lines[0] and "make setup" in lines[0], result.stderr
+
+
+DOCS_LAUNCHER_LINES = [
+    line.split("#")[0].strip()
+    for line in (REPO / "docs" / "distributed.md").read_text().splitlines()
+    if line.startswith("slimgan-train -m") and "hydra/launcher=" in line
+]
+
+
+@pytest.mark.parametrize(
+    "command", DOCS_LAUNCHER_LINES, ids=[c.split("hydra/launcher=")[1][:5] for c in DOCS_LAUNCHER_LINES]
+)
+def test_docs_launcher_commands_run_or_refuse_in_one_line(command, tmp_path):
+    """docs/distributed.md's sweep commands, smoke-sized, as a user types them. A local sweep runs; a SLURM
+    one either runs (a GPU cluster) or is refused before submission in one line naming what to change (here:
+    no partition 'gpu', no GPUs); never Hydra's "Unknown plugin class" traceback."""
+    assert DOCS_LAUNCHER_LINES, "docs/distributed.md lost its launcher commands"
+    smoke = f"{command} debug=smoke trainer.accelerator=cpu hydra.launcher.cpus_per_task=1 hydra.sweep.dir=sweep"
+    result = run_user(smoke, cwd=tmp_path, env={"OMP_NUM_THREADS": "1"}, timeout=400)
+    assert "Unknown plugin class" not in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
+    if "hydra/launcher=local" in command:
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert len(list((tmp_path / "sweep").glob("[0-9]*/summary.json"))) >= 2
+    else:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("slimgan-train:")]
+        assert result.returncode == 0 or (result.returncode == 2 and len(errors) == 1), result.stderr[-3000:]
