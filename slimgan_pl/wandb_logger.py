@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -45,22 +46,34 @@ def wandb_metric_name(key: str) -> tuple[str, str | None, str | None]:
 
 def _width_order(tag: str) -> float:
     """w0.25 -> 0.25; wmin first, wmax last."""
-    return {"wmin": float("-inf"), "wmax": float("inf")}.get(tag, None) or float(tag[1:])
+    special = {"wmin": float("-inf"), "wmax": float("inf")}
+    return special[tag] if tag in special else float(tag[1:])
+
+
+def thinned(points: list[tuple[float, float]], max_points: int) -> list[tuple[float, float]]:
+    """At most ``max_points`` of ``points``, evenly spaced, the first and the last kept."""
+    if len(points) <= max_points:
+        return points
+    keep = np.unique(np.linspace(0, len(points) - 1, max_points).round().astype(int))
+    return [points[i] for i in keep]
 
 
 class WidthWandbLogger(WandbLogger):
     """:class:`~pytorch_lightning.loggers.WandbLogger` with the per-width names of this module's docstring.
 
     ``chart_every_n_steps``: logging steps between redraws of the per-metric charts (besides evaluation
-    rows and the end of training); 0 draws them only then. Each redraw writes the metric's whole history
-    as a new table, so keep it as rare as the sample grids.
+    rows and the end of training); 0 draws them only then. Each redraw writes a new table of the metric's
+    history, thinned to ``chart_points`` points per width (the ``<metric>/<width>`` panels keep every
+    logged value): at most 4 * 200 rows per metric and redraw, about 25 kB.
     """
 
-    def __init__(self, *args: Any, chart_every_n_steps: int = 500, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, chart_every_n_steps: int = 500, chart_points: int = 200, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if chart_every_n_steps < 0:
             raise ValueError(f"logger.wandb.chart_every_n_steps must be >= 0, got {chart_every_n_steps}")
-        self.chart_every_n_steps = chart_every_n_steps
+        if chart_points < 2:
+            raise ValueError(f"logger.wandb.chart_points must be >= 2, got {chart_points}")
+        self.chart_every_n_steps, self.chart_points = chart_every_n_steps, chart_points
         # metric -> width tag -> [(iteration, value)]
         self._history: dict[str, dict[str, list[tuple[float, float]]]] = {}
         self._last_chart_step = 0
@@ -105,9 +118,10 @@ class WidthWandbLogger(WandbLogger):
         charts = {}
         for metric, widths in self._history.items():
             tags = sorted(widths, key=_width_order)
+            series = [thinned(widths[t], self.chart_points) for t in tags]
             charts[f"{CHART_SECTION}/{metric}"] = wandb.plot.line_series(
-                xs=[[x for x, _ in widths[t]] for t in tags],
-                ys=[[y for _, y in widths[t]] for t in tags],
+                xs=[[x for x, _ in points] for points in series],
+                ys=[[y for _, y in points] for points in series],
                 keys=tags,
                 title=f"{metric} per width",
                 xname="iteration",

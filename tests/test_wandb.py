@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 from wandb.proto import wandb_internal_pb2 as pb
 
-from slimgan_pl.wandb_logger import wandb_metric_name
+from slimgan_pl.config import run_group, run_name
+from slimgan_pl.wandb_logger import thinned, wandb_metric_name
 
 from helpers.user_path import run_user
 
@@ -81,6 +82,24 @@ def test_logger_wandb_keeps_the_csv_log_of_logger_csv(make_cfg):
 def test_per_width_keys_are_renamed_for_wandb(logged, on_wandb, chart):
     name, metric, _ = wandb_metric_name(logged)
     assert (name, metric) == (on_wandb, chart)
+
+
+def test_chart_history_is_thinned_evenly_keeping_both_ends():
+    points = [(float(i), float(i * i)) for i in range(1, 1001)]
+    kept = thinned(points, 200)
+    assert len(kept) == 200 and kept[0] == points[0] and kept[-1] == points[-1]
+    gaps = np.diff([x for x, _ in kept])
+    assert gaps.min() >= 4 and gaps.max() <= 6  # ~999/199 iterations apart everywhere
+    assert thinned(points[:50], 200) == points[:50]
+
+
+def test_run_group_is_the_sweep_folder_also_for_a_resumed_job(tmp_path):
+    job = tmp_path / "multirun" / "distillation" / "2026-12-07_22-46-15" / "3"
+    job.mkdir(parents=True)
+    assert run_group(str(job)) is None  # not (yet) a Hydra sweep folder: a single run has no group
+    (job.parent / "multirun.yaml").write_text("{}")  # what Hydra writes before it launches the jobs
+    assert run_group(str(job)) == "distillation/2026-12-07_22-46-15"
+    assert run_name() is None  # outside a Hydra run: wandb names it
 
 
 def _pixels(path: Path) -> np.ndarray:
