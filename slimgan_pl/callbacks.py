@@ -12,7 +12,7 @@ import torch.distributed as dist
 from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.utilities import rank_zero_warn
 from torchmetrics.image import FrechetInceptionDistance
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import save_image
 
 from slimgan_pl.metrics.backbones import BACKBONES, Backbone, FeatureSet, default_backbone, load_backbone
 from slimgan_pl.metrics.evaluation import MIN_CLASSIFIER_ACCURACY
@@ -29,7 +29,8 @@ class SampleGridCallback(pl.Callback):
     generator, from it, with standing statistics (:meth:`SlimGAN.standing_statistics`).
 
     Files: ``<output_dir>/samples/<w0.25>/iter_000500.png`` and ``samples/widths_iter_000500.png``
-    (one row per width, same z in every column). Loggers with ``log_image`` (wandb) get them too.
+    (one row per width, same z in every column). Loggers with ``log_image`` (wandb) get these files as
+    ``samples/w0.25``, ... and ``samples/widths``.
     """
 
     def __init__(
@@ -74,17 +75,21 @@ class SampleGridCallback(pl.Callback):
             save_image(images, path, nrow=self.nrow, padding=2)
             paths.append(path)
             rows.append(images[: self.nrow])
-            for logger in trainer.loggers:
-                if hasattr(logger, "log_image"):
-                    logger.log_image(
-                        key=f"samples/{width_tag(w)}",
-                        images=[make_grid(images, nrow=self.nrow)],
-                        step=trainer.global_step,
-                    )
+            self._log_image(trainer, f"samples/{width_tag(w)}", path, it)
         overview = self.output_dir / f"widths_iter_{it:06d}.png"
         save_image(torch.cat(rows), overview, nrow=self.nrow, padding=2)
         paths.append(overview)
+        self._log_image(trainer, "samples/widths", overview, it)
         return paths
+
+    @staticmethod
+    def _log_image(trainer: pl.Trainer, key: str, path: Path, iteration: int) -> None:
+        """The PNG just written, as a file: wandb copies it byte for byte. (A float tensor in [0, 1] would
+        be cast to uint8 by wandb.Image, which expects [0, 255]: an all-black image.)"""
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                # step: Lightning's 0-based batch counter, the step of the losses of this iteration
+                logger.log_image(key=key, images=[str(path)], step=iteration - 1)
 
 
 class IterationProgressBar(TQDMProgressBar):

@@ -52,12 +52,33 @@ def run_tags(max_len: int = 64) -> ListConfig:
     return ListConfig([t if len(t) <= max_len else t[: max_len - 3] + "..." for t in tags])
 
 
+def run_name() -> str | None:
+    """This run's wandb name: Hydra's ``job.override_dirname`` (``slim.alpha=10,slim.stepwise=false``: the
+    overrides minus the set-up keys in ``hydra.job.config.override_dirname.exclude_keys``); None (wandb picks
+    one) when that is empty or outside a Hydra run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return (HydraConfig.get().job.override_dirname or None) if HydraConfig.initialized() else None
+
+
+def run_group(output_dir: str) -> str | None:
+    """This run's wandb group: for a job of a Hydra sweep (its folder's parent holds Hydra's ``multirun.yaml``,
+    also when the job is continued with ``--resume``), the sweep folder's last two parts,
+    ``multirun/distillation/2026-12-07_22-43-19/3`` -> ``distillation/2026-12-07_22-43-19``; else None."""
+    sweep_dir = Path(output_dir).resolve().parent
+    if not (sweep_dir / "multirun.yaml").is_file():
+        return None
+    return f"{sweep_dir.parent.name}/{sweep_dir.name}"
+
+
 def register_resolvers() -> None:
     for name, fn in (
         ("optimizer_steps", optimizer_steps),
         ("scale_lr", scale_lr),
         ("launch_resource", launch_resource),
         ("run_tags", run_tags),
+        ("run_name", run_name),
+        ("run_group", run_group),
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
