@@ -714,7 +714,8 @@ def notes_markdown(result: dict[str, Any], plotted: str | None = None) -> str:
         "protocols or sample counts are separate columns.",
     ]
     if plotted:
-        lines.append(f"Plot (collect.png): {plotted} against MACs.")
+        x = "MACs per image (log scale)" if plots_macs(result, plotted) else "the width (no MACs measured)"
+        lines.append(f"Plot (collect.png): {plotted} against {x}, one line per configuration.")
     lines += [f"Note: {n}" for n in result["notes"]]
     return "\n".join(f"- {line}" for line in lines)
 
@@ -767,13 +768,18 @@ def choose_metric(result: dict[str, Any], wanted: str | None) -> str | None:
     return max(matches, key=lambda c: (info[c].get("newest", 0.0), -result["columns"].index(c)))
 
 
+def plots_macs(result: dict[str, Any], column: str) -> bool:
+    """Whether :func:`plot_metric` puts MACs on x (every plotted point has them) or the width."""
+    return all("MACs" in e["metrics"] for e in result["rows"] if column in e["metrics"])
+
+
 def plot_metric(result: dict[str, Any], column: str, path: str | Path) -> Path:
     """``column`` against MACs per image (log x; the width where no MACs were measured), one line per
     configuration through its widths, with t-interval error bars (none at n=1)."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no display backend needed
 
     path = Path(path)
-    use_macs = all("MACs" in e["metrics"] for e in result["rows"] if column in e["metrics"])
+    use_macs = plots_macs(result, column)
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
     ns: set[int] = set()
