@@ -942,7 +942,10 @@ def write_tables(rows: Sequence[dict[str, Any]], out_dir: str | Path, stem: str 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+        description="Collect sweeps into an ablation table: runs pooled into configurations (the overrides that "
+        "differ between runs, seed excluded); per configuration and width n, mean, sd and the Student-t interval over "
+        "seeds of every metric, labelled with its protocol and sample counts; collect.md/.csv/.json and a plot "
+        "against MACs (collect.png); --compare pairs two values of one key by seed.",
         epilog="Example: slimgan-collect multirun/distillation/2026-11-25_10-00-00 multirun/distillation/"
         "2026-11-26_09-00-00 --compare slim.alpha=0,20 --out tables/distillation",
     )

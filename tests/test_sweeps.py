@@ -422,7 +422,7 @@ def test_user_collects_an_evaluated_smoke_sweep_into_a_table_and_plot(tmp_path):
     from slimgan_pl.metrics.paired import mean_interval, paired_comparison
     from slimgan_pl.sweeps import format_cell
 
-    fid_callback = "{_target_:slimgan_pl.callbacks.PerWidthFIDCallback,every_n_iterations:2,n_fake:100,n_real:100}"
+    fid_callback = "{_target_:slimgan_pl.callbacks.PerWidthFIDCallback,every_n_iterations:4,n_fake:100,n_real:100}"
     run_user(
         "slimgan-train -m debug=smoke trainer.accelerator=cpu slim.alpha=0,20 seed=0,1 "
         "evaluate.after_training=true evaluate.n_fake=100 evaluate.n_real=100 evaluate.latency_repeats=1 "
