@@ -286,8 +286,11 @@ def read_run(run: str | Path) -> dict[str, Any]:
         if isinstance(value, (int, float)) and math.isfinite(value):
             values.setdefault(column, {})[float(width)] = float(value)
             columns.setdefault(column, info)
+        elif isinstance(value, (int, float)):  # a diverged run: said, not averaged
+            row["notes"].append(f"{run}: {column} at width {width:g} is {value} (left out)")
 
-    evaluations, row["notes"] = run_evaluations(run, summary)
+    evaluations, eval_notes = run_evaluations(run, summary)
+    row["notes"] += eval_notes
     row["evaluations"] = [{"source": e.source, "protocol": e.protocol_text, "mtime": e.mtime} for e in evaluations]
     row["_evaluations"] = evaluations
     widths: set[float] = set()
@@ -483,10 +486,11 @@ def column_order(rows: Sequence[dict[str, Any]]) -> tuple[list[str], dict[str, d
                 for ev in row["_evaluations"]:
                     if ev.protocol_key == desc["protocol"]:
                         entry["newest"] = max(entry["newest"], ev.mtime)
-    protocols = sorted(
-        {d["protocol"] for d in info.values() if d.get("protocol")},
-        key=lambda p: -max(d["newest"] for d in info.values() if d.get("protocol") == p),
-    )
+    newest = {d["protocol"]: 0.0 for d in info.values() if d.get("protocol")}
+    for d in info.values():
+        if d.get("protocol"):
+            newest[d["protocol"]] = max(newest[d["protocol"]], d["newest"])
+    protocols = sorted(newest, key=lambda p: (-newest[p], str(p)))  # newest first; ties in a fixed order
     metric_rank = {"FID": 0, "IS": 1, "KID": 2, "mIC": 3}
 
     def rank(column: str) -> tuple[Any, ...]:
@@ -510,6 +514,7 @@ def aggregate(rows: Sequence[dict[str, Any]], ignore: Iterable[str] = (), level:
     from slimgan_pl.metrics.paired import mean_interval  # SciPy: loaded only when numbers are aggregated
 
     configurations, notes = group_runs(rows, ignore)
+    notes += sorted({note for row in rows for note in row["notes"]})
     columns, info = column_order(rows)
     table = []
     for config in configurations:
@@ -994,8 +999,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"configuration and width ({'; '.join(comparison['skipped'][:3]) or 'no FID or KID to compare'})"
             )
     out = Path(args.out) if args.out else Path(args.roots[0]) if len(args.roots) == 1 else Path("collect")
-    for note in sorted({n for r in rows for n in r["notes"]}):
-        result["notes"].append(note)
     text, files = write_collect(result, rows, out, comparison, args.metric)
     print(text)
     if args.runs:

@@ -482,3 +482,46 @@ def test_user_collects_an_evaluated_smoke_sweep_into_a_table_and_plot(tmp_path):
     tab_blue, tab_orange = (31, 119, 180), (255, 127, 14)  # the two configurations' lines
     for line_color in (tab_blue, tab_orange):
         assert sum(n for n, c in colors if max(abs(x - y) for x, y in zip(c, line_color)) < 10) > 100
+
+
+def test_compare_pairs_by_seed_within_each_other_configuration(tmp_path):
+    """alpha x stepwise: --compare slim.alpha=0,20 gives one comparison per stepwise value and width, paired by
+    seed (a seed without its partner is left out); a diverged run's NaN FID is said, not averaged."""
+    from slimgan_pl.metrics.paired import paired_comparison
+    from slimgan_pl.sweeps import aggregate, compare, parse_compare
+
+    fids = {}
+    job = 0
+    for stepwise in ("true", "false"):
+        for alpha in (0, 20):
+            for seed in (0, 1, 2) if alpha == 0 else (0, 1, 2, 3):
+                fids[stepwise, alpha, seed] = (
+                    20.0 + alpha / 10 + seed + (stepwise == "true") + 0.1 * seed * seed * (alpha == 20)
+                )
+                fake_run(
+                    tmp_path,
+                    job,
+                    [f"slim.alpha={alpha}", f"slim.stepwise={stepwise}", f"seed={seed}"],
+                    {"iterations": 4},
+                )
+                write_eval(tmp_path / str(job), {1.0: fids[stepwise, alpha, seed]})
+                job += 1
+    fake_run(tmp_path, job, ["slim.alpha=0", "slim.stepwise=true", "seed=9"], {"iterations": 4})
+    write_eval(tmp_path / str(job), {1.0: float("nan")})
+    result = aggregate(collect_runs(tmp_path))
+    assert result["keys"] == ["slim.alpha", "slim.stepwise"]
+    assert any("is nan (left out)" in note for note in result["notes"])
+    key, a, b = parse_compare("slim.alpha=0.0,20", result)  # 0.0 is the runs' 0
+    comparison = compare(result, key, a, b)
+    fid_rows = [r for r in comparison["rows"] if r["column"].startswith("FMNIST-FID")]
+    assert [(r["other_name"], r["seeds"]) for r in fid_rows] == [
+        ("slim.stepwise=false", ["0", "1", "2"]),
+        ("slim.stepwise=true", ["0", "1", "2"]),
+    ]
+    xs, ys = [fids["false", 0, s] for s in range(3)], [fids["false", 20, s] for s in range(3)]
+    expected = paired_comparison(xs, ys, 0.10 * sum(ys) / 3)
+    assert (fid_rows[0]["low"], fid_rows[0]["high"], fid_rows[0]["verdict"]) == (
+        pytest.approx(expected.low),
+        pytest.approx(expected.high),
+        expected.verdict,
+    )
