@@ -515,7 +515,8 @@ def aggregate(rows: Sequence[dict[str, Any]], ignore: Iterable[str] = (), level:
 
     configurations, notes = group_runs(rows, ignore)
     notes += sorted({note for row in rows for note in row["notes"]})
-    columns, info = column_order(rows)
+    counted = [run for config in configurations for run in config.runs]  # a seed run twice counts once
+    columns, info = column_order(counted)
     table = []
     for config in configurations:
         widths = sorted({w for run in config.runs for per_width in run["values"].values() for w in per_width})
@@ -549,16 +550,19 @@ def aggregate(rows: Sequence[dict[str, Any]], ignore: Iterable[str] = (), level:
     mixed = [e for e in table if len(e["iterations"]) > 1]
     for e in mixed:
         notes.append(f"{e['name']} width {e['width']}: runs with different iterations pooled ({e['iterations']})")
-    by_metric: dict[str, list[str]] = {}
+    protocols: dict[Any, str] = {}
     for column in columns:
         if info[column]["kind"] == "evaluation":
-            by_metric.setdefault(info[column]["metric"], []).append(column)
-    for metric, cols in by_metric.items():
-        if len(cols) > 1:
-            counts = [f"{c} ({sum(1 for r in rows if c in r['values'])} runs)" for c in cols]
-            notes.append(
-                f"{metric} was evaluated with different protocols or sample counts, kept apart: " + "; ".join(counts)
-            )
+            protocols.setdefault(info[column]["protocol"], column.split(" (", 1)[1].rstrip(")"))
+    if len(protocols) > 1:
+        per_protocol = [
+            f"{text} ({sum(1 for r in counted if any(e.protocol_key == p for e in r['_evaluations']))} runs)"
+            for p, text in protocols.items()
+        ]
+        notes.append(
+            "runs evaluated with different protocols or sample counts, kept apart in separate columns: "
+            + "; ".join(per_protocol)
+        )
     return {
         "keys": keys,
         "columns": columns,

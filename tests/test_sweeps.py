@@ -316,14 +316,14 @@ def test_collect_keeps_evaluations_with_other_sample_counts_apart(tmp_path, caps
     assert (cell[full]["n"], cell[full]["mean"], cell[small]["n"], cell[small]["mean"]) == (2, 20.5, 2, 92.5)
     assert result["columns"].index(small) < result["columns"].index(full)  # newest protocol first
     assert default_metric(result) == small
-    assert any(
-        n.startswith("FMNIST-FID was evaluated with different protocols or sample counts, kept apart")
-        for n in result["notes"]
-    )
+    assert (
+        "runs evaluated with different protocols or sample counts, kept apart in separate columns: "
+        "fmnist, 200 fake / 200 real (2 runs); fmnist, 10k fake / 10k real (2 runs)"
+    ) in result["notes"]
     collect_main([str(tmp_path), "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert "20.50 ± 0.71 [14.15, 26.85] (n=2)" in out  # 4 runs in the configuration, 2 with this protocol
-    assert "- Note: FMNIST-FID was evaluated with different protocols or sample counts, kept apart" in out
+    assert "- Note: runs evaluated with different protocols or sample counts, kept apart in separate columns" in out
 
 
 def test_collect_takes_the_newest_evaluation_of_a_run(tmp_path):
