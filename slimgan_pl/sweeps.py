@@ -444,17 +444,18 @@ class Configuration:
 
 
 def group_runs(rows: Sequence[dict[str, Any]], ignore: Iterable[str] = ()) -> tuple[list[Configuration], list[str]]:
-    """Configurations (sorted by their values) and notes: runs without any number are left out, and of two runs
-    of one configuration with the same seed (a sweep launched twice) only the newer is counted."""
+    """Configurations (sorted by their values) and notes: runs without any number, and unfinished runs without
+    an evaluation (their losses and logged FIDs are from some earlier iteration), are left out; of two runs of one
+    configuration with the same seed (a sweep launched twice) only the newer is counted."""
     keys = swept_keys(rows, ignore)
     notes: list[str] = []
-    empty = [r["path"] for r in rows if not r["values"]]
-    if empty:
-        notes.append(f"{len(empty)} run(s) without results left out ({', '.join(empty)})")
+    usable = [r for r in rows if r["values"] and (r["status"] == "finished" or r["_evaluations"])]
+    left_out = [f"{r['path']} ({r['status']})" for r in rows if r not in usable]
+    if left_out:
+        notes.append(f"{len(left_out)} run(s) without results or unfinished, left out: {', '.join(left_out)}")
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        if row["values"]:
-            groups.setdefault(tuple(_value_of(row, k) for k in keys), []).append(row)
+    for row in usable:
+        groups.setdefault(tuple(_value_of(row, k) for k in keys), []).append(row)
     configurations = []
     for values, members in sorted(groups.items(), key=lambda kv: [_natural(v) for v in kv[0]]):
         by_seed: dict[str | None, dict[str, Any]] = {}

@@ -358,7 +358,8 @@ def test_collect_takes_the_newest_evaluation_of_a_run(tmp_path):
 
 def test_collect_groups_by_non_seed_overrides_and_counts_a_seed_once(tmp_path):
     """Output paths and evaluate.* differ per run but are no configuration; a seed run twice counts once
-    (the newer evaluation); a run that names the default value of a key is the same configuration."""
+    (the newer evaluation); 20.0, 20 and the config's default 20 are one value; an unfinished run without
+    evaluation is left out."""
     from slimgan_pl.sweeps import aggregate
 
     t = 1_700_000_000.0
@@ -369,13 +370,20 @@ def test_collect_groups_by_non_seed_overrides_and_counts_a_seed_once(tmp_path):
         write_eval(tmp_path / str(job), {1.0: 10.0 + job}, mtime=t + job)
     fake_run(tmp_path, 4, ["slim.alpha=20.0", "seed=1"], {"iterations": 4})  # seed 1 again, newer: replaces job 3
     write_eval(tmp_path / "4", {1.0: 99.0}, mtime=t + 10)
+    fake_run(tmp_path, 6, ["seed=2"], {"iterations": 4})  # alpha from the config's default, 20
+    (tmp_path / "6" / "config_resolved.yaml").write_text("seed: 2\nslim:\n  alpha: 20\n")
+    write_eval(tmp_path / "6", {1.0: 40.0})
+    fake_run(tmp_path, 5, ["slim.alpha=0", "seed=2"], None)  # still training: a logged FID, no summary.json
+    (tmp_path / "5" / "csv").mkdir()
+    (tmp_path / "5" / "csv" / "metrics.csv").write_text("step,iteration,val/fmnist_fid_w1.0\n1,2,50.0\n")
     result = aggregate(collect_runs(tmp_path))
     assert result["keys"] == ["slim.alpha"]
+    assert f"1 run(s) without results or unfinished, left out: {tmp_path / '5'} (no output)" in result["notes"]
     assert [(e["name"], e["n"], e["seeds"]) for e in result["rows"]] == [
         ("slim.alpha=0", 2, ["0", "1"]),
-        ("slim.alpha=20", 2, ["0", "1"]),
+        ("slim.alpha=20", 3, ["0", "1", "2"]),
     ]
-    assert result["rows"][1]["metrics"]["FMNIST-FID (fmnist, 10k fake / 10k real)"]["values"] == [12.0, 99.0]
+    assert result["rows"][1]["metrics"]["FMNIST-FID (fmnist, 10k fake / 10k real)"]["values"] == [12.0, 99.0, 40.0]
     assert any("seed 1 ran twice" in n for n in result["notes"])
 
 
