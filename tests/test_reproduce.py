@@ -1,6 +1,6 @@
 """The reproduction study's runner (experiments/reproduce_fmnist): its statistics on known inputs, its plan
 and time estimate, and the whole pipeline in quick mode (SlimGAN vs native baselines, FID curves,
-bootstrap verdicts, report, a second launch that skips finished runs)."""
+paired t verdicts, report, a second launch that skips finished runs)."""
 
 import json
 import os
@@ -9,6 +9,8 @@ import shutil
 import sys
 
 import pytest
+
+from slimgan_pl.metrics.paired import paired_comparison, verdict
 
 from helpers.scripts import load_script
 
@@ -19,29 +21,7 @@ def study_module():
 
 
 # ---------------------------------------------------------------------- statistics on known inputs
-def test_paired_bootstrap_interval_on_known_inputs(study_module):
-    boot = study_module.paired_bootstrap_interval
-    # differences 1, 2, 3: the 27 equally likely resample means; min 1 and max 3 each have 1/27 > 2.5%
-    assert boot([2, 3, 4], [1, 1, 1]) == (2.0, 1.0, 3.0)
-    # differences 1, 3: resample means 1 (1/4), 2 (1/2), 3 (1/4); the 25% / 75% quantiles are 1 and 2
-    assert boot([1, 3], [0, 0], level=0.5) == (2.0, 1.0, 2.0)
-    # 3 seeds at 50%: means of (-1, 0, 4) resamples sorted; the 25% quantile is the 7th of 27 (-1/3),
-    # the 75% quantile the 21st (7/3) - counted by hand from the multiset of 27 sums
-    mean, low, high = boot([9, 10, 14], [10, 10, 10], level=0.5)
-    assert mean == pytest.approx(1.0) and low == pytest.approx(-1 / 3) and high == pytest.approx(7 / 3)
-    # pairing matters: equal differences give a zero-width interval whatever the spread of each arm
-    assert boot([10, 50, 90], [9, 49, 89]) == (1.0, 1.0, 1.0)
-    # many pairs: Monte Carlo, reproducible with its seed, inside [min, max] of the differences
-    a, b = list(range(10)), [0.0] * 10
-    assert boot(a, b) == boot(a, b)
-    _, low, high = boot(a, b)
-    assert 0 <= low < 4.5 < high <= 9
-    with pytest.raises(ValueError, match="same number"):
-        boot([1, 2], [1])
-
-
-def test_verdict_is_a_non_inferiority_decision(study_module):
-    verdict = study_module.verdict
+def test_verdict_is_a_non_inferiority_decision():
     assert verdict(-5.0, -1.0, margin=1.0) == "held"  # better throughout
     assert verdict(-1.0, 0.5, margin=1.0) == "held"  # at most the margin worse: matches
     assert verdict(2.0, 6.0, margin=1.0) == "not held"  # worse by more than the margin throughout
@@ -49,6 +29,42 @@ def test_verdict_is_a_non_inferiority_decision(study_module):
     assert verdict(0.5, 1.0, margin=1.0) == "undecided"  # touching the margin decides nothing
     with pytest.raises(ValueError):
         verdict(1.0, 0.0, margin=1.0)
+
+
+def test_report_rows_carry_the_paired_t_interval_its_n_and_the_seeds_to_decide(study_module, tmp_path):
+    """The committed bf16 differences at 0.25x (+2.40, +1.13, +1.23) against a native FID of 10 at every
+    seed: mean 1.587, sd 0.7061, t(0.975, 2) = 4.3027, half-width 1.754 -> [-0.17, +3.34] vs margin 1.00:
+    undecided; the cell names the interval, the method, n, the seeds to decide and the sign-flip p (0.25:
+    the smallest an all-positive triple can reach)."""
+    study = study_module.Study.load("full", tmp_path)
+    diffs = [2.40, 1.13, 1.23]
+
+    def record(fids):
+        return {"widths": [{"width": w, "fmnist_fid": f} for w, f in zip(study.widths, fids)]}
+
+    records = {}
+    for s, d in zip(study.seeds, diffs):
+        records[f"slimgan_seed{s}"] = record([10.0 + d, 9.0, 10.0, 10.0])
+        for w in study.widths:
+            records[f"native_w{w:g}_seed{s}"] = record([10.0] * 4)
+    rows = study_module.main_comparison(study, records)
+    row = rows[0]
+    mean, sd = 1.5866667, 0.7061397
+    half = 4.3026527 * sd / 3**0.5
+    assert row["mean_diff"] == pytest.approx(mean) and row["n"] == 3 and row["method"] == "paired t"
+    assert row["low"] == pytest.approx(mean - half) and row["high"] == pytest.approx(mean + half)
+    assert row["margin"] == pytest.approx(1.0) and row["verdict"] == "undecided" and row["seeds_to_decide"] > 3
+    cell = study_module.decision_cells(row)
+    assert cell == (
+        f"+2.40, +1.13, +1.23 | +1.59 | 1.00 | **undecided**: [-0.17, +3.34], paired t, n=3; "
+        f"~{row['seeds_to_decide']} seeds to decide | 0.25"
+    )
+    # 0.5x: SlimGAN 1.0 better at every seed, no spread: held on the point interval, no seeds to decide
+    assert rows[1]["verdict"] == "held" and (rows[1]["low"], rows[1]["high"]) == (-1.0, -1.0)
+    assert "**held**: [-1.00, -1.00], paired t, n=3 |" in study_module.decision_cells(rows[1])
+    # a seed missing one arm: the row stays pending
+    del records["native_w0.25_seed2"]
+    assert study_module.main_comparison(study, records)[0]["verdict"] == "pending"
 
 
 def test_aggregate_curves_uses_the_iterations_every_seed_has(study_module):
@@ -223,7 +239,9 @@ def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module
         # bf16 minus fp32, judged against 10% of the fp32 mean FID
         assert row["diffs"] == [a - b for a, b in zip(row["slimgan"], row["native"])]
         assert row["margin"] == pytest.approx(0.10 * sum(row["native"]) / len(row["native"]))
-        assert row["verdict"] == study_module.verdict(row["low"], row["high"], row["margin"])
+        assert row["verdict"] == verdict(row["low"], row["high"], row["margin"])
+        expected = paired_comparison(row["slimgan"], row["native"], row["margin"])  # the paired t interval
+        assert (row["low"], row["high"], row["n"], row["method"]) == (expected.low, expected.high, 2, "paired t")
 
     # verdicts computed from the paired FIDs of the records
     rows = study_module.main_comparison(study, records)

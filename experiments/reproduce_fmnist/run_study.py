@@ -1,5 +1,5 @@
 """SlimGAN reproduction study on Fashion-MNIST (issue 15): SlimGAN vs the official individually trained
-baseline, decided per width by a paired bootstrap interval over seeds.
+baseline, decided per width by a paired Student-t interval over seeds (``slimgan_pl.metrics.paired``).
 
     python experiments/reproduce_fmnist/run_study.py --plan          # planned runs, done/pending, estimated time
     python experiments/reproduce_fmnist/run_study.py                 # full study (resumable)
@@ -14,7 +14,7 @@ same recipe, same data order (same seed), same G steps and batch size, with a fu
 comparison, every seed) and with a narrow D of ndf*w channels (``model.baseline.d_width``, first seed).
 Fast training modes (every seed): the SlimGAN arm again in e.g. bf16-mixed, paired by seed with the fp32
 SlimGAN arm: the speed issue's quality-parity rule (every width within 10% of fp32 or better), decided
-by the same bootstrap interval. Ablations (first seed): alpha 0 / 5 (/ 20 = the main run), plain
+by the same paired t interval. Ablations (first seed): alpha 0 / 5 (/ 20 = the main run), plain
 distillation, n_share 0 / max / -1 (/ 2 = the main run), 8 widths, scBN vs switchable CBN (conditional).
 
 Every run trains in this process (or in one of ``--workers`` processes that claim runs from the same
@@ -56,7 +56,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from slimgan_pl.metrics.paired import paired_bootstrap_interval, verdict
+from slimgan_pl.metrics.paired import METHOD, paired_comparison
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -701,19 +701,21 @@ def curve(record: dict[str, Any] | None, width: float) -> list[tuple[int, float]
 
 
 def main_comparison(study: Study, records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per width: paired FIDs (seeds with both arms finished), the bootstrap interval and the verdict."""
-    return paired_comparison(study, records, lambda s, w: f"slimgan_seed{s}", lambda s, w: f"native_w{w:g}_seed{s}")
+    """Per width: paired FIDs (seeds with both arms finished), the paired t interval and the verdict."""
+    return paired_rows(study, records, lambda s, w: f"slimgan_seed{s}", lambda s, w: f"native_w{w:g}_seed{s}")
 
 
 def fast_mode_comparison(study: Study, records: dict[str, dict[str, Any]], mode: str) -> list[dict[str, Any]]:
     """Per width: SlimGAN in a fast mode (``slimgan``/a) against the fp32 SlimGAN arm (``native``/b)."""
-    return paired_comparison(study, records, lambda s, w: f"slimgan_{mode}_seed{s}", lambda s, w: f"slimgan_seed{s}")
+    return paired_rows(study, records, lambda s, w: f"slimgan_{mode}_seed{s}", lambda s, w: f"slimgan_seed{s}")
 
 
-def paired_comparison(study: Study, records: dict[str, dict[str, Any]], name_a, name_b) -> list[dict[str, Any]]:
+def paired_rows(study: Study, records: dict[str, dict[str, Any]], name_a, name_b) -> list[dict[str, Any]]:
     """Per width: FID of run ``name_a(seed, width)`` minus that of ``name_b(seed, width)`` over the seeds
-    with both finished, the paired bootstrap interval and the non-inferiority verdict (margin: a share of
-    b's mean FID). The row keys say ``slimgan`` for a and ``native`` for b (the main comparison's arms)."""
+    with both finished, the paired t interval (:func:`slimgan_pl.metrics.paired.paired_comparison`), the
+    sign-flip permutation p and the non-inferiority verdict (margin: a share of b's mean FID); ``pending``
+    until every seed has both. The row keys say ``slimgan`` for a and ``native`` for b (the main
+    comparison's arms)."""
     v = study.spec["verdict"]
     rows = []
     for w in study.widths:
@@ -726,16 +728,22 @@ def paired_comparison(study: Study, records: dict[str, dict[str, Any]], name_a, 
             "native": [b for _, _, b in pairs],
             "verdict": "pending",
         }
-        if pairs:
-            mean_d, low, high = paired_bootstrap_interval(row["slimgan"], row["native"], level=float(v["level"]))
+        if len(pairs) >= 2:  # an interval needs a spread: two seeds at least
             margin = float(v["margin"]) * statistics.mean(row["native"])
+            result = paired_comparison(row["slimgan"], row["native"], margin, level=float(v["level"]))
             row.update(
                 diffs=[a - b for _, a, b in pairs],
-                mean_diff=mean_d,
-                low=low,
-                high=high,
+                n=result.n,
+                method=result.method,
+                level=result.level,
+                mean_diff=result.mean,
+                low=result.low,
+                high=result.high,
                 margin=margin,
-                verdict=verdict(low, high, margin) if len(pairs) == len(study.seeds) else "pending",
+                p_permutation=result.p_permutation,
+                seeds_to_decide=result.seeds_to_decide,
+                to_decide=result.to_decide(),
+                verdict=result.verdict if len(pairs) == len(study.seeds) else "pending",
             )
         rows.append(row)
     return rows
@@ -891,13 +899,30 @@ def run_row(name: str, record: dict[str, Any] | None, widths: Sequence[float], s
     )
 
 
+def verdict_basis(row: dict[str, Any]) -> str:
+    """What a verdict rests on: the interval, the method and n, and for an undecided one the seeds
+    estimated to decide it, e.g. ``[-2.89, +8.42], paired t, n=3; ~8 seeds to decide``."""
+    text = f"[{row['low']:+.2f}, {row['high']:+.2f}], {row['method']}, n={row['n']}"
+    return text + (f"; {row['to_decide']}" if row["verdict"] == "undecided" else "")
+
+
 def decision_cells(row: dict[str, Any]) -> str:
-    """The table cells of one paired comparison row: per-seed differences, mean, interval, margin, verdict."""
+    """The table cells of one paired comparison row: per-seed differences, mean, margin, the verdict with
+    its interval, method, n (and seeds to decide), and the permutation p as a second opinion."""
     return (
         ", ".join(f"{d:+.2f}" for d in row["diffs"])
-        + f" | {row['mean_diff']:+.2f} | [{row['low']:+.2f}, {row['high']:+.2f}] | {row['margin']:.2f} | "
-        f"**{row['verdict']}**"
+        + f" | {row['mean_diff']:+.2f} | {row['margin']:.2f} | **{row['verdict']}**: {verdict_basis(row)} "
+        f"| {row['p_permutation']:.3g}"
     )
+
+
+RULE_NOTE = (
+    "interval: the {level:.0%} paired Student-t interval of the mean difference over seeds ({method}; "
+    "mean ± t(n-1) sd / sqrt(n)). Seeds to decide: the n at which that interval's half-width, at the observed "
+    "sd, would fall below the distance of the mean from the margin (the usual sample-size formula; an "
+    "estimate, not a promise). Second opinion: the exact sign-flip permutation p-value of a zero mean "
+    "difference (SciPy; with n seeds it cannot go below 2/2^n, 0.25 at 3 seeds)."
+)
 
 
 def build_report(study: Study, report: Path, classifier: Path | None, data_root: str) -> str:
@@ -947,13 +972,14 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
     lines += [
         f"## Per-width verdict: SlimGAN vs native networks with a full-size D ({len(seeds)} seeds, paired)",
         "",
-        f"Difference = FID(SlimGAN) - FID(native) per seed; interval: paired percentile bootstrap over seeds "
-        f'({v["level"]:.0%}); the claim "SlimGAN matches or beats the native network" is **held** when the '
+        "Difference = FID(SlimGAN) - FID(native) per seed; "
+        + RULE_NOTE.format(level=float(v["level"]), method=METHOD)
+        + ' The claim "SlimGAN matches or beats the native network" is **held** when the '
         f"whole interval is below the margin ({v['margin']:.0%} of the native mean FID), **not held** when it "
         "is wholly above, else **undecided**.",
         "",
-        "| width | MACs | SlimGAN FID | native FID | per-seed differences | mean difference | interval | "
-        "margin | verdict |",
+        "| width | MACs | SlimGAN FID | native FID | per-seed differences | mean difference | margin | "
+        "verdict: interval, method, n | sign-flip p |",
         "|---" * 9 + "|",
     ]
     for row in comparison:
@@ -972,7 +998,7 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
                 f"| {w:g} | {macs / 1e6:.2f}M | {fmt(row['slimgan'])} | {fmt(row['native'])} | {decision_cells(row)} |"
             )
         else:
-            lines.append(f"| {w:g} | - | - | - | - | - | - | - | pending |")
+            lines.append(f"| {w:g} | - | - | - | - | - | - | pending | - |")
     lines += [
         "",
         "Narrow-D variant (seed %d, one seed: no interval):" % s0,
@@ -998,9 +1024,11 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
             f"The SlimGAN arm again with `{' '.join(study.spec['fast_modes'][mode])}`, same seeds (same initial "
             "weights and data order), steps and evaluation (fp32). Difference = FID(mode) - FID(fp32); the "
             f"speed issue's rule (within {v['margin']:.0%} of fp32 or better) is **held** when the whole "
-            "interval is below the margin, **not held** when wholly above, else **undecided**.",
+            "interval is below the margin, **not held** when wholly above, else **undecided**; interval, seeds "
+            "to decide and p as above.",
             "",
-            "| width | fp32 FID | mode FID | per-seed differences | mean difference | interval | margin | verdict |",
+            "| width | fp32 FID | mode FID | per-seed differences | mean difference | margin | "
+            "verdict: interval, method, n | sign-flip p |",
             "|---" * 8 + "|",
         ]
         for row in rows:
@@ -1008,7 +1036,7 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
                 fids = f"{fmt(row['native'])} | {fmt(row['slimgan'])}"
                 lines.append(f"| {row['width']:g} | {fids} | {decision_cells(row)} |")
             else:
-                lines.append(f"| {row['width']:g} | - | - | - | - | - | - | pending |")
+                lines.append(f"| {row['width']:g} | - | - | - | - | - | pending | - |")
         done = [records[r.name] for r in mode_runs if r.name in records]
         if done:
             threads = sorted({rec["evaluate"].get("threads") for rec in done})
@@ -1194,8 +1222,7 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
     lines += [
         f"- width {row['width']:g}: **{row['verdict']}**"
         + (
-            f" (mean difference {row['mean_diff']:+.2f}, interval [{row['low']:+.2f}, {row['high']:+.2f}], margin "
-            f"{row['margin']:.2f})"
+            f" (mean difference {row['mean_diff']:+.2f}, margin {row['margin']:.2f}, interval {verdict_basis(row)})"
             if "diffs" in row
             else ""
         )
