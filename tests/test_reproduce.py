@@ -372,3 +372,119 @@ def test_run_stopped_by_a_signal_is_not_recorded_as_finished(study_module, tmp_p
     with pytest.raises(SystemExit, match=f"{run.name} stopped by a signal at iteration 1"):
         study_module.execute(run, study, None, fmnist_root)
     assert study_module.read_record(run.folder(runs)) is None
+
+
+# ---------------------------------------------------------------------- --seeds auto
+def fake_trainer(study_module, fast_diff, native_diff=lambda seed: 0.0):
+    """An ``execute`` that trains nothing: it writes the record a run would leave, FMNIST-FID 10 for fp32
+    SlimGAN, 10 + fast_diff(seed) for bf16 and 10 - native_diff(seed) for a native network, and counts calls."""
+    from dataclasses import asdict
+
+    trained = []
+
+    def execute(run, study, classifier, data_root):
+        trained.append(run.name)
+        fid = 10.0 + (fast_diff(run.seed) if run.arm == "bf16" else 0.0)
+        fid -= native_diff(run.seed) if run.arm == "native" else 0.0
+        record = {
+            **asdict(run),
+            "mode": study.mode,
+            "iterations": run.g_steps,
+            "resumed": False,
+            "train_seconds": 1.0,
+            "eval_seconds": 0.1,
+            "checkpoint": None,
+            "widths": [{"width": w, "fmnist_fid": fid, "macs": 1e6, "params": 1} for w in run.widths],
+            "consistency": None,
+            "extractor": {"test_accuracy": 0.9, "sha256": "stub"},
+            "evaluate": {"n_fake": 100, "n_real": 100, "split": "test", "threads": 1},
+            "fid_curves": {},
+        }
+        run.folder(study.root).mkdir(parents=True, exist_ok=True)
+        (run.folder(study.root) / "study_record.json").write_text(json.dumps(record))
+        return record
+
+    return execute, trained
+
+
+def test_seeds_auto_adds_seeds_to_the_fast_arm_until_it_is_decided(study_module, tmp_path, monkeypatch, capsys):
+    """bf16 - fp32 = 0.0, 0.6, 0.1, 0.2 at seeds 0-3 against a margin of 1.0 (10% of 10): the paired t
+    interval's upper end is 3.0 at 2 seeds, 1.03 at 3 (undecided), 0.64 at 4 (held): the launch trains
+    seeds 2 and 3 of the fast arm only (fp32 partner + bf16), stops there, and the report says n=4. With
+    --workers the rounds go to worker processes that plan from the runs folder and claim each run."""
+    diffs = {0: 0.0, 1: 0.6, 2: 0.1, 3: 0.2, 4: 0.1, 5: 0.1}
+    execute, trained = fake_trainer(study_module, diffs.__getitem__)
+    monkeypatch.setattr(study_module, "execute", execute)
+    runs, report = tmp_path / "runs", tmp_path / "report.md"
+
+    def workers(argv, n, log=print):  # what a worker process does, in this process (the stub is here)
+        names = argv[argv.index("--only") + 1 :]
+        fresh = study_module.Study.load("quick", runs)  # a worker sees the added seed through the runs folder
+        assert set(names) <= {r.name for r in fresh.all_runs()} and n == 2
+        study_module.run_all(fresh, None, "", only=names, shared=True)
+        return 0
+
+    monkeypatch.setattr(study_module, "run_workers", workers)
+    argv = ["--mode", "quick", "--runs-dir", str(runs), "--report", str(report), "--classifier", str(tmp_path / "c")]
+    auto = ["--seeds", "auto", "--arm", "fast", "--max-seeds", "6"]
+    assert study_module.main([*argv, *auto, "--workers", "2"]) == 0
+    assert "every verdict of the fast arm is decided at 4 paired seeds" in capsys.readouterr().out
+    assert sorted(trained) == sorted(f"slimgan{m}_seed{s}" for m in ("", "_bf16") for s in range(4))
+    assert json.loads((runs / study_module.EXTRA_SEEDS_FILE).read_text()) == {"main": [], "fast": [2, 3]}
+    assert not list(runs.glob(f"*/{study_module.CLAIM}"))
+    text = report.read_text()
+    assert "## Fast training mode `bf16` vs fp32 (SlimGAN, 4 seeds, paired)" in text
+    assert "| +0.00, +0.60, +0.10, +0.20 | +0.22 | 1.00 | **held**: [-0.19, +0.64], paired t, n=4 | 0.25 |" in text
+    assert "SlimGAN vs native networks with a full-size D (2 seeds, paired)" in text  # the main arm untouched
+    # decided: a second launch trains nothing and adds no seed
+    trained.clear()
+    assert study_module.main([*argv, *auto]) == 0 and trained == []
+
+
+def test_seeds_auto_stops_at_max_seeds_and_resumes_in_a_later_sitting(study_module, tmp_path, monkeypatch, capsys):
+    """Differences of -2 / +2 never decide: the launch stops at --max-seeds; a later one with a higher
+    limit adds only the next seed (nothing retrained), --plan shows the next round and its time, a plain
+    report keeps the added seeds, and --arm main then reuses the fp32 SlimGAN runs the fast arm trained."""
+    alternating = lambda seed: 2.0 if seed % 2 else -2.0  # noqa: E731
+    execute, trained = fake_trainer(study_module, alternating, native_diff=alternating)
+    monkeypatch.setattr(study_module, "execute", execute)
+    runs, report = tmp_path / "runs", tmp_path / "report.md"
+    argv = ["--mode", "quick", "--runs-dir", str(runs), "--report", str(report), "--classifier", str(tmp_path / "c")]
+    fast = ["--seeds", "auto", "--arm", "fast"]
+    assert study_module.main([*argv, *fast, "--max-seeds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "--max-seeds 3 reached, 2 undecided (bf16 vs fp32 0.5: ~" in out
+    assert {n for n in trained if "seed2" in n} == {"slimgan_seed2", "slimgan_bf16_seed2"}
+    assert not any("seed3" in n or n.startswith("native") for n in trained)
+
+    assert study_module.main([*argv, "--plan", *fast, "--max-seeds", "5"]) == 0
+    plan = capsys.readouterr().out
+    assert "--seeds auto, fast arm: 3 paired seeds now ([0, 1, 2]), --max-seeds 5" in plan
+    assert "next round: seed 3, 2 runs (slimgan_seed3 ~" in plan and "seeds estimated to decide" in plan
+    assert "up to 2 rounds (seeds 3-4) until --max-seeds" in plan
+
+    trained.clear()
+    assert study_module.main([*argv, *fast, "--max-seeds", "4"]) == 0
+    assert sorted(trained) == ["slimgan_bf16_seed3", "slimgan_seed3"]  # seeds 0-2 are not trained again
+    assert study_module.main([*argv, "--report-only"]) == 0  # a plain launch keeps the added seeds
+    assert "`bf16` vs fp32 (SlimGAN, 4 seeds, paired)" in report.read_text()
+
+    trained.clear()  # the main arm: natives for seeds 0-1, then seed 2 with the fp32 SlimGAN run already there
+    assert study_module.main([*argv, "--seeds", "auto", "--max-seeds", "3"]) == 0
+    assert sorted(trained) == sorted(f"native_w{w}_seed{s}" for w in ("0.5", "1") for s in range(3))
+    assert json.loads((runs / study_module.EXTRA_SEEDS_FILE).read_text()) == {"main": [2], "fast": [2, 3]}
+
+
+def test_seeds_auto_settings_are_checked(study_module, tmp_path, capsys):
+    argv = ["--mode", "quick", "--runs-dir", str(tmp_path)]
+    for extra, message in (
+        (["--seeds", "auto"], "--seeds auto needs --max-seeds N, N >= 2"),
+        (["--seeds", "auto", "--max-seeds", "1"], "(the most paired seeds of the arm), got 1"),
+        (["--max-seeds", "4"], "--max-seeds and --arm go with --seeds auto"),
+        (["--seeds", "auto", "--max-seeds", "4", "--report-only"], "give it without --report-only and --only"),
+        (["--seeds", "3"], "argument --seeds: invalid choice: '3' (choose from "),
+        (["--seeds", "auto", "--max-seeds", "4", "--arm", "x"], "argument --arm: invalid choice: 'x'"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            study_module.main([*argv, *extra])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
