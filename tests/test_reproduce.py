@@ -139,6 +139,8 @@ def test_committed_records_match_the_plan_and_are_adopted_by_default(study_modul
     nothing; a launch adopts them, and its report matches the committed one without touching it."""
     stored = json.loads(study_module.COMMITTED_RECORDS.read_text())
     study = study_module.Study.load("full", tmp_path / "runs")
+    for arm, seeds in study.seeds_named_in(list(stored)).items():  # seeds a --seeds auto launch added, if any
+        study.add_seeds(arm, seeds)
     planned = {r.name: r for r in study.all_runs()}
     assert all(f"slimgan_seed{s}" in stored for s in study.seeds)
     for name, rec in stored.items():
@@ -473,6 +475,15 @@ def test_seeds_auto_stops_at_max_seeds_and_resumes_in_a_later_sitting(study_modu
     assert study_module.main([*argv, "--seeds", "auto", "--max-seeds", "3"]) == 0
     assert sorted(trained) == sorted(f"native_w{w}_seed{s}" for w in ("0.5", "1") for s in range(3))
     assert json.loads((runs / study_module.EXTRA_SEEDS_FILE).read_text()) == {"main": [2], "fast": [2, 3]}
+    # another machine: the report's records.json brings the added seeds (found from the run names) to the plan
+    capsys.readouterr()
+    store = ["--committed-records", str(report.with_suffix("") / "records.json")]
+    assert study_module.main(["--mode", "quick", "--runs-dir", str(tmp_path / "other"), "--plan", *store]) == 0
+    plan = capsys.readouterr().out
+    assert "adopt    slimgan_bf16_seed3" in plan and "adopt    native_w1_seed2" in plan
+    assert "pending  slimgan" not in plan and "pending  native_w" not in plan  # (narrow D, ablations: never run)
+    names = ["native_w0.5_seed4", "slimgan_bf16_seed6", "slimgan_seed9", "abl_alpha0_seed7", "slimgan_bf16_seed1"]
+    assert study_module.Study.load("quick", tmp_path).seeds_named_in(names) == {"main": [4], "fast": [6]}
 
 
 def test_seeds_auto_settings_are_checked(study_module, tmp_path, capsys):

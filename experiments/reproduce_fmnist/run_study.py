@@ -7,6 +7,8 @@ baseline, decided per width by a paired Student-t interval over seeds (``slimgan
     python experiments/reproduce_fmnist/run_study.py --mode quick    # whole pipeline, toy sizes (CI)
     python experiments/reproduce_fmnist/run_study.py --report-only   # tabulate what has finished
     python experiments/reproduce_fmnist/run_study.py --g-steps 3000  # another budget (G steps per run)
+    python experiments/reproduce_fmnist/run_study.py --seeds auto --max-seeds 8 --arm fast --workers 2
+                                     # paired seeds added to the bf16 arm until its verdicts are decided
 
 Arms (``study.yaml``): SlimGAN (4 widths, stepwise distillation) against the official baseline
 (``examples/baseline.py``): one native generator of ngf*w channels per width (``model.baseline.g_width``),
@@ -30,6 +32,12 @@ several sittings on machines that do not keep their disks. Adopted runs have no 
 mIC comes from the committed ``consistency.json`` and their same-z grid from the committed image.
 A run whose config is refused (e.g. ``slim.n_share=-1`` before that option exists) is skipped with
 the reason in ``refused.json`` and tried again at the next launch.
+
+``--seeds auto --max-seeds N`` adds paired seeds (the integer after the arm's last) to one arm, the main
+comparison (``--arm main``) or the fast modes (``--arm fast``, each new seed with its fp32 SlimGAN partner),
+one seed per round, recomputing that arm's verdicts after each round, until every one is decided or the arm
+has N seeds; nothing else is trained. The added seeds are kept in the runs folder's ``extra_seeds.json``
+(and found again from the run names of committed records), so workers and later sittings plan them too.
 
 Order: the main comparison seed by seed, then the narrow-D variant, the fast modes, the ablations, so that an
 interrupted study has its most important results first. The report is written to
@@ -1169,7 +1177,8 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
         ("native networks, narrow D (sum, first seed)", narrow_t),
     ):
         lines.append(f"| {label} | " + ", ".join(f"{x:.0f}" for x in values) + f" | {fmt(values, 0)} |")
-    main_threads = sorted({str(rec["evaluate"].get("threads")) for rec in records.values() if rec["kind"] == "main"})
+    main_names = {r.name for r in study.main_runs()}  # not an added fast-mode seed's fp32 partner
+    main_threads = sorted({str(rec["evaluate"].get("threads")) for name, rec in records.items() if name in main_names})
     if len(main_threads) > 1:
         lines.append(f"\nThe main runs ran with different torch thread counts ({', '.join(main_threads)}).")
     total_t = sum(r["train_seconds"] + r["eval_seconds"] for r in records.values())
