@@ -1,6 +1,6 @@
 """The reproduction study's runner (experiments/reproduce_fmnist): its statistics on known inputs, its plan
 and time estimate, and the whole pipeline in quick mode (SlimGAN vs native baselines, FID curves,
-bootstrap verdicts, report, a second launch that skips finished runs)."""
+paired t verdicts, report, a second launch that skips finished runs)."""
 
 import json
 import os
@@ -9,6 +9,8 @@ import shutil
 import sys
 
 import pytest
+
+from slimgan_pl.metrics.paired import paired_comparison, verdict
 
 from helpers.scripts import load_script
 
@@ -19,29 +21,7 @@ def study_module():
 
 
 # ---------------------------------------------------------------------- statistics on known inputs
-def test_paired_bootstrap_interval_on_known_inputs(study_module):
-    boot = study_module.paired_bootstrap_interval
-    # differences 1, 2, 3: the 27 equally likely resample means; min 1 and max 3 each have 1/27 > 2.5%
-    assert boot([2, 3, 4], [1, 1, 1]) == (2.0, 1.0, 3.0)
-    # differences 1, 3: resample means 1 (1/4), 2 (1/2), 3 (1/4); the 25% / 75% quantiles are 1 and 2
-    assert boot([1, 3], [0, 0], level=0.5) == (2.0, 1.0, 2.0)
-    # 3 seeds at 50%: means of (-1, 0, 4) resamples sorted; the 25% quantile is the 7th of 27 (-1/3),
-    # the 75% quantile the 21st (7/3) - counted by hand from the multiset of 27 sums
-    mean, low, high = boot([9, 10, 14], [10, 10, 10], level=0.5)
-    assert mean == pytest.approx(1.0) and low == pytest.approx(-1 / 3) and high == pytest.approx(7 / 3)
-    # pairing matters: equal differences give a zero-width interval whatever the spread of each arm
-    assert boot([10, 50, 90], [9, 49, 89]) == (1.0, 1.0, 1.0)
-    # many pairs: Monte Carlo, reproducible with its seed, inside [min, max] of the differences
-    a, b = list(range(10)), [0.0] * 10
-    assert boot(a, b) == boot(a, b)
-    _, low, high = boot(a, b)
-    assert 0 <= low < 4.5 < high <= 9
-    with pytest.raises(ValueError, match="same number"):
-        boot([1, 2], [1])
-
-
-def test_verdict_is_a_non_inferiority_decision(study_module):
-    verdict = study_module.verdict
+def test_verdict_is_a_non_inferiority_decision():
     assert verdict(-5.0, -1.0, margin=1.0) == "held"  # better throughout
     assert verdict(-1.0, 0.5, margin=1.0) == "held"  # at most the margin worse: matches
     assert verdict(2.0, 6.0, margin=1.0) == "not held"  # worse by more than the margin throughout
@@ -49,6 +29,42 @@ def test_verdict_is_a_non_inferiority_decision(study_module):
     assert verdict(0.5, 1.0, margin=1.0) == "undecided"  # touching the margin decides nothing
     with pytest.raises(ValueError):
         verdict(1.0, 0.0, margin=1.0)
+
+
+def test_report_rows_carry_the_paired_t_interval_its_n_and_the_seeds_to_decide(study_module, tmp_path):
+    """The committed bf16 differences at 0.25x (+2.40, +1.13, +1.23) against a native FID of 10 at every
+    seed: mean 1.587, sd 0.7061, t(0.975, 2) = 4.3027, half-width 1.754 -> [-0.17, +3.34] vs margin 1.00:
+    undecided; the cell names the interval, the method, n, the seeds to decide and the sign-flip p (0.25:
+    the smallest an all-positive triple can reach)."""
+    study = study_module.Study.load("full", tmp_path)
+    diffs = [2.40, 1.13, 1.23]
+
+    def record(fids):
+        return {"widths": [{"width": w, "fmnist_fid": f} for w, f in zip(study.widths, fids)]}
+
+    records = {}
+    for s, d in zip(study.seeds, diffs):
+        records[f"slimgan_seed{s}"] = record([10.0 + d, 9.0, 10.0, 10.0])
+        for w in study.widths:
+            records[f"native_w{w:g}_seed{s}"] = record([10.0] * 4)
+    rows = study_module.main_comparison(study, records)
+    row = rows[0]
+    mean, sd = 1.5866667, 0.7061397
+    half = 4.3026527 * sd / 3**0.5
+    assert row["mean_diff"] == pytest.approx(mean) and row["n"] == 3 and row["method"] == "paired t"
+    assert row["low"] == pytest.approx(mean - half) and row["high"] == pytest.approx(mean + half)
+    assert row["margin"] == pytest.approx(1.0) and row["verdict"] == "undecided" and row["seeds_to_decide"] > 3
+    cell = study_module.decision_cells(row)
+    assert cell == (
+        f"+2.40, +1.13, +1.23 | +1.59 | 1.00 | **undecided**: [-0.17, +3.34], paired t, n=3; "
+        f"~{row['seeds_to_decide']} seeds to decide | 0.25"
+    )
+    # 0.5x: SlimGAN 1.0 better at every seed, no spread: held on the point interval, no seeds to decide
+    assert rows[1]["verdict"] == "held" and (rows[1]["low"], rows[1]["high"]) == (-1.0, -1.0)
+    assert "**held**: [-1.00, -1.00], paired t, n=3 |" in study_module.decision_cells(rows[1])
+    # a seed missing one arm: the row stays pending
+    del records["native_w0.25_seed2"]
+    assert study_module.main_comparison(study, records)[0]["verdict"] == "pending"
 
 
 def test_aggregate_curves_uses_the_iterations_every_seed_has(study_module):
@@ -123,6 +139,8 @@ def test_committed_records_match_the_plan_and_are_adopted_by_default(study_modul
     nothing; a launch adopts them, and its report matches the committed one without touching it."""
     stored = json.loads(study_module.COMMITTED_RECORDS.read_text())
     study = study_module.Study.load("full", tmp_path / "runs")
+    for arm, seeds in study.seeds_named_in(list(stored)).items():  # seeds a --seeds auto launch added, if any
+        study.add_seeds(arm, seeds)
     planned = {r.name: r for r in study.all_runs()}
     assert all(f"slimgan_seed{s}" in stored for s in study.seeds)
     for name, rec in stored.items():
@@ -223,7 +241,9 @@ def test_quick_study_runs_every_arm_reports_and_skips_finished_runs(study_module
         # bf16 minus fp32, judged against 10% of the fp32 mean FID
         assert row["diffs"] == [a - b for a, b in zip(row["slimgan"], row["native"])]
         assert row["margin"] == pytest.approx(0.10 * sum(row["native"]) / len(row["native"]))
-        assert row["verdict"] == study_module.verdict(row["low"], row["high"], row["margin"])
+        assert row["verdict"] == verdict(row["low"], row["high"], row["margin"])
+        expected = paired_comparison(row["slimgan"], row["native"], row["margin"])  # the paired t interval
+        assert (row["low"], row["high"], row["n"], row["method"]) == (expected.low, expected.high, 2, "paired t")
 
     # verdicts computed from the paired FIDs of the records
     rows = study_module.main_comparison(study, records)
@@ -354,3 +374,128 @@ def test_run_stopped_by_a_signal_is_not_recorded_as_finished(study_module, tmp_p
     with pytest.raises(SystemExit, match=f"{run.name} stopped by a signal at iteration 1"):
         study_module.execute(run, study, None, fmnist_root)
     assert study_module.read_record(run.folder(runs)) is None
+
+
+# ---------------------------------------------------------------------- --seeds auto
+def fake_trainer(study_module, fast_diff, native_diff=lambda seed: 0.0):
+    """An ``execute`` that trains nothing: it writes the record a run would leave, FMNIST-FID 10 for fp32
+    SlimGAN, 10 + fast_diff(seed) for bf16 and 10 - native_diff(seed) for a native network, and counts calls."""
+    from dataclasses import asdict
+
+    trained = []
+
+    def execute(run, study, classifier, data_root):
+        trained.append(run.name)
+        fid = 10.0 + (fast_diff(run.seed) if run.arm == "bf16" else 0.0)
+        fid -= native_diff(run.seed) if run.arm == "native" else 0.0
+        record = {
+            **asdict(run),
+            "mode": study.mode,
+            "iterations": run.g_steps,
+            "resumed": False,
+            "train_seconds": 1.0,
+            "eval_seconds": 0.1,
+            "checkpoint": None,
+            "widths": [{"width": w, "fmnist_fid": fid, "macs": 1e6, "params": 1} for w in run.widths],
+            "consistency": None,
+            "extractor": {"test_accuracy": 0.9, "sha256": "stub"},
+            "evaluate": {"n_fake": 100, "n_real": 100, "split": "test", "threads": 1},
+            "fid_curves": {},
+        }
+        run.folder(study.root).mkdir(parents=True, exist_ok=True)
+        (run.folder(study.root) / "study_record.json").write_text(json.dumps(record))
+        return record
+
+    return execute, trained
+
+
+def test_seeds_auto_adds_seeds_to_the_fast_arm_until_it_is_decided(study_module, tmp_path, monkeypatch, capsys):
+    """bf16 - fp32 = 0.0, 0.6, 0.1, 0.2 at seeds 0-3 against a margin of 1.0 (10% of 10): the paired t
+    interval's upper end is 3.0 at 2 seeds, 1.03 at 3 (undecided), 0.64 at 4 (held): the launch trains
+    seeds 2 and 3 of the fast arm only (fp32 partner + bf16), stops there, and the report says n=4. With
+    --workers the rounds go to worker processes that plan from the runs folder and claim each run."""
+    diffs = {0: 0.0, 1: 0.6, 2: 0.1, 3: 0.2, 4: 0.1, 5: 0.1}
+    execute, trained = fake_trainer(study_module, diffs.__getitem__)
+    monkeypatch.setattr(study_module, "execute", execute)
+    runs, report = tmp_path / "runs", tmp_path / "report.md"
+
+    def workers(argv, n, log=print):  # what a worker process does, in this process (the stub is here)
+        names = argv[argv.index("--only") + 1 :]
+        fresh = study_module.Study.load("quick", runs)  # a worker sees the added seed through the runs folder
+        assert set(names) <= {r.name for r in fresh.all_runs()} and n == 2
+        study_module.run_all(fresh, None, "", only=names, shared=True)
+        return 0
+
+    monkeypatch.setattr(study_module, "run_workers", workers)
+    argv = ["--mode", "quick", "--runs-dir", str(runs), "--report", str(report), "--classifier", str(tmp_path / "c")]
+    auto = ["--seeds", "auto", "--arm", "fast", "--max-seeds", "6"]
+    assert study_module.main([*argv, *auto, "--workers", "2"]) == 0
+    assert "every verdict of the fast arm is decided at 4 paired seeds" in capsys.readouterr().out
+    assert sorted(trained) == sorted(f"slimgan{m}_seed{s}" for m in ("", "_bf16") for s in range(4))
+    assert json.loads((runs / study_module.EXTRA_SEEDS_FILE).read_text()) == {"main": [], "fast": [2, 3]}
+    assert not list(runs.glob(f"*/{study_module.CLAIM}"))
+    text = report.read_text()
+    assert "## Fast training mode `bf16` vs fp32 (SlimGAN, 4 seeds, paired)" in text
+    assert "| +0.00, +0.60, +0.10, +0.20 | +0.22 | 1.00 | **held**: [-0.19, +0.64], paired t, n=4 | 0.25 |" in text
+    assert "SlimGAN vs native networks with a full-size D (2 seeds, paired)" in text  # the main arm untouched
+    # decided: a second launch trains nothing and adds no seed
+    trained.clear()
+    assert study_module.main([*argv, *auto]) == 0 and trained == []
+
+
+def test_seeds_auto_stops_at_max_seeds_and_resumes_in_a_later_sitting(study_module, tmp_path, monkeypatch, capsys):
+    """Differences of -2 / +2 never decide: the launch stops at --max-seeds; a later one with a higher
+    limit adds only the next seed (nothing retrained), --plan shows the next round and its time, a plain
+    report keeps the added seeds, and --arm main then reuses the fp32 SlimGAN runs the fast arm trained."""
+    alternating = lambda seed: 2.0 if seed % 2 else -2.0  # noqa: E731
+    execute, trained = fake_trainer(study_module, alternating, native_diff=alternating)
+    monkeypatch.setattr(study_module, "execute", execute)
+    runs, report = tmp_path / "runs", tmp_path / "report.md"
+    argv = ["--mode", "quick", "--runs-dir", str(runs), "--report", str(report), "--classifier", str(tmp_path / "c")]
+    fast = ["--seeds", "auto", "--arm", "fast"]
+    assert study_module.main([*argv, *fast, "--max-seeds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "--max-seeds 3 reached, 2 undecided (bf16 vs fp32 0.5: ~" in out
+    assert {n for n in trained if "seed2" in n} == {"slimgan_seed2", "slimgan_bf16_seed2"}
+    assert not any("seed3" in n or n.startswith("native") for n in trained)
+
+    assert study_module.main([*argv, "--plan", *fast, "--max-seeds", "5"]) == 0
+    plan = capsys.readouterr().out
+    assert "--seeds auto, fast arm: 3 paired seeds now ([0, 1, 2]), --max-seeds 5" in plan
+    assert "next round: seed 3, 2 runs (slimgan_seed3 ~" in plan and "seeds estimated to decide" in plan
+    assert "up to 2 rounds (seeds 3-4) until --max-seeds" in plan
+
+    trained.clear()
+    assert study_module.main([*argv, *fast, "--max-seeds", "4"]) == 0
+    assert sorted(trained) == ["slimgan_bf16_seed3", "slimgan_seed3"]  # seeds 0-2 are not trained again
+    assert study_module.main([*argv, "--report-only"]) == 0  # a plain launch keeps the added seeds
+    assert "`bf16` vs fp32 (SlimGAN, 4 seeds, paired)" in report.read_text()
+
+    trained.clear()  # the main arm: natives for seeds 0-1, then seed 2 with the fp32 SlimGAN run already there
+    assert study_module.main([*argv, "--seeds", "auto", "--max-seeds", "3"]) == 0
+    assert sorted(trained) == sorted(f"native_w{w}_seed{s}" for w in ("0.5", "1") for s in range(3))
+    assert json.loads((runs / study_module.EXTRA_SEEDS_FILE).read_text()) == {"main": [2], "fast": [2, 3]}
+    # another machine: the report's records.json brings the added seeds (found from the run names) to the plan
+    capsys.readouterr()
+    store = ["--committed-records", str(report.with_suffix("") / "records.json")]
+    assert study_module.main(["--mode", "quick", "--runs-dir", str(tmp_path / "other"), "--plan", *store]) == 0
+    plan = capsys.readouterr().out
+    assert "adopt    slimgan_bf16_seed3" in plan and "adopt    native_w1_seed2" in plan
+    assert "pending  slimgan" not in plan and "pending  native_w" not in plan  # (narrow D, ablations: never run)
+    names = ["native_w0.5_seed4", "slimgan_bf16_seed6", "slimgan_seed9", "abl_alpha0_seed7", "slimgan_bf16_seed1"]
+    assert study_module.Study.load("quick", tmp_path).seeds_named_in(names) == {"main": [4], "fast": [6]}
+
+
+def test_seeds_auto_settings_are_checked(study_module, tmp_path, capsys):
+    argv = ["--mode", "quick", "--runs-dir", str(tmp_path)]
+    for extra, message in (
+        (["--seeds", "auto"], "--seeds auto needs --max-seeds N, N >= 2"),
+        (["--seeds", "auto", "--max-seeds", "1"], "(the most paired seeds of the arm), got 1"),
+        (["--max-seeds", "4"], "--max-seeds and --arm go with --seeds auto"),
+        (["--seeds", "auto", "--max-seeds", "4", "--report-only"], "give it without --report-only and --only"),
+        (["--seeds", "3"], "argument --seeds: invalid choice: '3' (choose from "),
+        (["--seeds", "auto", "--max-seeds", "4", "--arm", "x"], "argument --arm: invalid choice: 'x'"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            study_module.main([*argv, *extra])
+        assert stop.value.code == 2 and message in capsys.readouterr().err

@@ -92,11 +92,20 @@ def test_combine_seeds_averages_finals_and_checks_targets_per_seed(bench):
     assert not summary["no_worse_than_10pct_at_all_anchors_every_seed"]  # seed 1: 10 / 9 = 1.11
     assert not summary["no_worse_than_10pct_at_all_anchors_means"]  # checkpoint means: 15.5 / 10
     assert summary["checkpoints"] == {"universal": [1000, 1250], "fixed": [1000, 1250]} and summary["n_fake"] == 100
-    # paired by seed: +1 at both seeds at 0.25x, exactly the margin (10% of 10): not below it, undecided
+    # paired by seed: +1 at both seeds at 0.25x, exactly the margin (10% of 10): not below it, undecided,
+    # and no number of seeds decides a mean that sits on the margin with no spread
     assert anchors[0.25]["diff_per_seed"] == [1.0, 1.0] and anchors[0.25]["interval"] == [1.0, 1.0]
     assert anchors[0.25]["margin"] == pytest.approx(1.0) and anchors[0.25]["verdict"] == "undecided"
-    # 0.5x: 0 and -1 (resample means -1, -0.5, -0.5, 0) against a margin of 1.0: wholly below it
-    assert anchors[0.5]["interval"] == [-1.0, 0.0] and summary["verdicts"][0.5] == "held"
+    assert anchors[0.25]["seeds_to_decide"] is None and anchors[0.25]["to_decide"] == "not decidable at this spread"
+    # 0.5x: 0 and -1, paired t with 1 degree of freedom: -0.5 ± 12.706 * 0.7071 / sqrt(2) = -0.5 ± 6.353,
+    # straddling the margin of 1.0: undecided (a percentile bootstrap said "held" from [-1, 0])
+    low, high = anchors[0.5]["interval"]
+    assert low == pytest.approx(-6.853, abs=1e-3) and high == pytest.approx(5.853, abs=1e-3)
+    assert anchors[0.5]["n"] == 2 and anchors[0.5]["method"] == "paired t" and summary["verdicts"][0.5] == "undecided"
+    assert anchors[0.5]["p_permutation"] == 1.0  # 2 seeds: the 4 sign flips give means +-0.5, +-0.5
+    assert anchors[0.5]["seeds_to_decide"] > 2 and anchors[0.5]["to_decide"].endswith("seeds to decide")
+    cells = f"| 0.5 | +0.00 / -1.00 | -0.50 | 1.00 | undecided: [{low:+.2f}, {high:+.2f}], paired t, n=2; ~"
+    assert cells in bench.combined_markdown(summary, "")
 
 
 def test_combine_refuses_one_seed_and_other_widths(bench):

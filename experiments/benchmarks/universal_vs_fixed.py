@@ -36,7 +36,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from slimgan_pl.metrics.paired import paired_bootstrap_interval, verdict
+from slimgan_pl.metrics.paired import paired_comparison
 
 WIDTHS = [0.25, 0.3, 0.375, 0.45, 0.5, 0.6, 0.7, 0.75, 0.85, 0.93, 1.0]
 
@@ -317,8 +317,8 @@ def combine_seeds(payloads: list[dict[str, Any]], labels: list[str]) -> dict[str
             missing.append(fixed["width"])
             continue
         # paired by seed, as the reproduction study: FID(universal) - FID(SlimGAN), margin 10% of SlimGAN's mean
-        diff, low, high = paired_bootstrap_interval(u["final_per_seed"], fixed["final_per_seed"])
         margin = 0.10 * fixed["final"]
+        paired = paired_comparison(u["final_per_seed"], fixed["final_per_seed"], margin)
         anchors.append(
             {
                 "width": fixed["width"],
@@ -326,10 +326,15 @@ def combine_seeds(payloads: list[dict[str, Any]], labels: list[str]) -> dict[str
                 "ratio_per_seed": [a / b for a, b in zip(u["final_per_seed"], fixed["final_per_seed"])],
                 "ratio_of_means": u["mean"] / fixed["mean"],
                 "diff_per_seed": [a - b for a, b in zip(u["final_per_seed"], fixed["final_per_seed"])],
-                "diff": diff,
-                "interval": [low, high],
+                "diff": paired.mean,
+                "interval": [paired.low, paired.high],
+                "n": paired.n,
+                "method": paired.method,
                 "margin": margin,
-                "verdict": verdict(low, high, margin),
+                "verdict": paired.verdict,
+                "seeds_to_decide": paired.seeds_to_decide,
+                "to_decide": paired.to_decide(),
+                "p_permutation": paired.p_permutation,
             }
         )
     complete = not missing
@@ -358,6 +363,13 @@ def combine_seeds(payloads: list[dict[str, Any]], labels: list[str]) -> dict[str
 
 def _joined(values: list[float], fmt: str) -> str:
     return " / ".join(format(v, fmt) for v in values)
+
+
+def anchor_verdict(anchor: dict[str, Any]) -> str:
+    """E.g. ``undecided: [-2.61, +6.01], paired t, n=3; ~12 seeds to decide``."""
+    low, high = anchor["interval"]
+    text = f"{anchor['verdict']}: [{low:+.2f}, {high:+.2f}], {anchor['method']}, n={anchor['n']}"
+    return text + (f"; {anchor['to_decide']}" if anchor["to_decide"] else "")
 
 
 def combined_markdown(summary: dict[str, Any], note: str) -> str:
@@ -408,19 +420,20 @@ def combined_markdown(summary: dict[str, Any], note: str) -> str:
         "seed): " + (", ".join(f"{r['from']:g} -> {r['to']:g}" for r in summary["persistent_rises"]) or "none"),
         "",
         "Per anchor, paired by seed (the reproduction study's rule): FMNIST-FID(universal) - FMNIST-FID(SlimGAN), "
-        'its 95% percentile bootstrap interval and the claim "universal is at most 10% worse" as a '
-        "non-inferiority test with margin 10% of SlimGAN's seed-mean FID: held when the interval lies below the "
-        "margin, not held when above it, else undecided. With 3 seeds or fewer every resample is enumerated and "
-        "the interval is the range of the per-seed differences: a coarse test (with n seeds the range misses "
-        "the median difference with probability 2^(1-n)).",
+        "the 95% paired Student-t interval of its mean over seeds (paired t: mean ± t(n-1) sd / sqrt(n)) and "
+        'the claim "universal is at most 10% worse" as a non-inferiority test with margin 10% of SlimGAN\'s '
+        "seed-mean FID: held when the interval lies below the margin, not held when above it, else undecided, "
+        "with the number of seeds estimated to decide it (the n at which the interval's half-width at the "
+        "observed sd falls below the mean's distance from the margin). Second opinion: the exact sign-flip "
+        "permutation p-value of a zero mean difference (at n seeds never below 2/2^n: 0.25 at 3).",
         "",
-        "| width | difference per seed | mean | interval | margin | verdict |",
+        "| width | difference per seed | mean | margin | verdict: interval, method, n | sign-flip p |",
         "|---|---|---|---|---|---|",
     ]
     for x in summary["anchors"]:
         lines.append(
-            f"| {x['width']:g} | {_joined(x['diff_per_seed'], '+.2f')} | {x['diff']:+.2f} "
-            f"| [{x['interval'][0]:+.2f}, {x['interval'][1]:+.2f}] | {x['margin']:.2f} | {x['verdict']} |"
+            f"| {x['width']:g} | {_joined(x['diff_per_seed'], '+.2f')} | {x['diff']:+.2f} | {x['margin']:.2f} "
+            f"| {anchor_verdict(x)} | {x['p_permutation']:.3g} |"
         )
     lines.append("")
     for title, steps in (("Universal", summary["steps_universal"]), ("SlimGAN (same rule)", summary["steps_fixed"])):

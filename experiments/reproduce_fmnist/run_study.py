@@ -1,5 +1,5 @@
 """SlimGAN reproduction study on Fashion-MNIST (issue 15): SlimGAN vs the official individually trained
-baseline, decided per width by a paired bootstrap interval over seeds.
+baseline, decided per width by a paired Student-t interval over seeds (``slimgan_pl.metrics.paired``).
 
     python experiments/reproduce_fmnist/run_study.py --plan          # planned runs, done/pending, estimated time
     python experiments/reproduce_fmnist/run_study.py                 # full study (resumable)
@@ -7,6 +7,8 @@ baseline, decided per width by a paired bootstrap interval over seeds.
     python experiments/reproduce_fmnist/run_study.py --mode quick    # whole pipeline, toy sizes (CI)
     python experiments/reproduce_fmnist/run_study.py --report-only   # tabulate what has finished
     python experiments/reproduce_fmnist/run_study.py --g-steps 3000  # another budget (G steps per run)
+    python experiments/reproduce_fmnist/run_study.py --seeds auto --max-seeds 8 --arm fast --workers 2
+                                     # paired seeds added to the bf16 arm until its verdicts are decided
 
 Arms (``study.yaml``): SlimGAN (4 widths, stepwise distillation) against the official baseline
 (``examples/baseline.py``): one native generator of ngf*w channels per width (``model.baseline.g_width``),
@@ -14,7 +16,7 @@ same recipe, same data order (same seed), same G steps and batch size, with a fu
 comparison, every seed) and with a narrow D of ndf*w channels (``model.baseline.d_width``, first seed).
 Fast training modes (every seed): the SlimGAN arm again in e.g. bf16-mixed, paired by seed with the fp32
 SlimGAN arm: the speed issue's quality-parity rule (every width within 10% of fp32 or better), decided
-by the same bootstrap interval. Ablations (first seed): alpha 0 / 5 (/ 20 = the main run), plain
+by the same paired t interval. Ablations (first seed): alpha 0 / 5 (/ 20 = the main run), plain
 distillation, n_share 0 / max / -1 (/ 2 = the main run), 8 widths, scBN vs switchable CBN (conditional).
 
 Every run trains in this process (or in one of ``--workers`` processes that claim runs from the same
@@ -31,6 +33,12 @@ mIC comes from the committed ``consistency.json`` and their same-z grid from the
 A run whose config is refused (e.g. ``slim.n_share=-1`` before that option exists) is skipped with
 the reason in ``refused.json`` and tried again at the next launch.
 
+``--seeds auto --max-seeds N`` adds paired seeds (the integer after the arm's last) to one arm, the main
+comparison (``--arm main``) or the fast modes (``--arm fast``, each new seed with its fp32 SlimGAN partner),
+one seed per round, recomputing that arm's verdicts after each round, until every one is decided or the arm
+has N seeds; nothing else is trained. The added seeds are kept in the runs folder's ``extra_seeds.json``
+(and found again from the run names of committed records), so workers and later sittings plan them too.
+
 Order: the main comparison seed by seed, then the narrow-D variant, the fast modes, the ablations, so that an
 interrupted study has its most important results first. The report is written to
 ``experiments/results/fmnist_reproduction.md`` only in full mode once the main comparison has
@@ -45,18 +53,19 @@ import fnmatch
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from slimgan_pl.metrics.paired import paired_bootstrap_interval, verdict
+from slimgan_pl.metrics.paired import METHOD, paired_comparison
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -66,6 +75,8 @@ TEMPLATE_MARK = "<!-- TEMPLATE"  # conclusions.md not written yet: the report sa
 FULL_REPORT = REPO / "experiments" / "results" / "fmnist_reproduction.md"
 COMMITTED_RECORDS = FULL_REPORT.with_suffix("") / "records.json"  # written by build_report, committed
 VERDICTS = ("held", "not held", "undecided")
+ARMS = ("main", "fast")  # the comparisons --seeds auto adds seeds to: SlimGAN vs native | fast modes vs fp32
+EXTRA_SEEDS_FILE = "extra_seeds.json"  # in the runs folder: the seeds --seeds auto added, per arm
 
 
 # ---------------------------------------------------------------------- statistics (unit-tested)
@@ -106,6 +117,9 @@ class Study:
     root: Path  # run folders
     g_steps: int
     ablation_g_steps: int
+    # seeds --seeds auto added beyond the mode's, per arm (main: SlimGAN + native networks; fast: fp32 +
+    # fast-mode SlimGAN); read from the runs folder's extra_seeds.json and the committed records' names
+    extra_seeds: dict[str, list[int]] = field(default_factory=lambda: {arm: [] for arm in ARMS})
 
     @classmethod
     def load(
@@ -125,7 +139,12 @@ class Study:
         for key, value in (("--g-steps", g), ("--ablation-g-steps", ga)):
             if value < 1:
                 raise SystemExit(f"run_study: {key} must be >= 1, got {value}")
-        return cls(mode, spec, root, g, ga)
+        study = cls(mode, spec, root, g, ga)
+        saved = root / EXTRA_SEEDS_FILE
+        if saved.is_file():
+            for arm, seeds in json.loads(saved.read_text()).items():
+                study.add_seeds(arm, seeds)
+        return study
 
     @property
     def mode_spec(self) -> dict[str, Any]:
@@ -133,7 +152,47 @@ class Study:
 
     @property
     def seeds(self) -> list[int]:
+        """The mode's seeds (study.yaml): every arm has them; narrow D and ablations use the first."""
         return list(self.mode_spec["seeds"])
+
+    @property
+    def main_seeds(self) -> list[int]:
+        """The seeds of the main comparison: the mode's, then those --seeds auto added to it."""
+        return self.seeds + self.extra_seeds["main"]
+
+    @property
+    def fast_seeds(self) -> list[int]:
+        """The seeds of the fast-mode arm (each with its fp32 SlimGAN partner)."""
+        return self.seeds + self.extra_seeds["fast"]
+
+    def arm_seeds(self, arm: str) -> list[int]:
+        return self.main_seeds if arm == "main" else self.fast_seeds
+
+    def add_seeds(self, arm: str, seeds: Sequence[int]) -> None:
+        """Add seeds beyond the mode's to an arm (kept sorted; the mode's own seeds are ignored)."""
+        if arm not in ARMS:
+            raise SystemExit(f"run_study: {EXTRA_SEEDS_FILE} names an unknown arm {arm!r}; known: {list(ARMS)}")
+        self.extra_seeds[arm] = sorted({*self.extra_seeds[arm], *(int(s) for s in seeds)} - set(self.seeds))
+
+    def next_seed(self, arm: str) -> int:
+        """The seed --seeds auto adds next to ``arm``: the integer after its last one."""
+        return max(self.arm_seeds(arm)) + 1
+
+    def save_extra_seeds(self) -> None:
+        """Written before a round trains, so --workers' processes and a later sitting plan the same seeds."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / EXTRA_SEEDS_FILE).write_text(json.dumps(self.extra_seeds, indent=1))
+
+    def seeds_named_in(self, names: Sequence[str]) -> dict[str, list[int]]:
+        """The extra seeds that run names show (e.g. a records.json with the runs of an auto launch):
+        ``native_w<w>_seed<s>`` -> main, ``slimgan_<fast mode>_seed<s>`` -> fast."""
+        found: dict[str, set[int]] = {arm: set() for arm in ARMS}
+        for name in names:
+            if m := re.fullmatch(r"native_w[0-9.]+_seed(\d+)", name):
+                found["main"].add(int(m.group(1)))
+            elif (m := re.fullmatch(r"slimgan_(.+)_seed(\d+)", name)) and m.group(1) in self.fast_mode_names():
+                found["fast"].add(int(m.group(2)))
+        return {arm: sorted(seeds - set(self.seeds)) for arm, seeds in found.items()}
 
     @property
     def widths(self) -> list[float]:
@@ -162,22 +221,17 @@ class Study:
         ]
 
     # ------------------------------------------------------------------ the runs
+    def slimgan_run(self, seed: int) -> Run:
+        """The fp32 SlimGAN run of ``seed``: the main comparison's arm and the fast modes' partner."""
+        overrides = self._unconditional(self.g_steps)
+        return Run(f"slimgan_seed{seed}", "slimgan", "main", seed, self.g_steps, self.widths, overrides)
+
     def main_runs(self) -> list[Run]:
         """Per seed: SlimGAN, then one native generator per width with a full-size D."""
         d_width = float(self.spec["baseline"]["d_width_main"])
         runs = []
-        for s in self.seeds:
-            runs.append(
-                Run(
-                    f"slimgan_seed{s}",
-                    "slimgan",
-                    "main",
-                    s,
-                    self.g_steps,
-                    self.widths,
-                    self._unconditional(self.g_steps),
-                )
-            )
+        for s in self.main_seeds:
+            runs.append(self.slimgan_run(s))
             runs += [
                 Run(
                     f"native_w{w:g}_seed{s}",
@@ -235,8 +289,12 @@ class Study:
         return self._chosen("fast_modes", list(self.spec.get("fast_modes", {})))
 
     def fast_mode_runs(self) -> list[Run]:
-        """The SlimGAN arm of every seed in each fast training mode (its overrides added last)."""
-        return [
+        """The SlimGAN arm of every seed in each fast training mode (its overrides added last); a seed
+        added to this arm alone is preceded by its fp32 SlimGAN partner."""
+        if not self.fast_mode_names():
+            return []
+        partners = [self.slimgan_run(s) for s in self.fast_seeds if s not in self.main_seeds]
+        return partners + [
             Run(
                 f"slimgan_{name}_seed{s}",
                 name,
@@ -247,8 +305,17 @@ class Study:
                 self._unconditional(self.g_steps, *self.spec["fast_modes"][name]),
             )
             for name in self.fast_mode_names()
-            for s in self.seeds
+            for s in self.fast_seeds
         ]
+
+    def arm_runs(self, arm: str) -> list[Run]:
+        """The runs an arm's verdicts are computed from (main: SlimGAN and the native networks; fast: each
+        fast mode and the fp32 SlimGAN run of every seed of that arm)."""
+        if arm == "main":
+            return self.main_runs()
+        names = {f"slimgan_seed{s}" for s in self.fast_seeds}
+        names |= {f"slimgan_{m}_seed{s}" for m in self.fast_mode_names() for s in self.fast_seeds}
+        return [r for r in self.all_runs() if r.name in names]
 
     def ablation_names(self) -> list[str]:
         return self._chosen("ablations", [*self.spec["ablations"], *self.spec["conditional"]])
@@ -275,7 +342,11 @@ class Study:
         return [float(w) for w in self.spec["conditional_widths"]]
 
     def all_runs(self) -> list[Run]:
-        return self.main_runs() + self.narrow_d_runs() + self.fast_mode_runs() + self.ablation_runs()
+        runs = self.main_runs() + self.narrow_d_runs() + self.fast_mode_runs() + self.ablation_runs()
+        unique: dict[str, Run] = {}
+        for run in runs:  # a run two arms share (an added seed's fp32 SlimGAN): planned once, at its first place
+            unique.setdefault(run.name, run)
+        return list(unique.values())
 
     # ------------------------------------------------------------------ time
     def estimate_seconds(self, run: Run) -> float:
@@ -441,7 +512,7 @@ def adopt_records(study: Study, store: Path, classifier_sha: str | None, log=pri
 
     consistency_file = store.parent / "consistency.json"
     stored_mic = json.loads(consistency_file.read_text()) if consistency_file.is_file() else {}
-    for seed in study.seeds:
+    for seed in study.main_seeds:
         records = main_records(study, seed)
         if records is None or not all(r.get("adopted_from") for r in records):
             continue
@@ -701,23 +772,31 @@ def curve(record: dict[str, Any] | None, width: float) -> list[tuple[int, float]
 
 
 def main_comparison(study: Study, records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per width: paired FIDs (seeds with both arms finished), the bootstrap interval and the verdict."""
-    return paired_comparison(study, records, lambda s, w: f"slimgan_seed{s}", lambda s, w: f"native_w{w:g}_seed{s}")
+    """Per width: paired FIDs (seeds with both arms finished), the paired t interval and the verdict."""
+    return paired_rows(
+        study, records, study.main_seeds, lambda s, w: f"slimgan_seed{s}", lambda s, w: f"native_w{w:g}_seed{s}"
+    )
 
 
 def fast_mode_comparison(study: Study, records: dict[str, dict[str, Any]], mode: str) -> list[dict[str, Any]]:
     """Per width: SlimGAN in a fast mode (``slimgan``/a) against the fp32 SlimGAN arm (``native``/b)."""
-    return paired_comparison(study, records, lambda s, w: f"slimgan_{mode}_seed{s}", lambda s, w: f"slimgan_seed{s}")
+    return paired_rows(
+        study, records, study.fast_seeds, lambda s, w: f"slimgan_{mode}_seed{s}", lambda s, w: f"slimgan_seed{s}"
+    )
 
 
-def paired_comparison(study: Study, records: dict[str, dict[str, Any]], name_a, name_b) -> list[dict[str, Any]]:
-    """Per width: FID of run ``name_a(seed, width)`` minus that of ``name_b(seed, width)`` over the seeds
-    with both finished, the paired bootstrap interval and the non-inferiority verdict (margin: a share of
-    b's mean FID). The row keys say ``slimgan`` for a and ``native`` for b (the main comparison's arms)."""
+def paired_rows(
+    study: Study, records: dict[str, dict[str, Any]], seeds: Sequence[int], name_a, name_b
+) -> list[dict[str, Any]]:
+    """Per width: FID of run ``name_a(seed, width)`` minus that of ``name_b(seed, width)`` over the ``seeds``
+    with both finished, the paired t interval (:func:`slimgan_pl.metrics.paired.paired_comparison`), the
+    sign-flip permutation p and the non-inferiority verdict (margin: a share of b's mean FID); ``pending``
+    until every seed has both. The row keys say ``slimgan`` for a and ``native`` for b (the main
+    comparison's arms)."""
     v = study.spec["verdict"]
     rows = []
     for w in study.widths:
-        pairs = [(s, fid_at(records.get(name_a(s, w)), w), fid_at(records.get(name_b(s, w)), w)) for s in study.seeds]
+        pairs = [(s, fid_at(records.get(name_a(s, w)), w), fid_at(records.get(name_b(s, w)), w)) for s in seeds]
         pairs = [(s, a, b) for s, a, b in pairs if a is not None and b is not None]
         row: dict[str, Any] = {
             "width": w,
@@ -726,16 +805,22 @@ def paired_comparison(study: Study, records: dict[str, dict[str, Any]], name_a, 
             "native": [b for _, _, b in pairs],
             "verdict": "pending",
         }
-        if pairs:
-            mean_d, low, high = paired_bootstrap_interval(row["slimgan"], row["native"], level=float(v["level"]))
+        if len(pairs) >= 2:  # an interval needs a spread: two seeds at least
             margin = float(v["margin"]) * statistics.mean(row["native"])
+            result = paired_comparison(row["slimgan"], row["native"], margin, level=float(v["level"]))
             row.update(
                 diffs=[a - b for _, a, b in pairs],
-                mean_diff=mean_d,
-                low=low,
-                high=high,
+                n=result.n,
+                method=result.method,
+                level=result.level,
+                mean_diff=result.mean,
+                low=result.low,
+                high=result.high,
                 margin=margin,
-                verdict=verdict(low, high, margin) if len(pairs) == len(study.seeds) else "pending",
+                p_permutation=result.p_permutation,
+                seeds_to_decide=result.seeds_to_decide,
+                to_decide=result.to_decide(),
+                verdict=result.verdict if len(pairs) == len(seeds) else "pending",
             )
         rows.append(row)
     return rows
@@ -825,10 +910,10 @@ def curves_plot(study: Study, records: dict[str, dict[str, Any]], path: Path) ->
     drawn = False
     for ax, w in zip(axes.flat, widths):
         series = {
-            "SlimGAN": [curve(records.get(f"slimgan_seed{s}"), w) for s in study.seeds],
-            "native, full D": [curve(records.get(f"native_w{w:g}_seed{s}"), w) for s in study.seeds],
+            "SlimGAN": [curve(records.get(f"slimgan_seed{s}"), w) for s in study.main_seeds],
+            "native, full D": [curve(records.get(f"native_w{w:g}_seed{s}"), w) for s in study.main_seeds],
             **{
-                f"SlimGAN {mode}": [curve(records.get(f"slimgan_{mode}_seed{s}"), w) for s in study.seeds]
+                f"SlimGAN {mode}": [curve(records.get(f"slimgan_{mode}_seed{s}"), w) for s in study.fast_seeds]
                 for mode in study.fast_mode_names()
             },
         }
@@ -891,13 +976,30 @@ def run_row(name: str, record: dict[str, Any] | None, widths: Sequence[float], s
     )
 
 
+def verdict_basis(row: dict[str, Any]) -> str:
+    """What a verdict rests on: the interval, the method and n, and for an undecided one the seeds
+    estimated to decide it, e.g. ``[-2.89, +8.42], paired t, n=3; ~8 seeds to decide``."""
+    text = f"[{row['low']:+.2f}, {row['high']:+.2f}], {row['method']}, n={row['n']}"
+    return text + (f"; {row['to_decide']}" if row["verdict"] == "undecided" else "")
+
+
 def decision_cells(row: dict[str, Any]) -> str:
-    """The table cells of one paired comparison row: per-seed differences, mean, interval, margin, verdict."""
+    """The table cells of one paired comparison row: per-seed differences, mean, margin, the verdict with
+    its interval, method, n (and seeds to decide), and the permutation p as a second opinion."""
     return (
         ", ".join(f"{d:+.2f}" for d in row["diffs"])
-        + f" | {row['mean_diff']:+.2f} | [{row['low']:+.2f}, {row['high']:+.2f}] | {row['margin']:.2f} | "
-        f"**{row['verdict']}**"
+        + f" | {row['mean_diff']:+.2f} | {row['margin']:.2f} | **{row['verdict']}**: {verdict_basis(row)} "
+        f"| {row['p_permutation']:.3g}"
     )
+
+
+RULE_NOTE = (
+    "interval: the {level:.0%} paired Student-t interval of the mean difference over seeds ({method}; "
+    "mean ± t(n-1) sd / sqrt(n)). Seeds to decide: the n at which that interval's half-width, at the observed "
+    "sd, would fall below the distance of the mean from the margin (the usual sample-size formula; an "
+    "estimate, not a promise). Second opinion: the exact sign-flip permutation p-value of a zero mean "
+    "difference (SciPy; with n seeds it cannot go below 2/2^n, 0.25 at 3 seeds)."
+)
 
 
 def build_report(study: Study, report: Path, classifier: Path | None, data_root: str) -> str:
@@ -905,7 +1007,7 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
     assets = report.with_suffix("")  # <report>/ folder beside <report>.md
     runs = study.all_runs()
     records = {r.name: rec for r in runs if (rec := read_record(r.folder(study.root)))}
-    widths, seeds, s0 = study.widths, study.seeds, study.seeds[0]
+    widths, seeds, s0 = study.widths, study.main_seeds, study.seeds[0]
     v = study.spec["verdict"]
     lines = [f"# SlimGAN vs the official individually trained baseline on Fashion-MNIST ({study.mode} mode)", ""]
     if study.mode != "full":
@@ -947,13 +1049,14 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
     lines += [
         f"## Per-width verdict: SlimGAN vs native networks with a full-size D ({len(seeds)} seeds, paired)",
         "",
-        f"Difference = FID(SlimGAN) - FID(native) per seed; interval: paired percentile bootstrap over seeds "
-        f'({v["level"]:.0%}); the claim "SlimGAN matches or beats the native network" is **held** when the '
+        "Difference = FID(SlimGAN) - FID(native) per seed; "
+        + RULE_NOTE.format(level=float(v["level"]), method=METHOD)
+        + ' The claim "SlimGAN matches or beats the native network" is **held** when the '
         f"whole interval is below the margin ({v['margin']:.0%} of the native mean FID), **not held** when it "
         "is wholly above, else **undecided**.",
         "",
-        "| width | MACs | SlimGAN FID | native FID | per-seed differences | mean difference | interval | "
-        "margin | verdict |",
+        "| width | MACs | SlimGAN FID | native FID | per-seed differences | mean difference | margin | "
+        "verdict: interval, method, n | sign-flip p |",
         "|---" * 9 + "|",
     ]
     for row in comparison:
@@ -972,7 +1075,7 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
                 f"| {w:g} | {macs / 1e6:.2f}M | {fmt(row['slimgan'])} | {fmt(row['native'])} | {decision_cells(row)} |"
             )
         else:
-            lines.append(f"| {w:g} | - | - | - | - | - | - | - | pending |")
+            lines.append(f"| {w:g} | - | - | - | - | - | - | pending | - |")
     lines += [
         "",
         "Narrow-D variant (seed %d, one seed: no interval):" % s0,
@@ -993,14 +1096,16 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
         mode_runs = [r for r in study.fast_mode_runs() if r.arm == mode]
         lines += [
             "",
-            f"## Fast training mode `{mode}` vs fp32 (SlimGAN, {len(seeds)} seeds, paired)",
+            f"## Fast training mode `{mode}` vs fp32 (SlimGAN, {len(study.fast_seeds)} seeds, paired)",
             "",
             f"The SlimGAN arm again with `{' '.join(study.spec['fast_modes'][mode])}`, same seeds (same initial "
             "weights and data order), steps and evaluation (fp32). Difference = FID(mode) - FID(fp32); the "
             f"speed issue's rule (within {v['margin']:.0%} of fp32 or better) is **held** when the whole "
-            "interval is below the margin, **not held** when wholly above, else **undecided**.",
+            "interval is below the margin, **not held** when wholly above, else **undecided**; interval, seeds "
+            "to decide and p as above.",
             "",
-            "| width | fp32 FID | mode FID | per-seed differences | mean difference | interval | margin | verdict |",
+            "| width | fp32 FID | mode FID | per-seed differences | mean difference | margin | "
+            "verdict: interval, method, n | sign-flip p |",
             "|---" * 8 + "|",
         ]
         for row in rows:
@@ -1008,7 +1113,7 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
                 fids = f"{fmt(row['native'])} | {fmt(row['slimgan'])}"
                 lines.append(f"| {row['width']:g} | {fids} | {decision_cells(row)} |")
             else:
-                lines.append(f"| {row['width']:g} | - | - | - | - | - | - | pending |")
+                lines.append(f"| {row['width']:g} | - | - | - | - | - | pending | - |")
         done = [records[r.name] for r in mode_runs if r.name in records]
         if done:
             threads = sorted({rec["evaluate"].get("threads") for rec in done})
@@ -1072,7 +1177,8 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
         ("native networks, narrow D (sum, first seed)", narrow_t),
     ):
         lines.append(f"| {label} | " + ", ".join(f"{x:.0f}" for x in values) + f" | {fmt(values, 0)} |")
-    main_threads = sorted({str(rec["evaluate"].get("threads")) for rec in records.values() if rec["kind"] == "main"})
+    main_names = {r.name for r in study.main_runs()}  # not an added fast-mode seed's fp32 partner
+    main_threads = sorted({str(rec["evaluate"].get("threads")) for name, rec in records.items() if name in main_names})
     if len(main_threads) > 1:
         lines.append(f"\nThe main runs ran with different torch thread counts ({', '.join(main_threads)}).")
     total_t = sum(r["train_seconds"] + r["eval_seconds"] for r in records.values())
@@ -1194,8 +1300,7 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
     lines += [
         f"- width {row['width']:g}: **{row['verdict']}**"
         + (
-            f" (mean difference {row['mean_diff']:+.2f}, interval [{row['low']:+.2f}, {row['high']:+.2f}], margin "
-            f"{row['margin']:.2f})"
+            f" (mean difference {row['mean_diff']:+.2f}, margin {row['margin']:.2f}, interval {verdict_basis(row)})"
             if "diffs" in row
             else ""
         )
@@ -1216,6 +1321,121 @@ def build_report(study: Study, report: Path, classifier: Path | None, data_root:
     (assets / "records.json").write_text(json.dumps(records, indent=1))
     (assets / "consistency.json").write_text(json.dumps({str(sd): c for sd, c in mics.items()}, indent=1))
     return text
+
+
+# ---------------------------------------------------------------------- --seeds auto
+def arm_comparisons(study: Study, records: dict[str, dict[str, Any]], arm: str) -> dict[str, list[dict[str, Any]]]:
+    """The verdict rows of one arm, by comparison: main -> SlimGAN vs native; fast -> each mode vs fp32."""
+    if arm == "main":
+        return {"SlimGAN vs native": main_comparison(study, records)}
+    return {f"{mode} vs fp32": fast_mode_comparison(study, records, mode) for mode in study.fast_mode_names()}
+
+
+def verdict_line(label: str, row: dict[str, Any]) -> str:
+    if "diffs" not in row:
+        return f"{label}, width {row['width']:g}: pending ({len(row['seeds'])} paired seeds finished)"
+    return f"{label}, width {row['width']:g}: {row['verdict']}, {verdict_basis(row)}, margin {row['margin']:.2f}"
+
+
+def finished_records(study: Study, adoptable: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """The finished records of the planned runs (the runs folder's, then what a launch would adopt)."""
+    found = {}
+    for run in study.all_runs():
+        rec = read_record(run.folder(study.root)) or (adoptable or {}).get(run.name)
+        if rec is not None and rec["iterations"] >= run.g_steps:
+            found[run.name] = rec
+    return found
+
+
+def pending_arm_runs(study: Study, arm: str) -> list[Run]:
+    return [r for r in study.arm_runs(arm) if run_status(r, study.root) != "done"]
+
+
+def auto_seeds(study: Study, arm: str, max_seeds: int, train, log=print) -> int:
+    """--seeds auto: train the arm's pending runs, recompute its verdicts from the finished records, and
+    while one is undecided and the arm has fewer than ``max_seeds`` paired seeds, add the next seed (its
+    runs only: the other arm and the ablations are not touched) and go on. ``train(names)`` trains the
+    named runs (in this process or with --workers) and returns an exit code. The added seeds are saved in
+    the runs folder first, so a stopped launch resumes where it was. Returns an exit code."""
+    while True:
+        pending = pending_arm_runs(study, arm)
+        if pending:
+            seeds = study.arm_seeds(arm)
+            names = ", ".join(r.name for r in pending)
+            log(f"[study] --seeds auto, {arm} arm at seeds {seeds}: training {len(pending)} runs: {names}")
+            if study.extra_seeds[arm]:
+                study.save_extra_seeds()
+            code = train([r.name for r in pending])
+            if code:
+                return code
+        tables = arm_comparisons(study, finished_records(study), arm)
+        rows = [(label, row) for label, table in tables.items() for row in table]
+        for label, row in rows:
+            log(f"[study]   {verdict_line(label, row)}")
+        if unfinished := [f"{label} {row['width']:g}" for label, row in rows if row["verdict"] == "pending"]:
+            log(
+                f"[study] --seeds auto stops: {', '.join(unfinished)} still pending (a run refused or not "
+                "finished: see above); launch again to retry"
+            )
+            return 1
+        n = len(study.arm_seeds(arm))
+        undecided = [(label, row) for label, row in rows if row["verdict"] == "undecided"]
+        if not undecided:
+            log(f"[study] --seeds auto: every verdict of the {arm} arm is decided at {n} paired seeds")
+            return 0
+        if n >= max_seeds:
+            estimates = "; ".join(f"{label} {row['width']:g}: {row['to_decide']}" for label, row in undecided)
+            log(f"[study] --seeds auto: --max-seeds {max_seeds} reached, {len(undecided)} undecided ({estimates})")
+            return 0
+        seed = study.next_seed(arm)
+        study.add_seeds(arm, [seed])
+        study.save_extra_seeds()
+        log(f"[study] --seeds auto: {len(undecided)} verdicts of the {arm} arm undecided at {n} seeds; adding {seed}")
+
+
+def auto_plan_lines(study: Study, arm: str, max_seeds: int, records: dict[str, dict[str, Any]]) -> list[str]:
+    """--plan with --seeds auto: the arm's verdicts now, the seeds estimated to decide them, and the runs
+    and estimated time of the next round and of every round up to --max-seeds."""
+    two = float(study.spec["cost"]["two_workers_throughput"])
+
+    def hours(seconds: float) -> str:
+        return f"~{seconds / 3600:.2f} h (~{seconds / two / 3600:.2f} h with --workers 2)"
+
+    seeds = study.arm_seeds(arm)
+    lines = ["", f"--seeds auto, {arm} arm: {len(seeds)} paired seeds now ({seeds}), --max-seeds {max_seeds}"]
+    rows = [(label, row) for label, table in arm_comparisons(study, records, arm).items() for row in table]
+    lines += [f"  {verdict_line(label, row)}" for label, row in rows]
+    pending = [r for r in study.arm_runs(arm) if r.name not in records]
+    if pending:
+        cost = sum(study.estimate_seconds(r) for r in pending)
+        lines.append(f"first the arm's {len(pending)} unfinished runs at these seeds: {hours(cost)}")
+        return lines + ["(the verdicts and the next seed are decided once they have finished)"]
+    undecided = [row for _, row in rows if row["verdict"] == "undecided"]
+    if not undecided:
+        return lines + ["every verdict of this arm is decided: nothing to add"]
+    if len(seeds) >= max_seeds:
+        return lines + [f"at --max-seeds {max_seeds} already: nothing to add (raise it to go on)"]
+    seed = study.next_seed(arm)
+    extra = {a: list(v) for a, v in study.extra_seeds.items()}
+    after = Study(study.mode, study.spec, study.root, study.g_steps, study.ablation_g_steps, extra)
+    after.add_seeds(arm, [seed])
+    new = [r for r in after.arm_runs(arm) if r.seed == seed]
+    todo = [r for r in new if r.name not in records]
+    cost = sum(after.estimate_seconds(r) for r in todo)
+    each = ", ".join(f"{r.name} ~{after.estimate_seconds(r) / 60:.1f} min" for r in todo)
+    lines.append(f"next round: seed {seed}, {len(todo)} runs ({each}): {hours(cost)}")
+    estimates = [row["seeds_to_decide"] for row in undecided]
+    target = max_seeds if None in estimates else min(max_seeds, max(estimates))
+    per_seed = sum(after.estimate_seconds(r) for r in new)  # a later seed trains all of its runs
+    total = cost + per_seed * max(0, target - len(seeds) - 1)
+    to_decide = [f"{label} {row['width']:g}: {row['to_decide']}" for label, row in rows if row in undecided]
+    lines.append("seeds estimated to decide (at the spread seen so far): " + ", ".join(to_decide))
+    lines.append(
+        f"up to {target - len(seeds)} rounds (seeds {seed}-{seed + target - len(seeds) - 1}) until "
+        + ("--max-seeds" if target == max_seeds else "the estimates say every verdict decides")
+        + f": {hours(total)}; it stops as soon as every verdict is decided"
+    )
+    return lines
 
 
 def classifier_sha(classifier: Path | None) -> str:
@@ -1280,10 +1500,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=1,
         help="processes training side by side, each with CPU cores / workers threads (default 1)",
     )
+    p.add_argument(
+        "--seeds",
+        choices=["auto"],
+        default=None,
+        help="auto: add paired seeds to one arm (--arm) one at a time, each after the verdicts of the seeds "
+        "before it, until every verdict of that arm is decided or --max-seeds is reached (default: the mode's "
+        "seeds, plus any an earlier auto launch added)",
+    )
+    p.add_argument("--max-seeds", type=int, default=None, help="with --seeds auto: the most paired seeds of the arm")
+    p.add_argument(
+        "--arm",
+        choices=ARMS,
+        default=None,
+        help="with --seeds auto: main (SlimGAN vs native networks, default) or fast (the fast modes vs fp32)",
+    )
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # one of --workers' processes
     args = p.parse_args(argv)
     if args.workers < 1:
         raise SystemExit(f"run_study: --workers must be >= 1, got {args.workers}")
+    if args.seeds is None and (args.max_seeds is not None or args.arm is not None):
+        p.error("--max-seeds and --arm go with --seeds auto")
+    if args.seeds == "auto":
+        if args.max_seeds is None or args.max_seeds < 2:
+            p.error(
+                "--seeds auto needs --max-seeds N, N >= 2 (the most paired seeds of the arm)"
+                + (f", got {args.max_seeds}" if args.max_seeds is not None else "")
+            )
+        if args.report_only or args.only:
+            p.error("--seeds auto trains its arm's runs: give it without --report-only and --only")
+    arm = args.arm or "main"
 
     from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT
 
@@ -1292,9 +1538,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     study = Study.load(args.mode, root, args.g_steps, args.ablation_g_steps)
     store = args.committed_records or (str(COMMITTED_RECORDS) if args.mode == "full" else "none")
     store = None if store.lower() == "none" else Path(store)
+    if store:  # seeds an earlier auto launch added, carried by the committed records
+        for extra_arm, seeds in study.seeds_named_in(list(load_store(store))).items():
+            study.add_seeds(extra_arm, seeds)
     if args.plan:  # reads only: what a launch would adopt is marked, nothing is written
         adoptable = adoptable_records(study, load_store(store), None, log=lambda _: None) if store else {}
         print("\n".join(study.plan_lines(adoptable)))
+        if args.seeds == "auto":
+            print("\n".join(auto_plan_lines(study, arm, args.max_seeds, finished_records(study, adoptable))))
         return 0
     root.mkdir(parents=True, exist_ok=True)
     classifier = (
@@ -1312,21 +1563,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             shared=True,
         )
         return 0
+    if any(study.extra_seeds.values()):
+        study.save_extra_seeds()  # the workers plan from the runs folder
     if store:
         adopt_records(study, store, classifier_sha(classifier))
     print("\n".join(study.plan_lines()[-3:]), flush=True)  # the estimate, before hours of training
+    worker_argv = [
+        "--mode", args.mode, "--runs-dir", str(root), "--data-root", data_root,
+        "--g-steps", str(study.g_steps), "--ablation-g-steps", str(study.ablation_g_steps),
+        "--committed-records", "none",
+        *(["--classifier", str(classifier)] if classifier else []),
+    ]  # fmt: skip
+
+    def train(names: Sequence[str]) -> int:
+        if args.workers > 1:
+            return run_workers([*worker_argv, *(["--only", *names] if names else [])], args.workers)
+        run_all(study, classifier, data_root, only=names)
+        return 0
+
     code = 0
-    if not args.report_only and args.workers > 1:
-        worker_argv = [
-            "--mode", args.mode, "--runs-dir", str(root), "--data-root", data_root,
-            "--g-steps", str(study.g_steps), "--ablation-g-steps", str(study.ablation_g_steps),
-            "--committed-records", "none",
-            *(["--classifier", str(classifier)] if classifier else []),
-            *(["--only", *args.only] if args.only else []),
-        ]  # fmt: skip
-        code = run_workers(worker_argv, args.workers)
+    if args.seeds == "auto":
+        code = auto_seeds(study, arm, args.max_seeds, train)
     elif not args.report_only:
-        run_all(study, classifier, data_root, only=args.only)
+        code = train(args.only)
     if args.report:
         report = Path(args.report)
     elif args.mode == "full" and main_finished(study) and trained_here(study):

@@ -10,7 +10,7 @@
   their cached features / ``mu``-``sigma`` statistics files.
 * :mod:`.consistency`: mIC, the cross-width consistency of a slimmable generator.
 * :mod:`.cost`: per-width parameters, MACs and CPU latency.
-* :mod:`.paired`: paired-by-seed bootstrap intervals and the non-inferiority verdict of comparisons.
+* :mod:`.paired`: paired-by-seed t intervals, permutation test and non-inferiority verdict of comparisons.
 * :mod:`.evaluation`: the per-width evaluation of a checkpoint (``slimgan-eval``'s library; its
   command line is :mod:`slimgan_pl.evaluate`) and the end-of-training evaluation.
 

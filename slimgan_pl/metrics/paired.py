@@ -87,17 +87,28 @@ class PairedResult:
     def interval_text(self, digits: int = 2) -> str:
         return f"[{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
 
+    def to_decide(self) -> str:
+        """For an undecided verdict, how many seeds would decide it: ``~11 seeds to decide``, ``over 1000
+        seeds to decide`` (beyond the estimate's range) or ``not decidable at this spread`` (the mean exactly
+        at the margin, or no spread measured); empty when decided."""
+        if self.verdict != "undecided":
+            return ""
+        if self.seeds_to_decide:
+            return f"~{self.seeds_to_decide} seeds to decide"
+        if self.mean != self.margin and self.sd > 0.0:
+            return f"over {MAX_SEEDS_ESTIMATE} seeds to decide"
+        return "not decidable at this spread"
+
     def summary(self, digits: int = 2) -> str:
-        """E.g. ``undecided, [-0.17, +3.34] vs margin 1.10 (paired t, n=3; ~7 seeds to decide)``."""
-        text = f"{self.verdict}, {self.interval_text(digits)} vs margin {self.margin:.{digits}f} ({self.method}, n={self.n}"
+        """E.g. ``undecided, [-0.17, +3.34] vs margin 1.10 (paired t, n=3; ~11 seeds to decide)``."""
+        interval = self.interval_text(digits)
+        text = f"{self.verdict}, {interval} vs margin {self.margin:.{digits}f} ({self.method}, n={self.n}"
         if self.verdict == "undecided":
-            text += f"; ~{self.seeds_to_decide} seeds to decide" if self.seeds_to_decide else "; not decidable at this spread"
+            text += f"; {self.to_decide()}"
         return text + ")"
 
 
-def paired_comparison(
-    a: Sequence[float], b: Sequence[float], margin: float, level: float = 0.95
-) -> PairedResult:
+def paired_comparison(a: Sequence[float], b: Sequence[float], margin: float, level: float = 0.95) -> PairedResult:
     """Compare ``a`` with ``b`` paired by index (seed): paired t interval, verdict, permutation test, seeds."""
     if len(a) != len(b):
         raise ValueError(f"need the same number of paired values, got {len(a)} and {len(b)}")
