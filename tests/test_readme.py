@@ -53,6 +53,13 @@ SMOKE_ARGS = {
 }
 # debug=smoke runs write to outputs/smoke/<task>/ (never mistaken for a real run): the blocks' paths follow.
 REAL_OUTPUTS = re.compile(r"\boutputs/(?!smoke/)")
+# A sweep over seeds is evaluated (tiny counts): `slimgan-collect --compare` needs the runs' FIDs.
+SEED_SWEEP_EVAL = [
+    "evaluate.after_training=true",
+    "evaluate.n_fake=64",
+    "evaluate.n_real=64",
+    "evaluate.latency_repeats=1",
+]
 MARKER = re.compile(r"^<!-- readme-test: (run|run-if-slurm|skip \(.+\)) -->$")
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```$", re.M | re.S)
 # Linked from the README, written on other branches of the same change (remove once they are merged).
@@ -91,6 +98,8 @@ def smoke_sized(line: str) -> str:
     words = command.split()
     if words and words[0] in SMOKE_ARGS:
         command = " ".join([command.rstrip(), *SMOKE_ARGS[words[0]]])
+        if words[0] == "slimgan-train" and "-m" in words and any(w.startswith("seed=") for w in words):
+            command = " ".join([command, *SEED_SWEEP_EVAL])
     return command + comment
 
 
@@ -170,6 +179,10 @@ def test_readme_commands_left_their_results(scratch: Path):
     assert (scratch / "w05.png").is_file()
     assert len(list(scratch.glob("outputs/smoke/my_images/*/checkpoints/last.ckpt"))) == 1
     assert not (scratch / "outputs" / "fmnist_demo").exists()  # smoke runs stay out of the real runs' folders
+    assert (scratch / "w04.png").is_file()
+    collected = next(scratch.glob("multirun/fmnist_demo/collect.md")).read_text()  # the seed sweep's table
+    assert "FMNIST-FID (fmnist, 64 fake / 64 real)" in collected and "| 3 | 0,1,2 |" in collected
+    assert "paired t" in collected and (scratch / "multirun" / "fmnist_demo" / "collect.png").is_file()
     assert (scratch / "w04.png").is_file() and len(list(scratch.glob("outputs/smoke/fmnist_universal/*/"))) == 1
     assert {p.suffix for p in (run / "export").iterdir()} >= {".pt", ".json", ".onnx"}
     # smoke-sized counts: a reduced evaluation, named metrics-<preset>-<counts>.md (metrics.md is the full one)
