@@ -32,10 +32,11 @@ def debug_requested() -> bool:
 
 
 @contextmanager
-def hydra_one_line(prog: str) -> Iterator[None]:
+def hydra_one_line(prog: str, explain: Callable[[str], str | None] | None = None) -> Iterator[None]:
     """Around ``@hydra.main``: Hydra's own errors (unknown config group or key, bad override syntax)
     become one line and exit 2 too. Hydra prints them over several lines unless HYDRA_FULL_ERROR=1,
-    in which case it re-raises them: set it (marked as ours, so :func:`debug_requested` stays false)."""
+    in which case it re-raises them: set it (marked as ours, so :func:`debug_requested` stays false).
+    ``explain(message)`` may return a clearer line for a message (None: keep Hydra's)."""
     from hydra.errors import HydraException
 
     if debug_requested():
@@ -46,6 +47,7 @@ def hydra_one_line(prog: str) -> Iterator[None]:
         yield
     except HydraException as e:
         message = one_line(e).split(" Config search path:")[0]  # the search path is noise for a user
+        message = (explain(message) if explain is not None else None) or message
         print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_KNOWN_ERROR) from None
     finally:

@@ -11,25 +11,16 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import hydra
-import pytorch_lightning as pl
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
-
-from slimgan_pl._warnings import silence_third_party_noise
-from slimgan_pl.callbacks import DataConfigInCheckpoint
-from slimgan_pl.checkpoint_io import CheckpointSaveError, SafeCheckpointIO
 from slimgan_pl.cli import cli_main, hydra_one_line, one_line_errors
 from slimgan_pl.config import config_dir, register_resolvers
-from slimgan_pl.data.fashion_mnist import DataNotFoundError
-from slimgan_pl.distributed import check_trainer_config, leave_process_group
-from slimgan_pl.guard import NonFiniteGuard
-from slimgan_pl.module import SlimGAN, width_tag
-from slimgan_pl.resume import PreemptionCheckpoint, check_resume_settings, in_slurm_job, resume_checkpoint
+
+if TYPE_CHECKING:  # torch, Lightning and Hydra load inside the functions: --help answers without them
+    import pytorch_lightning as pl
+    from omegaconf import DictConfig
+
+    from slimgan_pl.module import SlimGAN
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -61,6 +52,19 @@ def _check_data_fits_model(datamodule: pl.LightningDataModule, model: SlimGAN) -
 
 def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]:
     """Compose model, data and trainer from the config, validating everything before training."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    from slimgan_pl.callbacks import DataConfigInCheckpoint
+    from slimgan_pl.checkpoint_io import SafeCheckpointIO
+    from slimgan_pl.data.fashion_mnist import DataNotFoundError
+    from slimgan_pl.distributed import check_trainer_config
+    from slimgan_pl.guard import NonFiniteGuard
+    from slimgan_pl.module import SlimGAN
+    from slimgan_pl.resume import check_resume_settings
+
     try:
         OmegaConf.resolve(cfg)
         ema = {f"ema_{key}": value for key, value in cfg.get("ema", {}).items()}  # ema.decay -> ema_decay
@@ -125,6 +129,14 @@ def resume_command(run_dir: str | Path) -> str:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, then write ``summary.json`` (per-width final losses, checkpoint and sample paths)."""
+    import pytorch_lightning as pl
+    from omegaconf import OmegaConf
+
+    from slimgan_pl.checkpoint_io import CheckpointSaveError
+    from slimgan_pl.distributed import leave_process_group
+    from slimgan_pl.module import width_tag
+    from slimgan_pl.resume import PreemptionCheckpoint, in_slurm_job, resume_checkpoint
+
     try:  # first: a damaged or unsafe checkpoint is refused before anything is built
         ckpt_path = resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, cfg.paths.output_dir)
     except ValueError as e:
@@ -198,14 +210,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
+def _task(cfg: DictConfig) -> None:
+    """Hydra's task function: one training run (every job of a multirun, every DDP rank)."""
+    from slimgan_pl._warnings import silence_third_party_noise
+
     silence_third_party_noise()  # here, not in main(): submitit jobs and DDP ranks run this function
     try:
         with one_line_errors("slimgan-train"):  # inside the task: Hydra would print its own report
+            check_command_line_keys(cfg)
             train(cfg)
     finally:
         finish_wandb()  # the next job of a multirun in this process must get its own wandb run
+
+
+def check_command_line_keys(cfg: DictConfig) -> None:
+    """ConfigError for a ``+key=value`` of the command line that nothing reads (Hydra added it)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from slimgan_pl.overrides import check_added_keys
+
+    try:
+        check_added_keys(cfg, list(HydraConfig.get().overrides.task))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 def finish_wandb() -> None:
@@ -238,6 +265,8 @@ def resume_overrides(run_dir: str, overrides: list[str]) -> list[str]:
         )
     given = {_override_key(o) for o in overrides}
     dropped = given | {"ckpt_path", "resume", "hydra.run.dir", "paths.output_dir"}
+    from omegaconf import OmegaConf
+
     saved = [str(o) for o in OmegaConf.load(saved_file) if _override_key(str(o)) not in dropped]
     return [*saved, *overrides, f"hydra.run.dir={_quote(str(run))}", "resume=auto"]
 
@@ -258,11 +287,99 @@ def _resume_argv(argv: list[str]) -> list[str]:
     return argv
 
 
+HELP_FLAGS = ("-h", "--help")
+MULTIRUN_FLAGS = ("-m", "--multirun")
+_HIDDEN_GROUPS = ("eval", "hydra", "paths")  # not chosen on the command line (hydra/launcher is listed apart)
+
+
+def config_groups() -> dict[str, list[str]]:
+    """{group: options} of the packaged conf/ (file names only: nothing is composed)."""
+    root = Path(config_dir())
+    groups = {d.name: d for d in sorted(root.iterdir()) if d.is_dir() and d.name not in _HIDDEN_GROUPS}
+    groups["hydra/launcher"] = root / "hydra" / "launcher"
+    return {name: sorted(f.stem for f in folder.glob("*.yaml")) for name, folder in groups.items()}
+
+
+def help_text() -> str:
+    """``slimgan-train --help``: what the command does, its own flags, the config groups, examples."""
+    groups = "\n".join(f"  {name:<15} {', '.join(options)}" for name, options in config_groups().items())
+    return f"""usage: slimgan-train [--resume RUN_DIR] [-m] [--debug] [GROUP=OPTION ...] [KEY=VALUE ...]
+
+Train a slimmable GAN (SlimGAN: one generator, several widths) with PyTorch Lightning. Every setting is
+a Hydra override: GROUP=OPTION picks a config file, KEY=VALUE sets one key. A run writes checkpoints,
+sample grids, logs and summary.json to outputs/<task_name>/<date_time>/.
+
+options:
+  -h, --help         show this help and exit
+  --resume RUN_DIR   continue RUN_DIR in place from its newest loadable checkpoint, with the run's own
+                     overrides; add train.g_steps=N (more than it has) to train a finished run longer
+  -m, --multirun     one run per combination of comma-separated values (seed=0,1,2), or an ablation
+                     sweep=NAME (conf/sweep/); folders multirun/<name>/<date_time>/<job>/
+  --debug            full tracebacks instead of one-line errors (or HYDRA_FULL_ERROR=1)
+  --cfg job          print the composed config (every key) and exit; with overrides, theirs
+  --hydra-help       Hydra's own flags (--info, --cfg hydra, shell completion, ...)
+
+config groups (GROUP=OPTION):
+{groups}
+
+frequent keys:
+  debug=smoke        a few iterations of tiny networks, no evaluation (seconds on a CPU)
+  train.g_steps=N    iterations (each: optim.n_dis D steps + 1 G step)
+  slim.widths=[0.25,0.5,1.0]   seed=S   task_name=NAME   trainer.accelerator=cpu|gpu   ckpt_path=FILE
+
+examples:
+  slimgan-train debug=smoke trainer.accelerator=cpu
+  slimgan-train experiment=fmnist_demo
+  slimgan-train -m sweep=width_sets seed=0,1,2
+  slimgan-train --resume outputs/train/2026-11-30_22-00-00 train.g_steps=2000
+  slimgan-train experiment=cifar10_sndcgan --cfg job
+
+Docs: README.md, docs/training.md; errors and --resume: docs/robustness.md."""
+
+
+def check_sweep_has_multirun(argv: list[str]) -> None:
+    """ValueError for ``sweep=NAME`` without ``-m``: Hydra would train the base run once, ignoring the
+    sweep's parameters."""
+    if any(a in MULTIRUN_FLAGS for a in argv):
+        return
+    for arg in argv:
+        key, _, value = arg.lstrip("+").partition("=")
+        if key == "sweep" and value not in ("", "null"):
+            raise ValueError(
+                f"sweep={value} is a multirun sweep: add -m (slimgan-train -m sweep={value} ...); "
+                "without it one base run would train and the sweep's values would be ignored"
+            )
+
+
+def _hydra_main() -> None:
+    """Hydra's ``@hydra.main`` around :func:`_task` (applied here: importing this module loads no Hydra)."""
+    import hydra
+
+    hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")(_task)()
+
+
 @cli_main("slimgan-train")
 def main() -> None:
-    sys.argv[1:] = _resume_argv(sys.argv[1:])
-    with hydra_one_line("slimgan-train"):
+    argv = sys.argv[1:]
+    if any(a in HELP_FLAGS for a in argv):  # ours, before Hydra and torch load (--hydra-help is Hydra's)
+        print(help_text())
+        return
+    check_sweep_has_multirun(argv)
+    # Hydra launcher plugins (hydra/launcher=slurm|local) are made visible here, before Hydra runs.
+    sys.argv[1:] = _resume_argv(argv)
+    with hydra_one_line("slimgan-train", explain=_explain_hydra_error):
         _hydra_main()
+
+
+def _explain_hydra_error(message: str) -> str | None:
+    """A clearer line for Hydra's "Could not override 'KEY'. To append to your config use +KEY=VALUE"
+    (the + form would add a key nothing reads): the closest existing key instead."""
+    found = re.match(r"Could not override '([^']+)'\. To append to your config use \+[^=]+=(.*)$", message)
+    if found is None:
+        return None
+    from slimgan_pl.overrides import unknown_key_message
+
+    return unknown_key_message(found.group(1), found.group(2), sys.argv[1:], "slimgan-train")
 
 
 if __name__ == "__main__":
