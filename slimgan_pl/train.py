@@ -10,6 +10,8 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +129,25 @@ def resume_command(run_dir: str | Path) -> str:
     return f"slimgan-train --resume {run_dir}"
 
 
+_fitted_runs: list[str] = []  # run folders whose training this process started (read by main())
+
+
+def _already_trained(
+    checkpoint: dict[str, Any], trainer: pl.Trainer, cfg: DictConfig, ckpt_path: str, out: Path
+) -> dict[str, Any] | None:
+    """When the checkpoint to continue from has already run ``train.g_steps`` iterations: say so (and how
+    to train longer) and return the result of this no-op run; None when there is something to train."""
+    done = int(checkpoint.get("global_step", 0))
+    if not 0 < trainer.max_steps <= done:
+        return None
+    iterations = done // (int(cfg.optim.n_dis) + 1)
+    at = f"train.g_steps={iterations}" if iterations == cfg.train.g_steps else f"iteration {iterations}"
+    longer = f"train.g_steps={2 * iterations}"
+    command = f": {resume_command(out)} {longer}" if cfg.ckpt_path is None else ""  # ckpt_path=: a new folder
+    print(f"Nothing to train: already at {at} ({ckpt_path}); add {longer} to train longer{command}", flush=True)
+    return {"output_dir": str(out), "iterations": iterations, "already_trained": True, "last_checkpoint": ckpt_path}
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, then write ``summary.json`` (per-width final losses, checkpoint and sample paths)."""
     import pytorch_lightning as pl
@@ -135,7 +156,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from slimgan_pl.checkpoint_io import CheckpointSaveError
     from slimgan_pl.distributed import leave_process_group
     from slimgan_pl.module import width_tag
-    from slimgan_pl.resume import PreemptionCheckpoint, in_slurm_job, resume_checkpoint
+    from slimgan_pl.resume import PreemptionCheckpoint, check_checkpoint_fits, in_slurm_job, resume_checkpoint
 
     try:  # first: a damaged or unsafe checkpoint is refused before anything is built
         ckpt_path = resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, cfg.paths.output_dir)
@@ -144,6 +165,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # quiet: a config error stays the only stderr line
     model, datamodule, trainer = build(cfg)
     out = Path(cfg.paths.output_dir)
+    if ckpt_path is not None:  # before anything is written: the run folder stays as it is
+        try:  # a checkpoint of other networks: one line instead of Lightning's size-mismatch traceback
+            checkpoint = check_checkpoint_fits(ckpt_path, model, explicit=cfg.ckpt_path is not None)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+        finished = _already_trained(checkpoint, trainer, cfg, ckpt_path, out)
+        if finished is not None:
+            return finished
     out.mkdir(parents=True, exist_ok=True)
     if trainer.is_global_zero:  # DDP: every rank runs this function (popen launcher: the whole script)
         (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg))
@@ -158,6 +187,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path is not None:
         print(f"Resuming from {ckpt_path}", flush=True)
     preemption = next((c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint)), None)
+    _fitted_runs.append(str(out))
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     except CheckpointSaveError as e:  # disk full / permission: the previous checkpoint is intact
@@ -271,6 +301,16 @@ def resume_overrides(run_dir: str, overrides: list[str]) -> list[str]:
     return [*saved, *overrides, f"hydra.run.dir={_quote(str(run))}", "resume=auto"]
 
 
+def _resume_dir(argv: list[str]) -> Path | None:
+    """The run folder of ``--resume DIR`` / ``--resume=DIR`` in ``argv``, if any."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--resume="):
+            return Path(arg.split("=", 1)[1])
+        if arg == "--resume" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+    return None
+
+
 def _resume_argv(argv: list[str]) -> list[str]:
     """``--resume DIR`` (or ``--resume=DIR``) in ``argv`` -> the overrides of :func:`resume_overrides`."""
     for i, arg in enumerate(argv):
@@ -367,8 +407,23 @@ def main() -> None:
     check_sweep_has_multirun(argv)
     # Hydra launcher plugins (hydra/launcher=slurm|local) are made visible here, before Hydra runs.
     sys.argv[1:] = _resume_argv(argv)
-    with hydra_one_line("slimgan-train", explain=_explain_hydra_error):
+    with hydra_one_line("slimgan-train", explain=_explain_hydra_error), _kept_unless_trained(_resume_dir(argv)):
         _hydra_main()
+
+
+@contextmanager
+def _kept_unless_trained(run_dir: Path | None) -> Iterator[None]:
+    """``--resume RUN_DIR``: Hydra rewrites ``RUN_DIR/.hydra/*.yaml`` (the saved overrides that the next
+    ``--resume`` re-runs) before the task starts; put the old files back unless training started.
+    A refused or no-op resume (``model.generator.ngf=48`` on a run of 16) must not change the run."""
+    saved = {f: f.read_bytes() for f in (run_dir / ".hydra").glob("*.yaml")} if run_dir is not None else {}
+    del _fitted_runs[:]
+    try:
+        yield
+    finally:
+        if saved and not _fitted_runs:
+            for path, content in saved.items():
+                path.write_bytes(content)
 
 
 def _explain_hydra_error(message: str) -> str | None:
