@@ -52,6 +52,46 @@ def _check_data_fits_model(datamodule: pl.LightningDataModule, model: SlimGAN) -
         raise ValueError(f"data.img_channels={channels} but model.generator.img_channels={g.img_channels}")
 
 
+def _check_inception_weights(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:
+    """ValueError (one short line) when the FID during training (``callbacks.fid``) or after it
+    (``evaluate.after_training``) would use Inception-v3 and its weights file is nowhere: both keys named
+    at once, with the file and the environment variable (slimgan-train has no --inception-weights)."""
+    from slimgan_pl.metrics.backbones import default_backbone
+    from slimgan_pl.metrics.inception import ENV_VAR, WEIGHTS_FILENAME, InceptionWeightsError, resolve_inception_weights
+    from slimgan_pl.metrics.reference import datamodule_config, dataset_kind
+
+    try:
+        dataset = dataset_kind(datamodule_config(datamodule))
+    except ValueError:
+        return  # an unsupported data module: the FID checks themselves say so
+    evaluate = cfg.get("evaluate", {})
+    after = evaluate if evaluate.get("after_training") else None
+    needs = []  # (training-side switch, its weights key, how to turn it off) of each Inception user
+    for switch, node, weights_key, off in (
+        ("callbacks.fid", cfg.get("callbacks", {}).get("fid"), "callbacks.fid.inception_weights", "null"),
+        ("evaluate.after_training", after, "evaluate.inception_weights", "false"),
+    ):
+        backbone = (node or {}).get("backbone") or "auto"
+        if node is None or (default_backbone(dataset) if backbone == "auto" else backbone) != "inception":
+            continue
+        path = node.get("inception_weights")
+        if path is None:
+            needs.append((switch, weights_key, off))
+        elif not Path(str(path)).expanduser().is_file():
+            raise ValueError(f"{weights_key}={path}: no such file (the Inception-v3 weights for {switch})")
+    if not needs:
+        return
+    try:
+        resolve_inception_weights(None)  # $SLIMGAN_INCEPTION_WEIGHTS, else torch-fidelity's cache
+    except InceptionWeightsError:
+        keys = " / ".join(f"{weights_key}=" for _, weights_key, _ in needs)
+        off = " ".join(f"{switch}={value}" for switch, _, value in needs)
+        raise ValueError(
+            f"no Inception-v3 weights for FID on RGB data: set ${ENV_VAR}=PATH of {WEIGHTS_FILENAME} "
+            f"(or {keys}), or no FID: {off} (docs/evaluation.md)"
+        ) from None
+
+
 def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]:
     """Compose model, data and trainer from the config, validating everything before training."""
     from hydra.errors import InstantiationException
@@ -88,6 +128,7 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
         )
         datamodule = instantiate(cfg.data)
         _check_data_fits_model(datamodule, model)
+        _check_inception_weights(cfg, datamodule)
         if hasattr(datamodule, "check"):
             datamodule.check()
         callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
