@@ -68,7 +68,7 @@ def _optional_errors() -> list[type[BaseException]]:
     """Errors of modules that may not be imported (heavy optional stacks): known only once loaded."""
     found = []
     for module, name in (
-        ("slimgan_pl.deploy.export", "ExportError"),
+        ("slimgan_pl.deploy.dense", "ExportError"),
         ("slimgan_pl.metrics.fmnist_classifier", "ClassifierCacheError"),
     ):
         cls = getattr(sys.modules.get(module), name, None)
