@@ -56,25 +56,20 @@ def hydra_one_line(prog: str, explain: Callable[[str], str | None] | None = None
 
 
 def known_errors() -> tuple[type[BaseException], ...]:
-    """The error classes whose message alone tells the user what to fix (imported lazily: the tools'
-    modules import this one)."""
-    from slimgan_pl.checkpoint import CheckpointError
-    from slimgan_pl.guard import NonFiniteError
-
-    return (CheckpointError, NonFiniteError, ValueError, OSError, *_optional_errors())
-
-
-def _optional_errors() -> list[type[BaseException]]:
-    """Errors of modules that may not be imported (heavy optional stacks): known only once loaded."""
-    found = []
+    """The error classes whose message alone tells the user what to fix. Each is looked up only in a module
+    that is already imported (an error of a class can only exist once its module is loaded), so reporting
+    a bad argument never imports torch."""
+    found: list[type[BaseException]] = [ValueError, OSError]
     for module, name in (
+        ("slimgan_pl.checkpoint", "CheckpointError"),
+        ("slimgan_pl.guard", "NonFiniteError"),
         ("slimgan_pl.deploy.dense", "ExportError"),
         ("slimgan_pl.metrics.fmnist_classifier", "ClassifierCacheError"),
     ):
         cls = getattr(sys.modules.get(module), name, None)
         if cls is not None:
             found.append(cls)
-    return found
+    return tuple(found)
 
 
 def one_line(error: BaseException) -> str:

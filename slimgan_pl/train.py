@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # torch, Lightning and Hydra load inside the functions: --hel
     from slimgan_pl.module import SlimGAN
 
 log = logging.getLogger(__name__)
-register_resolvers()
 
 
 class ConfigError(ValueError):
@@ -107,6 +106,7 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
     from slimgan_pl.module import SlimGAN
     from slimgan_pl.resume import check_resume_settings
 
+    register_resolvers()  # here, not at import: slimgan-train --help answers without OmegaConf
     try:
         OmegaConf.resolve(cfg)
         ema = {f"ema_{key}": value for key, value in cfg.get("ema", {}).items()}  # ema.decay -> ema_decay
@@ -436,6 +436,7 @@ def _hydra_main() -> None:
     """Hydra's ``@hydra.main`` around :func:`_task` (applied here: importing this module loads no Hydra)."""
     import hydra
 
+    register_resolvers()
     hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")(_task)()
 
 
