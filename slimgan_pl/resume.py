@@ -188,17 +188,19 @@ _INIT_ONLY = ("init", "bias_init")  # only the starting weights, which the check
 def network_differences(saved: dict[str, Any], configured: dict[str, Any]) -> list[str]:
     """``key: <checkpoint value> in the checkpoint, <config value> now`` for every network setting that
     differs between a checkpoint's ``hyper_parameters`` and the model built from the config."""
+    # A setting the checkpoint does not record (saved before it existed) is not compared.
     pairs: list[tuple[str, Any, Any]] = []
     for net in ("generator", "discriminator"):
         old, new = dict(saved.get(net) or {}), dict(configured.get(net) or {})
-        for key in sorted((old.keys() | new.keys()) - set(_INIT_ONLY)):
-            pairs.append((f"model.{net}.{key}", old.get(key), new.get(key)))
+        for key in sorted(old.keys() - set(_INIT_ONLY)):
+            pairs.append((f"model.{net}.{key}", old[key], new.get(key)))
     for hparam, key in NETWORK_HPARAMS.items():
-        if hparam == "range" and configured.get("mode") != "universal":
+        if hparam not in saved or (hparam == "range" and configured.get("mode") != "universal"):
             continue  # slim.range is read only by universal models
-        pairs.append((key, saved.get(hparam), configured.get(hparam)))
-    ema_old, ema_new = saved.get("ema_decay") is not None, configured.get("ema_decay") is not None
-    pairs.append(("ema", "default" if ema_old else "none", "default" if ema_new else "none"))
+        pairs.append((key, saved[hparam], configured.get(hparam)))
+    if "ema_decay" in saved:  # an EMA generator (ema=default) or none: its weights are in the checkpoint or not
+        ema_old, ema_new = saved["ema_decay"] is not None, configured.get("ema_decay") is not None
+        pairs.append(("ema", "default" if ema_old else "none", "default" if ema_new else "none"))
     return [f"{key}: {_plain(a)} in the checkpoint, {_plain(b)} now" for key, a, b in pairs if _plain(a) != _plain(b)]
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 
 from slimgan_pl.config import config_dir
 from slimgan_pl.overrides import check_added_keys, closest_key
+from slimgan_pl.resume import network_differences
 
 from helpers.user_path import run_user
 
@@ -99,6 +100,29 @@ def test_sweep_without_multirun_is_refused_before_anything_runs(tmp_path):
 
 
 # ----------------------------------------------------------------------------- resume
+def test_network_differences_name_network_settings_only():
+    saved = {
+        "generator": {"arch": "sndcgan32", "ngf": 16, "init": "xavier"},
+        "discriminator": {"arch": "sndcgan32", "ndf": 16},
+        "widths": [0.25, 1.0],
+        "ema_decay": None,
+        "g_lr": 2e-4,
+    }
+    now = {
+        "generator": {"arch": "sndcgan32", "ngf": 48, "init": "ortho", "upsample": "nearest"},
+        "discriminator": {"arch": "sndcgan32", "ndf": 16},
+        "widths": (0.25, 1.0),  # a tuple from the config: the same widths
+        "n_share": 2,  # not recorded in the checkpoint: not compared
+        "ema_decay": 0.999,
+        "g_lr": 1e-3,  # not a network setting
+    }
+    assert network_differences(saved, now) == [
+        "model.generator.ngf: 16 in the checkpoint, 48 now",
+        "ema: none in the checkpoint, default now",
+    ]
+    assert network_differences(saved, {**saved, "g_lr": 1.0}) == []
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     """A finished smoke run (4 iterations), shared by the resume tests (none of them may change it)."""
