@@ -185,7 +185,8 @@ def _already_trained(
     at = f"train.g_steps={iterations}" if iterations == cfg.train.g_steps else f"iteration {iterations}"
     longer = f"train.g_steps={2 * iterations}"
     command = f": {resume_command(out)} {longer}" if cfg.ckpt_path is None else ""  # ckpt_path=: a new folder
-    print(f"Nothing to train: already at {at} ({ckpt_path}); add {longer} to train longer{command}", flush=True)
+    if trainer.is_global_zero:  # DDP: every rank stops here, one says why
+        print(f"Nothing to train: already at {at} ({ckpt_path}); add {longer} to train longer{command}", flush=True)
     return {"output_dir": str(out), "iterations": iterations, "already_trained": True, "last_checkpoint": ckpt_path}
 
 
