@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import sys
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -384,7 +385,10 @@ def config_groups() -> dict[str, list[str]]:
 
 def help_text() -> str:
     """``slimgan-train --help``: what the command does, its own flags, the config groups, examples."""
-    groups = "\n".join(f"  {name:<15} {', '.join(options)}" for name, options in config_groups().items())
+    groups = "\n".join(
+        textwrap.fill(", ".join(options), 104, initial_indent=f"  {name:<15} ", subsequent_indent=" " * 18)
+        for name, options in config_groups().items()
+    )
     return f"""usage: slimgan-train [--resume RUN_DIR] [-m] [--debug] [GROUP=OPTION ...] [KEY=VALUE ...]
 
 Train a slimmable GAN (SlimGAN: one generator, several widths) with PyTorch Lightning. Every setting is
