@@ -32,10 +32,11 @@ def debug_requested() -> bool:
 
 
 @contextmanager
-def hydra_one_line(prog: str) -> Iterator[None]:
+def hydra_one_line(prog: str, explain: Callable[[str], str | None] | None = None) -> Iterator[None]:
     """Around ``@hydra.main``: Hydra's own errors (unknown config group or key, bad override syntax)
     become one line and exit 2 too. Hydra prints them over several lines unless HYDRA_FULL_ERROR=1,
-    in which case it re-raises them: set it (marked as ours, so :func:`debug_requested` stays false)."""
+    in which case it re-raises them: set it (marked as ours, so :func:`debug_requested` stays false).
+    ``explain(message)`` may return a clearer line for a message (None: keep Hydra's)."""
     from hydra.errors import HydraException
 
     if debug_requested():
@@ -46,6 +47,7 @@ def hydra_one_line(prog: str) -> Iterator[None]:
         yield
     except HydraException as e:
         message = one_line(e).split(" Config search path:")[0]  # the search path is noise for a user
+        message = (explain(message) if explain is not None else None) or message
         print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_KNOWN_ERROR) from None
     finally:
@@ -54,25 +56,20 @@ def hydra_one_line(prog: str) -> Iterator[None]:
 
 
 def known_errors() -> tuple[type[BaseException], ...]:
-    """The error classes whose message alone tells the user what to fix (imported lazily: the tools'
-    modules import this one)."""
-    from slimgan_pl.checkpoint import CheckpointError
-    from slimgan_pl.guard import NonFiniteError
-
-    return (CheckpointError, NonFiniteError, ValueError, OSError, *_optional_errors())
-
-
-def _optional_errors() -> list[type[BaseException]]:
-    """Errors of modules that may not be imported (heavy optional stacks): known only once loaded."""
-    found = []
+    """The error classes whose message alone tells the user what to fix. Each is looked up only in a module
+    that is already imported (an error of a class can only exist once its module is loaded), so reporting
+    a bad argument never imports torch."""
+    found: list[type[BaseException]] = [ValueError, OSError]
     for module, name in (
-        ("slimgan_pl.deploy.export", "ExportError"),
+        ("slimgan_pl.checkpoint", "CheckpointError"),
+        ("slimgan_pl.guard", "NonFiniteError"),
+        ("slimgan_pl.deploy.dense", "ExportError"),
         ("slimgan_pl.metrics.fmnist_classifier", "ClassifierCacheError"),
     ):
         cls = getattr(sys.modules.get(module), name, None)
         if cls is not None:
             found.append(cls)
-    return found
+    return tuple(found)
 
 
 def one_line(error: BaseException) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from omegaconf import ListConfig, OmegaConf
+if TYPE_CHECKING:  # OmegaConf loads when resolvers are registered: config_dir() serves --help without it
+    from omegaconf import ListConfig
 
 
 def optimizer_steps(iterations: int, n_dis: int) -> int:
@@ -47,6 +48,7 @@ def run_tags(max_len: int = 64) -> ListConfig:
     empty outside a Hydra run (e.g. the compose API in tests). A ListConfig, not a list: OmegaConf.resolve
     can put a container, but not a plain list, in place of the interpolation."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import ListConfig
 
     tags = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
     return ListConfig([t if len(t) <= max_len else t[: max_len - 3] + "..." for t in tags])
@@ -72,6 +74,8 @@ def run_group(output_dir: str) -> str | None:
 
 
 def register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
     for name, fn in (
         ("optimizer_steps", optimizer_steps),
         ("scale_lr", scale_lr),

@@ -34,30 +34,43 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from slimgan_pl.checkpoint import CheckpointError
+from slimgan_pl.choices import BACKBONES, CACHE_ENV_VAR, DEFAULT_CACHE_DIR, protocol_names
 from slimgan_pl.cli import cli_main
-from slimgan_pl.data.fashion_mnist import DataNotFoundError
-from slimgan_pl.metrics.backbones import BACKBONES
-from slimgan_pl.metrics.evaluation import evaluate_checkpoint, extract, real_features
-from slimgan_pl.metrics.fmnist_classifier import ClassifierCacheError
-from slimgan_pl.metrics.inception import InceptionWeightsError
-from slimgan_pl.metrics.reference import CACHE_ENV_VAR, DEFAULT_CACHE_DIR, protocol_names
 
-# The library names that callers of ``slimgan_pl.evaluate`` (tests, experiments) import from here.
+if TYPE_CHECKING:
+    from slimgan_pl.metrics.evaluation import evaluate_checkpoint, extract, real_features
+
+# The library names that callers of ``slimgan_pl.evaluate`` (tests, experiments) import from here, loaded
+# on first use (with torch): --help answers without them.
 __all__ = ["evaluate_checkpoint", "extract", "main", "parse_args", "real_features", "run"]
+_LIBRARY = {"evaluate_checkpoint", "extract", "real_features"}
 
-EVAL_ERRORS = (
-    CheckpointError,
-    ClassifierCacheError,
-    InceptionWeightsError,
-    DataNotFoundError,
-    FileNotFoundError,
-    ValueError,
-)
+
+def __getattr__(name: str) -> Any:
+    if name in _LIBRARY:
+        from slimgan_pl.metrics import evaluation
+
+        return getattr(evaluation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def eval_errors() -> tuple[type[BaseException], ...]:
+    """The errors slimgan-eval reports in one line (their modules load torch)."""
+    from slimgan_pl.checkpoint import CheckpointError
+    from slimgan_pl.data.fashion_mnist import DataNotFoundError
+    from slimgan_pl.metrics.fmnist_classifier import ClassifierCacheError
+    from slimgan_pl.metrics.inception import InceptionWeightsError
+
+    return (
+        CheckpointError,
+        ClassifierCacheError,
+        InceptionWeightsError,
+        DataNotFoundError,
+        FileNotFoundError,
+        ValueError,
+    )
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -143,6 +156,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """slimgan-eval with parsed arguments."""
+    import torch
+
+    from slimgan_pl.metrics.evaluation import evaluate_checkpoint
+
     if args.threads:
         torch.set_num_threads(args.threads)
     return evaluate_checkpoint(
@@ -179,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         run(args)
-    except EVAL_ERRORS as e:
+    except eval_errors() as e:
         print(f"slimgan-eval: error: {e}", file=sys.stderr)
         sys.exit(2)
 

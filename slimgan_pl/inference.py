@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from slimgan_pl.choices import WEIGHTS  # defined without torch, for the tools' --help
 from slimgan_pl.ema import converge_spectral_norms
 from slimgan_pl.nn import local_batch_statistics
 from slimgan_pl.sampling import eval_mode, noise, num_classes, parameter_device, random_labels
@@ -28,7 +29,6 @@ if TYPE_CHECKING:  # module.py imports this file
     from slimgan_pl.models import SlimmableGenerator
     from slimgan_pl.module import SlimGAN
 
-WEIGHTS = ("auto", "ema", "live")
 STANDING_SEED = 0  # fixed: the statistics are part of the model, not of a sampling seed
 
 

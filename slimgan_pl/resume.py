@@ -172,6 +172,67 @@ def resume_checkpoint(resume: str, ckpt_path: str | None, output_dir: str | os.P
     return str(chosen) if chosen is not None else None
 
 
+# Hyper-parameters that shape the networks (their weights, BN statistics or function): a checkpoint
+# with other values cannot continue under this config. {hparam: config key}; generator.* and
+# discriminator.* are compared key by key (model.generator.*), except the initialisation.
+NETWORK_HPARAMS = {
+    "widths": "slim.widths",
+    "n_share": "slim.n_share",
+    "mode": "slim.mode",
+    "range": "slim.range",
+    "baseline": "model.baseline",
+}
+_INIT_ONLY = ("init", "bias_init")  # only the starting weights, which the checkpoint replaces
+
+
+def network_differences(saved: dict[str, Any], configured: dict[str, Any]) -> list[str]:
+    """``key: <checkpoint value> in the checkpoint, <config value> now`` for every network setting that
+    differs between a checkpoint's ``hyper_parameters`` and the model built from the config."""
+    # A setting the checkpoint does not record (saved before it existed) is not compared.
+    pairs: list[tuple[str, Any, Any]] = []
+    for net in ("generator", "discriminator"):
+        old, new = dict(saved.get(net) or {}), dict(configured.get(net) or {})
+        for key in sorted(old.keys() - set(_INIT_ONLY)):
+            pairs.append((f"model.{net}.{key}", old[key], new.get(key)))
+    for hparam, key in NETWORK_HPARAMS.items():
+        if hparam not in saved or (hparam == "range" and configured.get("mode") != "universal"):
+            continue  # slim.range is read only by universal models
+        pairs.append((key, saved[hparam], configured.get(hparam)))
+    if "ema_decay" in saved:  # an EMA generator (ema=default) or none: its weights are in the checkpoint or not
+        ema_old, ema_new = saved["ema_decay"] is not None, configured.get("ema_decay") is not None
+        pairs.append(("ema", "default" if ema_old else "none", "default" if ema_new else "none"))
+    return [f"{key}: {_plain(a)} in the checkpoint, {_plain(b)} now" for key, a, b in pairs if _plain(a) != _plain(b)]
+
+
+def _plain(value: Any) -> Any:
+    """Config containers and tuples compare (and print) as plain lists and dicts."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def check_checkpoint_fits(ckpt_path: str, model: pl.LightningModule, explicit: bool) -> dict[str, Any]:
+    """ValueError (one line) when the checkpoint ``trainer.fit`` would load was trained with other network
+    settings than ``model`` (built from the config): Lightning would stop with a long size-mismatch
+    traceback, or load weights into a network they were not trained for. ``explicit``: the checkpoint
+    came from ``ckpt_path=`` (else from the run folder, ``--resume`` / ``resume=auto``). The file is
+    only read. Returns the checkpoint (read with ``weights_only=True``)."""
+    from slimgan_pl.checkpoint import read_checkpoint
+
+    checkpoint = read_checkpoint(ckpt_path)
+    differences = network_differences(dict(checkpoint["hyper_parameters"]), dict(model.hparams))
+    if differences:
+        fresh = "drop ckpt_path=" if explicit else "a new run folder: no --resume, or another task_name / hydra.run.dir"
+        raise ValueError(
+            f"checkpoint {ckpt_path} was trained with other network settings: {'; '.join(differences)}. "
+            f"Continue it with its own (drop these overrides), or train these from scratch ({fresh}); "
+            "the checkpoint is unchanged"
+        )
+    return checkpoint
+
+
 # ----------------------------------------------------------------------------- preemption
 def in_slurm_job() -> bool:
     """True inside a SLURM batch job (not an interactive ``srun bash``), where requeueing makes sense."""

@@ -10,29 +10,22 @@ import json
 import logging
 import re
 import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import hydra
-import pytorch_lightning as pl
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
-
-from slimgan_pl._warnings import silence_third_party_noise
-from slimgan_pl.callbacks import DataConfigInCheckpoint
-from slimgan_pl.checkpoint_io import CheckpointSaveError, SafeCheckpointIO
 from slimgan_pl.cli import cli_main, hydra_one_line, one_line_errors
 from slimgan_pl.config import config_dir, register_resolvers
-from slimgan_pl.data.fashion_mnist import DataNotFoundError
-from slimgan_pl.distributed import check_trainer_config, leave_process_group
-from slimgan_pl.guard import NonFiniteGuard
-from slimgan_pl.module import SlimGAN, width_tag
-from slimgan_pl.resume import PreemptionCheckpoint, check_resume_settings, in_slurm_job, resume_checkpoint
+
+if TYPE_CHECKING:  # torch, Lightning and Hydra load inside the functions: --help answers without them
+    import pytorch_lightning as pl
+    from omegaconf import DictConfig
+
+    from slimgan_pl.module import SlimGAN
 
 log = logging.getLogger(__name__)
-register_resolvers()
 
 
 class ConfigError(ValueError):
@@ -59,8 +52,62 @@ def _check_data_fits_model(datamodule: pl.LightningDataModule, model: SlimGAN) -
         raise ValueError(f"data.img_channels={channels} but model.generator.img_channels={g.img_channels}")
 
 
+def _check_inception_weights(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:
+    """ValueError (one short line) when the FID during training (``callbacks.fid``) or after it
+    (``evaluate.after_training``) would use Inception-v3 and its weights file is nowhere: both keys named
+    at once, with the file and the environment variable (slimgan-train has no --inception-weights)."""
+    from slimgan_pl.metrics.backbones import default_backbone
+    from slimgan_pl.metrics.inception import ENV_VAR, WEIGHTS_FILENAME, InceptionWeightsError, resolve_inception_weights
+    from slimgan_pl.metrics.reference import datamodule_config, dataset_kind
+
+    try:
+        dataset = dataset_kind(datamodule_config(datamodule))
+    except ValueError:
+        return  # an unsupported data module: the FID checks themselves say so
+    evaluate = cfg.get("evaluate", {})
+    after = evaluate if evaluate.get("after_training") else None
+    needs = []  # (training-side switch, its weights key, how to turn it off) of each Inception user
+    for switch, node, weights_key, off in (
+        ("callbacks.fid", cfg.get("callbacks", {}).get("fid"), "callbacks.fid.inception_weights", "null"),
+        ("evaluate.after_training", after, "evaluate.inception_weights", "false"),
+    ):
+        backbone = (node or {}).get("backbone") or "auto"
+        if node is None or (default_backbone(dataset) if backbone == "auto" else backbone) != "inception":
+            continue
+        path = node.get("inception_weights")
+        if path is None:
+            needs.append((switch, weights_key, off))
+        elif not Path(str(path)).expanduser().is_file():
+            raise ValueError(f"{weights_key}={path}: no such file (the Inception-v3 weights for {switch})")
+    if not needs:
+        return
+    try:
+        resolve_inception_weights(None)  # $SLIMGAN_INCEPTION_WEIGHTS, else torch-fidelity's cache
+    except InceptionWeightsError:
+        keys = " / ".join(f"{weights_key}=" for _, weights_key, _ in needs)
+        off = " ".join(f"{switch}={value}" for switch, _, value in needs)
+        raise ValueError(
+            f"no Inception-v3 weights for FID on RGB data: set ${ENV_VAR}=PATH of {WEIGHTS_FILENAME} "
+            f"(or {keys}), or no FID: {off} (docs/evaluation.md)"
+        ) from None
+
+
 def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]:
     """Compose model, data and trainer from the config, validating everything before training."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    from slimgan_pl.callbacks import DataConfigInCheckpoint
+    from slimgan_pl.checkpoint_io import SafeCheckpointIO
+    from slimgan_pl.data.fashion_mnist import DataNotFoundError
+    from slimgan_pl.distributed import check_trainer_config
+    from slimgan_pl.guard import NonFiniteGuard
+    from slimgan_pl.module import SlimGAN
+    from slimgan_pl.resume import check_resume_settings
+
+    register_resolvers()  # here, not at import: slimgan-train --help answers without OmegaConf
     try:
         OmegaConf.resolve(cfg)
         ema = {f"ema_{key}": value for key, value in cfg.get("ema", {}).items()}  # ema.decay -> ema_decay
@@ -82,6 +129,7 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
         )
         datamodule = instantiate(cfg.data)
         _check_data_fits_model(datamodule, model)
+        _check_inception_weights(cfg, datamodule)
         if hasattr(datamodule, "check"):
             datamodule.check()
         callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
@@ -123,8 +171,36 @@ def resume_command(run_dir: str | Path) -> str:
     return f"slimgan-train --resume {run_dir}"
 
 
+_fitted_runs: list[str] = []  # run folders whose training this process started (read by main())
+
+
+def _already_trained(
+    checkpoint: dict[str, Any], trainer: pl.Trainer, cfg: DictConfig, ckpt_path: str, out: Path
+) -> dict[str, Any] | None:
+    """When the checkpoint to continue from has already run ``train.g_steps`` iterations: say so (and how
+    to train longer) and return the result of this no-op run; None when there is something to train."""
+    done = int(checkpoint.get("global_step", 0))
+    if not 0 < trainer.max_steps <= done:
+        return None
+    iterations = done // (int(cfg.optim.n_dis) + 1)
+    at = f"train.g_steps={iterations}" if iterations == cfg.train.g_steps else f"iteration {iterations}"
+    longer = f"train.g_steps={2 * iterations}"
+    command = f": {resume_command(out)} {longer}" if cfg.ckpt_path is None else ""  # ckpt_path=: a new folder
+    if trainer.is_global_zero:  # DDP: every rank stops here, one says why
+        print(f"Nothing to train: already at {at} ({ckpt_path}); add {longer} to train longer{command}", flush=True)
+    return {"output_dir": str(out), "iterations": iterations, "already_trained": True, "last_checkpoint": ckpt_path}
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, then write ``summary.json`` (per-width final losses, checkpoint and sample paths)."""
+    import pytorch_lightning as pl
+    from omegaconf import OmegaConf
+
+    from slimgan_pl.checkpoint_io import CheckpointSaveError
+    from slimgan_pl.distributed import leave_process_group
+    from slimgan_pl.module import width_tag
+    from slimgan_pl.resume import PreemptionCheckpoint, check_checkpoint_fits, in_slurm_job, resume_checkpoint
+
     try:  # first: a damaged or unsafe checkpoint is refused before anything is built
         ckpt_path = resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, cfg.paths.output_dir)
     except ValueError as e:
@@ -132,6 +208,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # quiet: a config error stays the only stderr line
     model, datamodule, trainer = build(cfg)
     out = Path(cfg.paths.output_dir)
+    if ckpt_path is not None:  # before anything is written: the run folder stays as it is
+        try:  # a checkpoint of other networks: one line instead of Lightning's size-mismatch traceback
+            checkpoint = check_checkpoint_fits(ckpt_path, model, explicit=cfg.ckpt_path is not None)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+        finished = _already_trained(checkpoint, trainer, cfg, ckpt_path, out)
+        if finished is not None:
+            return finished
     out.mkdir(parents=True, exist_ok=True)
     if trainer.is_global_zero:  # DDP: every rank runs this function (popen launcher: the whole script)
         (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg))
@@ -146,6 +230,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path is not None:
         print(f"Resuming from {ckpt_path}", flush=True)
     preemption = next((c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint)), None)
+    _fitted_runs.append(str(out))
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     except CheckpointSaveError as e:  # disk full / permission: the previous checkpoint is intact
@@ -198,14 +283,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
+def _task(cfg: DictConfig) -> None:
+    """Hydra's task function: one training run (every job of a multirun, every DDP rank)."""
+    from slimgan_pl._warnings import silence_third_party_noise
+
     silence_third_party_noise()  # here, not in main(): submitit jobs and DDP ranks run this function
     try:
         with one_line_errors("slimgan-train"):  # inside the task: Hydra would print its own report
+            check_command_line_keys(cfg)
             train(cfg)
     finally:
         finish_wandb()  # the next job of a multirun in this process must get its own wandb run
+
+
+def check_command_line_keys(cfg: DictConfig) -> None:
+    """ConfigError for a ``+key=value`` of the command line that nothing reads (Hydra added it)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from slimgan_pl.overrides import check_added_keys
+
+    try:
+        check_added_keys(cfg, list(HydraConfig.get().overrides.task))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 def finish_wandb() -> None:
@@ -238,8 +338,20 @@ def resume_overrides(run_dir: str, overrides: list[str]) -> list[str]:
         )
     given = {_override_key(o) for o in overrides}
     dropped = given | {"ckpt_path", "resume", "hydra.run.dir", "paths.output_dir"}
+    from omegaconf import OmegaConf
+
     saved = [str(o) for o in OmegaConf.load(saved_file) if _override_key(str(o)) not in dropped]
     return [*saved, *overrides, f"hydra.run.dir={_quote(str(run))}", "resume=auto"]
+
+
+def _resume_dir(argv: list[str]) -> Path | None:
+    """The run folder of ``--resume DIR`` / ``--resume=DIR`` in ``argv``, if any."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--resume="):
+            return Path(arg.split("=", 1)[1])
+        if arg == "--resume" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+    return None
 
 
 def _resume_argv(argv: list[str]) -> list[str]:
@@ -280,9 +392,7 @@ def ensure_launcher_plugins(argv: list[str]) -> None:
     except ImportError:
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        asked = [
-            a for a in argv if a.split("=", 1)[0].lstrip("+~") == "hydra/launcher" and a.endswith(("slurm", "local"))
-        ]
+        asked = [a for a in argv if _override_key(a) == "hydra/launcher" and a.endswith(("slurm", "local"))]
         if asked:
             raise LauncherNotFoundError(
                 f"{asked[0]} needs the {LAUNCHER_PACKAGE} plugin, which this install of slimgan-pl lacks: "
@@ -296,12 +406,118 @@ def ensure_launcher_plugins(argv: list[str]) -> None:
         hydra_plugins.__path__.append(folder)  # a namespace package's path: one more portion
 
 
+HELP_FLAGS = ("-h", "--help")
+MULTIRUN_FLAGS = ("-m", "--multirun")
+_HIDDEN_GROUPS = ("eval", "hydra", "paths")  # not chosen on the command line (hydra/launcher is listed apart)
+
+
+def config_groups() -> dict[str, list[str]]:
+    """{group: options} of the packaged conf/ (file names only: nothing is composed)."""
+    root = Path(config_dir())
+    groups = {d.name: d for d in sorted(root.iterdir()) if d.is_dir() and d.name not in _HIDDEN_GROUPS}
+    groups["hydra/launcher"] = root / "hydra" / "launcher"
+    return {name: sorted(f.stem for f in folder.glob("*.yaml")) for name, folder in groups.items()}
+
+
+def help_text() -> str:
+    """``slimgan-train --help``: what the command does, its own flags, the config groups, examples."""
+    groups = "\n".join(
+        textwrap.fill(", ".join(options), 104, initial_indent=f"  {name:<15} ", subsequent_indent=" " * 18)
+        for name, options in config_groups().items()
+    )
+    return f"""usage: slimgan-train [--resume RUN_DIR] [-m] [--debug] [GROUP=OPTION ...] [KEY=VALUE ...]
+
+Train a slimmable GAN (SlimGAN: one generator, several widths) with PyTorch Lightning. Every setting is
+a Hydra override: GROUP=OPTION picks a config file, KEY=VALUE sets one key. A run writes checkpoints,
+sample grids, logs and summary.json to outputs/<task_name>/<date_time>/.
+
+options:
+  -h, --help         show this help and exit
+  --resume RUN_DIR   continue RUN_DIR in place from its newest loadable checkpoint, with the run's own
+                     overrides; add train.g_steps=N (more than it has) to train a finished run longer
+  -m, --multirun     one run per combination of comma-separated values (seed=0,1,2), or an ablation
+                     sweep=NAME (conf/sweep/); folders multirun/<name>/<date_time>/<job>/
+  --debug            full tracebacks instead of one-line errors (or HYDRA_FULL_ERROR=1)
+  --cfg job          print the composed config (every key) and exit; with overrides, theirs
+  --hydra-help       Hydra's own flags (--info, --cfg hydra, shell completion, ...)
+
+config groups (GROUP=OPTION):
+{groups}
+
+frequent keys:
+  debug=smoke        a few iterations of tiny networks, no evaluation (seconds on a CPU)
+  train.g_steps=N    iterations (each: optim.n_dis D steps + 1 G step)
+  slim.widths=[0.25,0.5,1.0]   seed=S   task_name=NAME   trainer.accelerator=cpu|gpu   ckpt_path=FILE
+
+examples:
+  slimgan-train debug=smoke trainer.accelerator=cpu
+  slimgan-train experiment=fmnist_demo
+  slimgan-train -m sweep=width_sets seed=0,1,2
+  slimgan-train --resume outputs/train/2026-11-30_22-00-00 train.g_steps=2000
+  slimgan-train experiment=cifar10_sndcgan --cfg job
+
+Docs: README.md, docs/training.md; errors and --resume: docs/robustness.md."""
+
+
+def check_sweep_has_multirun(argv: list[str]) -> None:
+    """ValueError for ``sweep=NAME`` without ``-m``: Hydra would train the base run once, ignoring the
+    sweep's parameters."""
+    if any(a in MULTIRUN_FLAGS for a in argv):
+        return
+    for arg in argv:
+        key, _, value = arg.lstrip("+").partition("=")
+        if key == "sweep" and value not in ("", "null"):
+            raise ValueError(
+                f"sweep={value} is a multirun sweep: add -m (slimgan-train -m sweep={value} ...); "
+                "without it one base run would train and the sweep's values would be ignored"
+            )
+
+
+def _hydra_main() -> None:
+    """Hydra's ``@hydra.main`` around :func:`_task` (applied here: importing this module loads no Hydra)."""
+    import hydra
+
+    register_resolvers()
+    hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")(_task)()
+
+
 @cli_main("slimgan-train")
 def main() -> None:
-    sys.argv[1:] = _resume_argv(sys.argv[1:])
-    ensure_launcher_plugins(sys.argv[1:])
-    with hydra_one_line("slimgan-train"):
+    argv = sys.argv[1:]
+    if any(a in HELP_FLAGS for a in argv):  # ours, before Hydra and torch load (--hydra-help is Hydra's)
+        print(help_text())
+        return
+    check_sweep_has_multirun(argv)
+    ensure_launcher_plugins(argv)  # hydra/launcher=slurm|local visible to Hydra's plugin scan
+    sys.argv[1:] = _resume_argv(argv)
+    with hydra_one_line("slimgan-train", explain=_explain_hydra_error), _kept_unless_trained(_resume_dir(argv)):
         _hydra_main()
+
+
+@contextmanager
+def _kept_unless_trained(run_dir: Path | None) -> Iterator[None]:
+    """``--resume RUN_DIR``: Hydra rewrites ``RUN_DIR/.hydra/*.yaml`` (the saved overrides that the next
+    ``--resume`` re-runs) before the task starts; put the old files back unless training started.
+    A refused or no-op resume (``model.generator.ngf=48`` on a run of 16) must not change the run."""
+    saved = {f: f.read_bytes() for f in (run_dir / ".hydra").glob("*.yaml")} if run_dir is not None else {}
+    del _fitted_runs[:]
+    try:
+        yield
+    finally:
+        if saved and not _fitted_runs:
+            for path, content in saved.items():
+                path.write_bytes(content)
+
+
+def _explain_hydra_error(message: str) -> str | None:
+    """A clearer line for Hydra's "Could not override 'KEY'. To append to your config use +KEY=VALUE"
+    (the + form would add a key nothing reads): the closest existing key instead."""
+    found = re.match(r"Could not override '([^']+)'\. To append to your config use \+[^=]+=(.*)$", message)
+    if found is None:
+        return None
+    from slimgan_pl.overrides import unknown_key_message
+
+    return unknown_key_message(found.group(1), found.group(2), sys.argv[1:], "slimgan-train")
 
 
 if __name__ == "__main__":

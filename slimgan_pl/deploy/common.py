@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-# The choice of weights and BN statistics is shared with slimgan-eval: see slimgan_pl.inference.
-from slimgan_pl.inference import WEIGHTS, prepare_sampling_generator, select_generator
+from slimgan_pl.choices import WEIGHTS
+
+if TYPE_CHECKING:
+    from slimgan_pl.inference import prepare_sampling_generator, select_generator
 
 __all__ = ["WEIGHTS", "fail", "prepare_sampling_generator", "select_generator"]
+
+
+def __getattr__(name: str) -> Any:
+    # The choice of weights and BN statistics is shared with slimgan-eval: see slimgan_pl.inference,
+    # loaded (with torch) on first use, so that the tools' --help answers without it.
+    if name in ("prepare_sampling_generator", "select_generator"):
+        from slimgan_pl import inference
+
+        return getattr(inference, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fail(prog: str, error: BaseException | str, code: int = 2) -> NoReturn:

@@ -20,16 +20,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from slimgan_pl.checkpoint import CheckpointError, load_slimgan, run_directory
+from slimgan_pl.choices import WEIGHTS
 from slimgan_pl.cli import cli_main
-from slimgan_pl.deploy.common import WEIGHTS, fail, select_generator
-from slimgan_pl.deploy.export import dense_generator, generator_meta
-from slimgan_pl.metrics.cost import generator_macs, latency_ms
-from slimgan_pl.module import SlimGAN
-from slimgan_pl.universal import calibrate_model, channel_grid, channel_signature, distinct_widths, is_universal
+from slimgan_pl.deploy.common import fail
+
+if TYPE_CHECKING:  # torch and the model load inside the functions: --help answers without them
+    import torch
+
+    from slimgan_pl.module import SlimGAN
 
 PROG = "slimgan-pick"
 MODELS = ("exported", "slimmable")
@@ -68,6 +68,8 @@ def fid_key(path: str | os.PathLike) -> str:
 def _lookup(fids: dict[float, float], width: float, generator: torch.nn.Module | None = None) -> float | None:
     """The FID measured at ``width``; for a universal generator also at a width with the same channel
     counts (the same network)."""
+    from slimgan_pl.universal import channel_signature, is_universal
+
     exact = next((fid for w, fid in fids.items() if abs(w - width) < 1e-6), None)
     if exact is not None or generator is None or not is_universal(generator):
         return exact
@@ -83,6 +85,8 @@ def candidate_widths(
     """(widths to measure, notes): ``widths`` (default: the trained widths; for a universal model every
     ``step`` across slim.range), each checked (fixed-width models refuse untrained widths) and kept
     once per channel configuration (the notes name the widths that are the same network)."""
+    from slimgan_pl.universal import channel_grid, distinct_widths, is_universal
+
     generator = model.generator
     if widths:
         for w in widths:
@@ -109,6 +113,11 @@ def measure(
 ) -> list[WidthCost]:
     """Latency (ms, one forward of ``batch`` images), MACs per image and FID of ``widths`` (default:
     every trained width); a universal model is calibrated at them first."""
+    from slimgan_pl.deploy.common import select_generator
+    from slimgan_pl.deploy.dense import dense_generator, generator_meta
+    from slimgan_pl.metrics.cost import generator_macs, latency_ms
+    from slimgan_pl.universal import calibrate_model
+
     if model_kind not in MODELS:
         raise ValueError(f"--model must be one of {list(MODELS)}, got {model_kind!r}")
     if batch < 1 or repeats < 1 or warmup < 0:
@@ -230,6 +239,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 @cli_main("slimgan-pick")  # one-line errors, --debug for the traceback (slimgan_pl/cli.py)
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    import torch
+
+    from slimgan_pl.checkpoint import CheckpointError, load_slimgan, run_directory
+
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

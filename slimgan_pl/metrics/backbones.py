@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-BACKBONES = ("inception", "fmnist_classifier")
+from slimgan_pl.choices import BACKBONES  # defined without torch, for the tools' --help
+
 NOTES = {
     "inception": "FID/IS/KID/mIC use Inception-v3 (torch-fidelity's TF-compatible port: pool3 features, "
     "unbiased logits, images resized to 299 without antialiasing).",

@@ -25,11 +25,10 @@ import numpy as np
 import torch
 import yaml
 
-from slimgan_pl.config import config_dir
+from slimgan_pl.choices import CACHE_ENV_VAR, DEFAULT_CACHE_DIR, protocol_names  # noqa: F401 - no torch: --help
+from slimgan_pl.choices import protocols_file as _protocols_file
 from slimgan_pl.metrics.backbones import Backbone, FeatureSet
 
-CACHE_ENV_VAR = "SLIMGAN_METRICS_CACHE"
-DEFAULT_CACHE_DIR = Path("~/.cache/slimgan_pl/real_features")
 SUBSET_SEED = 0  # which real images form a subset smaller than the split (fixed: part of the cache key)
 DATASETS = ("fashion_mnist", "cifar10", "cifar100", "stl10", "celeba", "image_folder")
 # Per data module: the eval split names it knows, and how a split becomes constructor arguments.
@@ -132,16 +131,8 @@ class Protocol:
         return asdict(self)
 
 
-def _protocols_file() -> dict[str, Any]:
-    return yaml.safe_load((Path(config_dir()) / "eval" / "protocols.yaml").read_text())
-
-
 def _for_dataset(value: Any, dataset: str) -> Any:
     return value.get(dataset, value.get("default")) if isinstance(value, Mapping) else value
-
-
-def protocol_names() -> list[str]:
-    return sorted(_protocols_file()["protocols"])
 
 
 def default_protocol(dataset: str) -> str:
