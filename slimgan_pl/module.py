@@ -73,6 +73,21 @@ def compile_training_forwards(
     return {"generator": torch.compile(generator), "score_all": torch.compile(discriminator.score_all)}
 
 
+def check_compile_settings(compile_networks: bool, sync_bn: bool, mode: str) -> None:
+    """``model.compile=true`` has run training steps on a CPU only (tests/test_compile.py); with
+    cross-replica BN (a collective inside the compiled forward) or universal mode (a new width every
+    iteration: a recompile each time) it is refused until a GPU run shows it works and pays."""
+    if not compile_networks:
+        return
+    for key, value, unverified in (("model.sync_bn", sync_bn, True), ("slim.mode", mode, "universal")):
+        if value == unverified:
+            shown = str(value).lower() if isinstance(value, bool) else value
+            raise ValueError(
+                f"model.compile=true with {key}={shown} is not verified (no GPU run yet, docs/speed.md): "
+                f"set model.compile=false"
+            )
+
+
 def _betas(value: Sequence[float], key: str) -> tuple[float, float]:
     betas = tuple(float(b) for b in value)
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
@@ -223,6 +238,7 @@ class SlimGAN(pl.LightningModule):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
+        check_compile_settings(compile_networks, sync_bn=sync_bn, mode=mode)
         # slim.mode=universal (slimgan_pl.universal): any width in slim.range; widths = D's anchor widths
         range = _plain(range)  # noqa: A001 - a plain list in the saved hyper-parameters (weights_only loads)
         width_range = check_universal_settings(
