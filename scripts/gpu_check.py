@@ -792,7 +792,7 @@ def main() -> int:
     parser.add_argument(
         "--classifier",
         default=os.environ.get("SLIMGAN_FMNIST_CLASSIFIER", str(SHIPPED_PATH)),
-        help="FMNIST classifier file (default: the one shipped in slimgan_pl/metrics/weights/)",
+        help="FMNIST classifier file (default: the shipped file, %(default)s)",
     )
     default_out = Path(os.environ["OUT"]) / "gpu_check.md" if os.environ.get("OUT") else Path("gpu_check.md")
     parser.add_argument("--out", default=str(default_out), help="Markdown report; the JSON goes next to it (.json)")
