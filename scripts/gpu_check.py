@@ -658,14 +658,16 @@ def fp16_scale() -> str:
         "d": int(max(s["step"] for s in opt_d.state.values())),
     }
     skipped = iterations - taken["g"] + iterations * cfg.optim.n_dis - taken["d"]
+    initial = torch.amp.GradScaler(ARGS.device).get_scale()  # Lightning's scaler starts there too
     FIELDS["fp16"] = {
         "iterations": iterations,
-        "final_scale": scales[-1],
+        "initial_scale": initial,
+        "scale_after_each_iteration": scales,
         "min_scale": min(scales),
         "skipped_steps": skipped,
     }
     return (
-        f"{iterations} iterations: scale {scales[0]:g} -> {scales[-1]:g} (min {min(scales):g}), {skipped} skipped steps"
+        f"{iterations} iterations: scale {initial:g} -> {scales[-1]:g} (min {min(scales):g}), {skipped} skipped steps"
     )
 
 
