@@ -94,3 +94,15 @@ def test_compile_with_unverified_settings_is_refused_in_one_line(make_cfg, setti
     with pytest.raises(ConfigError, match=r"model\.compile=true") as error:
         build(make_cfg("model.compile=true", setting))
     assert "\n" not in str(error.value)
+
+
+def test_slimgan_train_refuses_compile_with_sync_bn_before_training(tmp_path):
+    from helpers.user_path import run_user
+
+    result = run_user("slimgan-train model.compile=true model.sync_bn=true debug=smoke", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "slimgan-train: config error: model.compile=true with model.sync_bn=true"
+    )
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("*.ckpt"))
