@@ -15,7 +15,7 @@ from torch import nn
 
 from slimgan_pl import sampling
 from slimgan_pl.distributed import rank_seed
-from slimgan_pl.ema import ema_update
+from slimgan_pl.ema import converge_spectral_norms, ema_update, spectral_norms
 from slimgan_pl.inference import STANDING_SEED, standing_statistics
 from slimgan_pl.losses import GAN_LOSSES, distillation_loss, gan_losses, orthogonal_penalty
 from slimgan_pl.models import MultiWidthDiscriminator, SlimmableGenerator
@@ -73,6 +73,21 @@ def compile_training_forwards(
     return {"generator": torch.compile(generator), "score_all": torch.compile(discriminator.score_all)}
 
 
+def check_compile_settings(compile_networks: bool, sync_bn: bool, mode: str) -> None:
+    """``model.compile=true`` has run training steps on a CPU only (tests/test_compile.py); with
+    cross-replica BN (a collective inside the compiled forward) or universal mode (a new width every
+    iteration: a recompile each time) it is refused until a GPU run shows it works and pays."""
+    if not compile_networks:
+        return
+    for key, value, unverified in (("model.sync_bn", sync_bn, True), ("slim.mode", mode, "universal")):
+        if value == unverified:
+            shown = str(value).lower() if isinstance(value, bool) else value
+            raise ValueError(
+                f"model.compile=true with {key}={shown} is not verified (no GPU run yet, docs/speed.md): "
+                f"set model.compile=false"
+            )
+
+
 def _betas(value: Sequence[float], key: str) -> tuple[float, float]:
     betas = tuple(float(b) for b in value)
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
@@ -105,6 +120,10 @@ class SlimGAN(pl.LightningModule):
             distillation z, BN statistics over the adversarial batch alone) or ``concat`` (one
             forward over both batches; BN normalises over both).
         n_dis: D steps per G step. g_lr, d_lr, g_betas, d_betas: Adam settings per network.
+        fused: ``optim.fused``: fused Adam (one kernel per parameter group, ``torch.optim.Adam(fused=True)``).
+            Under ``16-mixed`` it also unscales and skips non-finite steps itself, on the device: the
+            GradScaler's per-step inf check (one host sync per optimizer step) goes away. Results match the
+            default (foreach) Adam to float rounding, not bit for bit (docs/speed.md).
         loss: GAN loss of every width, both networks (``optim.loss``): ``hinge`` | ``gan`` | ``ns`` |
             ``saturating`` (see :data:`slimgan_pl.losses.GAN_LOSSES`).
         lr_decay: ``none`` | ``linear`` (both lrs fall linearly to 0 over the run's iterations,
@@ -170,6 +189,7 @@ class SlimGAN(pl.LightningModule):
         baseline: Mapping[str, Any] | None = None,
         channels_last: bool = False,
         compile_networks: bool = False,
+        fused: bool = False,
         mode: str = "fixed",
         range: Sequence[float] | None = None,  # noqa: A002 - the config key slim.range
         n_random: int = 2,
@@ -197,6 +217,7 @@ class SlimGAN(pl.LightningModule):
             ("model.sync_bn", sync_bn),
             ("model.channels_last", channels_last),
             ("model.compile", compile_networks),
+            ("optim.fused", fused),
         ):
             if not isinstance(flag, bool):
                 raise ValueError(f"{key} must be true or false, got {flag!r}")
@@ -217,6 +238,7 @@ class SlimGAN(pl.LightningModule):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
+        check_compile_settings(compile_networks, sync_bn=sync_bn, mode=mode)
         # slim.mode=universal (slimgan_pl.universal): any width in slim.range; widths = D's anchor widths
         range = _plain(range)  # noqa: A001 - a plain list in the saved hyper-parameters (weights_only loads)
         width_range = check_universal_settings(
@@ -319,16 +341,34 @@ class SlimGAN(pl.LightningModule):
         """Inside: the sampling generator normalises as :attr:`bn_statistics` says (standing statistics
         recomputed when that is ``standing``, :func:`slimgan_pl.inference.standing_statistics`); after:
         its buffers and modes are restored, so training (and the EMA) go on unchanged. Yields the mode
-        used (``standing`` | ``running``)."""
-        mode = self.bn_statistics
-        if mode != "standing":
-            yield mode
+        used (``standing`` | ``running``). An EMA generator's spectral norms are converged inside (training
+        only tracks them for a few device-side iterations per update, :mod:`slimgan_pl.ema`) and restored
+        after, so evaluating never changes the EMA's course."""
+        with self._converged_ema_spectral_norms():
+            mode = self.bn_statistics
+            if mode != "standing":
+                yield mode
+                return
+            hp = self.hparams
+            with standing_statistics(
+                self.sampling_generator, self.widths, hp.ema_standing_batches, hp.ema_standing_batch_size, seed
+            ):
+                yield mode
+
+    @contextmanager
+    def _converged_ema_spectral_norms(self) -> Iterator[None]:
+        if self.generator_ema is None:
+            yield
             return
-        hp = self.hparams
-        with standing_statistics(
-            self.sampling_generator, self.widths, hp.ema_standing_batches, hp.ema_standing_batch_size, seed
-        ):
-            yield mode
+        vectors = [(sn._u.clone(), sn._v.clone()) for sn, _ in spectral_norms(self.generator_ema)]
+        converge_spectral_norms(self.generator_ema)  # host-checked: an evaluation boundary may sync
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for (sn, _), (u, v) in zip(spectral_norms(self.generator_ema), vectors):
+                    sn._u.copy_(u)
+                    sn._v.copy_(v)
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -350,8 +390,9 @@ class SlimGAN(pl.LightningModule):
     # ----------------------------------------------------------------- training
     def configure_optimizers(self):
         hp = self.hparams
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.g_lr, betas=tuple(hp.g_betas))
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.d_lr, betas=tuple(hp.d_betas))
+        fused = bool(hp.get("fused", False)) or None  # None: torch's default (foreach where supported)
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.g_lr, betas=tuple(hp.g_betas), fused=fused)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.d_lr, betas=tuple(hp.d_betas), fused=fused)
         return [opt_g, opt_d]
 
     def setup(self, stage: str) -> None:
@@ -447,9 +488,10 @@ class SlimGAN(pl.LightningModule):
         logs["train/distill_loss"] = kd_loss
         if self.hparams.ortho_reg > 0:
             logs["train/ortho_reg"] = self._last_ortho
-        if self.hparams.lr_decay != "none":
+        if self.hparams.lr_decay != "none":  # device tensors filled by a kernel, as "iteration" below
             logs["train/lr_g"], logs["train/lr_d"] = (
-                float(g["lr"]) for g in (opt_g.param_groups[0], opt_d.param_groups[0])
+                torch.full((), float(g["lr"]), device=self.device)
+                for g in (opt_g.param_groups[0], opt_d.param_groups[0])
             )
         self.log_dict(logs, on_step=True, on_epoch=False)
         # Not prog_bar=True: Lightning converts progress-bar values to Python numbers after every

@@ -382,15 +382,29 @@ def test_ema_spectral_norm_divides_by_the_spectral_norm_of_the_ema_weights():
     ema = model.generator_ema.eval()
     layers = [m for m in ema.modules() if parametrize.is_parametrized(m, "weight")]
     assert len(layers) > 10
-    for m in layers:
-        sn = m.parametrizations.weight[0]
-        w = m.parametrizations.weight.original
-        w_mat = w.reshape(w.shape[0], -1)  # dim 0 first, as the parametrization (no transposed convs here)
-        sigma_used = torch.dot(sn._u, w_mat @ sn._v)
-        sigma_true = torch.linalg.matrix_norm(w_mat, 2)
-        assert abs(sigma_used / sigma_true - 1) < 0.02, (type(m).__name__, sigma_used.item(), sigma_true.item())
-        # hence the layer the EMA generator runs has spectral norm 1
-        assert abs(torch.linalg.matrix_norm(m.weight.reshape(w.shape[0], -1), 2) - 1) < 0.02
+
+    def sigma_errors() -> list[float]:
+        errors = []
+        for m in layers:
+            sn = m.parametrizations.weight[0]
+            w = m.parametrizations.weight.original
+            w_mat = w.reshape(w.shape[0], -1)  # dim 0 first, as the parametrization (no transposed convs here)
+            assert abs(sn._u.norm() - 1) < 1e-5 and abs(sn._v.norm() - 1) < 1e-5  # unit vectors, never averaged
+            sigma_used = torch.dot(sn._u, w_mat @ sn._v)
+            errors.append(abs(float(sigma_used / torch.linalg.matrix_norm(w_mat, 2)) - 1))
+        return errors
+
+    # Training tracks sigma with a few device-side iterations per update (no host sync): these updates
+    # (half of every weight replaced by noise each time) move faster than any real EMA, so only within 10%
+    # here; at a real decay the tracked vectors are the converged ones (tests/test_host_syncs.py).
+    assert max(sigma_errors()) < 0.1
+    # What samples and evaluation see (standing_statistics converges first, then restores the vectors):
+    tracked = [m.parametrizations.weight[0]._u.clone() for m in layers]
+    with model.standing_statistics():
+        assert max(sigma_errors()) < 0.02
+        for m in layers:  # hence the layer the EMA generator runs has spectral norm 1
+            assert abs(torch.linalg.matrix_norm(m.weight.reshape(m.weight.shape[0], -1), 2) - 1) < 0.02
+    assert all(torch.equal(m.parametrizations.weight[0]._u, u) for m, u in zip(layers, tracked))
     # an older checkpoint's averaged (shrunken) vectors are repaired before sampling, export and eval
     from slimgan_pl.inference import prepare_sampling_generator
 

@@ -135,6 +135,12 @@ class DecodedImageDataset(Dataset):
         raise CorruptImageError(f"cannot read {self.name(i)} nor the 15 images after it (data.on_corrupt=skip)")
 
 
+def trains_on_cuda(trainer: pl.Trainer | None) -> bool:
+    """Does ``trainer`` train on CUDA devices (then batches are pinned for asynchronous copies)?"""
+    root = getattr(getattr(trainer, "strategy", None), "root_device", None) if trainer is not None else None
+    return root is not None and root.type == "cuda"
+
+
 class ImageDataModule(pl.LightningDataModule):
     """Base class of the data modules: subclasses implement ``build_dataset()``, a dataset of
     (float image [C, image_size, image_size] in [-1, 1], int64 label; -1 = unlabeled).
@@ -193,7 +199,13 @@ class ImageDataModule(pl.LightningDataModule):
         trainer = self.trainer  # under DDP every rank shuffles the same permutation and takes its shard
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         return resumable_loader(
-            self.dataset, per_step, seed=self.shuffle_seed, num_replicas=world, rank=rank, num_workers=self.num_workers
+            self.dataset,
+            per_step,
+            seed=self.shuffle_seed,
+            num_replicas=world,
+            rank=rank,
+            num_workers=self.num_workers,
+            pin_memory=trains_on_cuda(trainer),
         )
 
 

@@ -84,12 +84,20 @@ class ResumableDataLoader(DataLoader):
 
 
 def resumable_loader(
-    dataset: Dataset, batch_size: int, seed: int, num_replicas: int = 1, rank: int = 0, num_workers: int = 0
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    num_replicas: int = 1,
+    rank: int = 0,
+    num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> ResumableDataLoader:
     """The training loader of every data module, in-memory and file-backed (see module docstring).
 
     The loader gets its own ``torch.Generator`` so that creating an iterator (every epoch, and once
     more on a restart) never draws from the global RNG, which drives the GAN's noise.
+    ``pin_memory``: batches in page-locked memory, so Lightning's ``non_blocking=True`` copy to a CUDA
+    device is asynchronous (from pageable memory it blocks the host).
     """
     sampler = ResumableSampler(dataset, seed=seed, num_replicas=num_replicas, rank=rank)
     generator = torch.Generator().manual_seed(seed)
@@ -99,5 +107,6 @@ def resumable_loader(
         sampler=sampler,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
         generator=generator,
     )
