@@ -187,11 +187,13 @@ class FinalIterationCheckpoint(ModelCheckpoint):
     """
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_train_end(trainer, pl_module)
         if 0 < trainer.max_steps and trainer.global_step < trainer.max_steps:
-            # Stopped early (PreemptionCheckpoint saved last.ckpt mid-epoch): a save here would record the
-            # epoch as ended, and the resumed run would start a new epoch instead of continuing this one.
+            # Stopped early (PreemptionCheckpoint saved last.ckpt at the end of the last iteration). Any save
+            # now, Lightning's own included (``ModelCheckpoint.on_train_end`` writes ``last.ckpt`` when this
+            # process saved no periodic checkpoint yet), would record the epoch as ended after the loop
+            # unwound: the resumed run would start a new epoch (another data order) instead of continuing.
             return
+        super().on_train_end(trainer, pl_module)
         if self.save_last and self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
