@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,13 @@ from slimgan_pl._warnings import silence_third_party_noise
 from slimgan_pl.callbacks import DataConfigInCheckpoint
 from slimgan_pl.checkpoint_io import CheckpointSaveError, SafeCheckpointIO
 from slimgan_pl.cli import cli_main, hydra_one_line, one_line_errors
-from slimgan_pl.config import config_dir, register_resolvers
+from slimgan_pl.config import NAME_KEYS, check_name, config_dir, register_resolvers
 from slimgan_pl.data.fashion_mnist import DataNotFoundError
 from slimgan_pl.distributed import check_trainer_config, leave_process_group
 from slimgan_pl.guard import NonFiniteGuard
 from slimgan_pl.module import SlimGAN, width_tag
 from slimgan_pl.resume import PreemptionCheckpoint, check_resume_settings, in_slurm_job, resume_checkpoint
+from slimgan_pl.run_lock import RunLock, check_run_folder_free
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -95,6 +97,9 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
                 run_dir=cfg.paths.output_dir,
             ),
         )
+        for key in ("name", "version"):  # CSVLogger folders below the run folder (also set in config files)
+            if cfg.get("logger", {}).get("csv") is not None and cfg.logger.csv.get(key):
+                check_name(f"logger.csv.{key}", cfg.logger.csv[key])
         loggers = [instantiate(lg) for lg in cfg.get("logger", {}).values() if lg is not None]
         # Every save is atomic (temp file, fsync, rename) and refuses a non-finite model.
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[SafeCheckpointIO()])
@@ -123,8 +128,23 @@ def resume_command(run_dir: str | Path) -> str:
     return f"slimgan-train --resume {run_dir}"
 
 
+def global_rank() -> int:
+    """This process's global rank as Lightning reads it from the environment (0 outside DDP)."""
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0))
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train, then write ``summary.json`` (per-width final losses, checkpoint and sample paths)."""
+    """Train, then write ``summary.json`` (per-width final losses, checkpoint and sample paths).
+
+    The run folder is locked while training (:mod:`slimgan_pl.run_lock`; DDP: by rank 0): a second
+    trainer into it is refused in one line before it writes anything."""
+    with RunLock(cfg.paths.output_dir) if global_rank() == 0 else nullcontext():
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, Any]:
     try:  # first: a damaged or unsafe checkpoint is refused before anything is built
         ckpt_path = resume_checkpoint(cfg.get("resume", "never"), cfg.ckpt_path, cfg.paths.output_dir)
     except ValueError as e:
@@ -296,9 +316,47 @@ def ensure_launcher_plugins(argv: list[str]) -> None:
         hydra_plugins.__path__.append(folder)  # a namespace package's path: one more portion
 
 
+def _parsed_overrides(argv: list[str]) -> list[Any]:
+    """Hydra's parse of the ``key=value`` overrides of ``argv``; [] when one is malformed (Hydra then
+    reports it in one line itself)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
+    except Exception:  # noqa: BLE001 - any parse error: left to Hydra
+        return []
+
+
+def check_name_overrides(argv: list[str]) -> None:
+    """One-line ValueError for a name-like override (:data:`~slimgan_pl.config.NAME_KEYS`, every value of
+    a sweep) that would leave its folder, before Hydra creates any folder."""
+    for override in _parsed_overrides(argv):
+        if override.key_or_group in NAME_KEYS and not override.is_delete():
+            values = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
+            for value in values:
+                check_name(override.key_or_group, value)
+
+
+def explicit_run_dir(argv: list[str]) -> str | None:
+    """The run folder an override of ``argv`` names (``hydra.run.dir=`` or ``paths.output_dir=``, the last
+    one; ``--resume`` adds the former), or None (Hydra picks a new dated folder; or a multirun)."""
+    if any(a in ("-m", "--multirun") for a in argv):
+        return None
+    found = None
+    for override in _parsed_overrides(argv):
+        if override.key_or_group in ("hydra.run.dir", "paths.output_dir") and not override.is_delete():
+            value = override.value()
+            found = value if isinstance(value, str) else found
+    return found
+
+
 @cli_main("slimgan-train")
 def main() -> None:
     sys.argv[1:] = _resume_argv(sys.argv[1:])
+    check_name_overrides(sys.argv[1:])  # config files' names: the safe_name resolver of the run/sweep dirs
+    run_dir = explicit_run_dir(sys.argv[1:])
+    if run_dir is not None and global_rank() == 0:
+        check_run_folder_free(run_dir)  # before Hydra writes .hydra/ and the job log into a folder in use
     ensure_launcher_plugins(sys.argv[1:])
     with hydra_one_line("slimgan-train"):
         _hydra_main()

@@ -332,3 +332,43 @@ def test_sigterm_anywhere_in_an_iteration_resumes_bit_exactly(
     assert state.keys() == exact_reference.keys()
     different = [k for k in state if not same(state[k], exact_reference[k])]
     assert not different, f"{len(different)} values differ from the uninterrupted run, e.g. {different[:4]}"
+
+
+def test_ddp_ranks_agree_on_a_signal_every_poll_every_iterations_only(tmp_path, monkeypatch):
+    """Under DDP the agreement (a collective and a host sync) runs every poll_every iterations, at the
+    same iterations on every rank; one process reads its flag after every iteration without any sync."""
+    from types import SimpleNamespace
+
+    from slimgan_pl.resume import PreemptionCheckpoint
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    polls, saves = [], []
+    module = SimpleNamespace(iteration=0)
+    strategy = SimpleNamespace(reduce_boolean_decision=lambda flag, all: polls.append(module.iteration) or flag)
+    trainer = SimpleNamespace(
+        world_size=2,
+        global_step=0,
+        strategy=strategy,
+        received_sigterm=False,
+        is_global_zero=True,
+        should_stop=False,
+        save_checkpoint=lambda path: saves.append((module.iteration, path)),
+    )
+    callback = PreemptionCheckpoint(str(tmp_path), poll_every=4)
+    for iteration in range(1, 13):
+        module.iteration = iteration
+        if iteration == 5:
+            callback.received = signal.SIGTERM  # what the handler does
+        callback.on_train_batch_end(trainer, module, None, None, 0)
+        if trainer.should_stop:
+            break
+    assert polls == [4, 8] and saves == [(8, tmp_path / "last.ckpt")] and callback.preempted
+
+    single = PreemptionCheckpoint(str(tmp_path), poll_every=4)
+    trainer.world_size, trainer.should_stop, polls[:], saves[:] = 1, False, [], []
+    module.iteration = 5
+    single.received = signal.SIGTERM
+    single.on_train_batch_end(trainer, module, None, None, 0)
+    assert polls == [] and saves == [(5, tmp_path / "last.ckpt")] and trainer.should_stop
+    with pytest.raises(ValueError, match=r"callbacks\.preemption\.poll_every must be an integer >= 1, got 0"):
+        PreemptionCheckpoint(str(tmp_path), poll_every=0)
