@@ -262,8 +262,8 @@ class PreemptionCheckpoint(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.preempted:
-            return
+        if self.preempted or 0 < trainer.max_steps <= trainer.global_step:
+            return  # the last iteration: the run ends now and saves its final checkpoint anyway
         stop = self.received is not None or trainer.received_sigterm
         if trainer.world_size > 1:  # every rank must agree (the save below is collective)
             if int(getattr(pl_module, "iteration", trainer.global_step)) % self.poll_every != 0:

@@ -348,6 +348,7 @@ def test_ddp_ranks_agree_on_a_signal_every_poll_every_iterations_only(tmp_path, 
     trainer = SimpleNamespace(
         world_size=2,
         global_step=0,
+        max_steps=-1,
         strategy=strategy,
         received_sigterm=False,
         is_global_zero=True,
