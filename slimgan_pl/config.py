@@ -73,10 +73,34 @@ def run_group(output_dir: str) -> str | None:
     return f"{sweep_dir.parent.name}/{sweep_dir.name}"
 
 
+NAME_KEYS = ("task_name", "sweep_name", "logger.csv.name", "logger.csv.version", "hydra.job.name")
+
+
+def check_name(key: str, value: Any) -> None:
+    """ValueError (one line) for a name-like setting that would leave its parent folder: a path
+    separator, ``..``, or nothing. Folders themselves are chosen with ``hydra.run.dir`` / ``paths.*``."""
+    text = str(value)
+    if text == "" and key.startswith("logger."):
+        return  # logger.csv.version: "" = no version folder
+    if text in ("", ".", "..") or "/" in text or "\\" in text or ".." in text or "\0" in text:
+        raise ValueError(
+            f"{key}={text!r}: it names a folder inside the output root, so it must be non-empty without '/', "
+            "'\\' or '..' (to write elsewhere set hydra.run.dir=... or paths.output_dir=...)"
+        )
+
+
+def safe_name(key: str, value: Any) -> Any:
+    """``${safe_name:task_name,${task_name}}``: the value, once :func:`check_name` accepts it (resolved
+    when Hydra builds the run folder's path, before it creates anything)."""
+    check_name(key, value)
+    return value
+
+
 def register_resolvers() -> None:
     from omegaconf import OmegaConf
 
     for name, fn in (
+        ("safe_name", safe_name),
         ("optimizer_steps", optimizer_steps),
         ("scale_lr", scale_lr),
         ("launch_resource", launch_resource),

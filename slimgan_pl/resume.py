@@ -248,11 +248,13 @@ class FinalIterationCheckpoint(ModelCheckpoint):
     """
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_train_end(trainer, pl_module)
         if 0 < trainer.max_steps and trainer.global_step < trainer.max_steps:
-            # Stopped early (PreemptionCheckpoint saved last.ckpt mid-epoch): a save here would record the
-            # epoch as ended, and the resumed run would start a new epoch instead of continuing this one.
+            # Stopped early (PreemptionCheckpoint saved last.ckpt at the end of the last iteration). Any save
+            # now, Lightning's own included (``ModelCheckpoint.on_train_end`` writes ``last.ckpt`` when this
+            # process saved no periodic checkpoint yet), would record the epoch as ended after the loop
+            # unwound: the resumed run would start a new epoch (another data order) instead of continuing.
             return
+        super().on_train_end(trainer, pl_module)
         if self.save_last and self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
@@ -266,16 +268,25 @@ class PreemptionCheckpoint(pl.Callback):
 
     The handler only sets a flag: the checkpoint is written between iterations, like the periodic
     ones, so resuming from it is exact (same weights, optimizer, RNG and data order).
+
+    One process reads the flag after every iteration (a Python attribute: no host sync). Under DDP the
+    ranks must agree (the save is collective, and a signal may reach one rank only), which costs a
+    collective and a host sync; they agree every ``poll_every`` iterations (all ranks poll at the same
+    iterations, so the state saved is one iteration boundary of every rank), i.e. a signal is acted on
+    up to ``poll_every - 1`` iterations after it arrives. Lightning's own per-iteration SIGTERM
+    broadcast under DDP is switched off: this callback owns SIGTERM.
     """
 
-    def __init__(self, dirpath: str, signal_name: str = "SIGUSR1", requeue: bool = True) -> None:
+    def __init__(self, dirpath: str, signal_name: str = "SIGUSR1", requeue: bool = True, poll_every: int = 10) -> None:
         super().__init__()
         sig = getattr(signal, signal_name, None) if signal_name.startswith("SIG") else None
         if not isinstance(sig, signal.Signals):
             raise ValueError(
                 f"callbacks.preemption.signal_name must be a signal name such as SIGUSR1, got {signal_name!r}"
             )
-        self.dirpath, self.signal, self.requeue = Path(dirpath), sig, requeue
+        if isinstance(poll_every, bool) or not isinstance(poll_every, int) or poll_every < 1:
+            raise ValueError(f"callbacks.preemption.poll_every must be an integer >= 1, got {poll_every!r}")
+        self.dirpath, self.signal, self.requeue, self.poll_every = Path(dirpath), sig, requeue, poll_every
         self.received: int | None = None
         self.preempted = self.requeued = False
         self.start_iteration: int | None = None
@@ -302,14 +313,24 @@ class PreemptionCheckpoint(pl.Callback):
         # (a SIGTERM after this batch's save is lost). Ours alone decides when to stop.
         if threading.current_thread() is threading.main_thread() and signal.SIGTERM in self._previous:
             signal.signal(signal.SIGTERM, self._handler)
+            # Lightning broadcasts its SIGTERM flag from rank 0 before every DDP batch (a collective and a
+            # host sync per iteration); with its handler replaced the flag stays down, and the poll below
+            # covers it. Instance attribute: a Lightning without this method is unaffected.
+            epoch_loop = trainer.fit_loop.epoch_loop
+            if trainer.world_size > 1 and hasattr(epoch_loop, "_broadcast_sigterm_tensor"):
+                epoch_loop._broadcast_sigterm_tensor = lambda: None
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if self.preempted or 0 < trainer.max_steps <= trainer.global_step:
+            return  # the last iteration: the run ends now and saves its final checkpoint anyway
         stop = self.received is not None or trainer.received_sigterm
         if trainer.world_size > 1:  # every rank must agree (the save below is collective)
+            if int(getattr(pl_module, "iteration", trainer.global_step)) % self.poll_every != 0:
+                return  # not a poll iteration: no collective, no host sync
             stop = bool(trainer.strategy.reduce_boolean_decision(stop, all=False))
-        if not stop or self.preempted:
+        if not stop:
             return
         self.preempted = True
         path = self.dirpath / "last.ckpt"

@@ -12,12 +12,13 @@ import re
 import sys
 import textwrap
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slimgan_pl.cli import cli_main, hydra_one_line, one_line_errors
-from slimgan_pl.config import config_dir, register_resolvers
+from slimgan_pl.config import NAME_KEYS, check_name, config_dir, register_resolvers
+from slimgan_pl.run_lock import RunLock, check_run_folder_free
 
 if TYPE_CHECKING:  # torch, Lightning and Hydra load inside the functions: --help answers without them
     import pytorch_lightning as pl
@@ -143,6 +144,9 @@ def build(cfg: DictConfig) -> tuple[SlimGAN, pl.LightningDataModule, pl.Trainer]
                 run_dir=cfg.paths.output_dir,
             ),
         )
+        for key in ("name", "version"):  # CSVLogger folders below the run folder (also set in config files)
+            if cfg.get("logger", {}).get("csv") is not None and cfg.logger.csv.get(key):
+                check_name(f"logger.csv.{key}", cfg.logger.csv[key])
         loggers = [instantiate(lg) for lg in cfg.get("logger", {}).values() if lg is not None]
         # Every save is atomic (temp file, fsync, rename) and refuses a non-finite model.
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[SafeCheckpointIO()])
@@ -191,8 +195,23 @@ def _already_trained(
     return {"output_dir": str(out), "iterations": iterations, "already_trained": True, "last_checkpoint": ckpt_path}
 
 
+def global_rank() -> int:
+    """This process's global rank as Lightning reads it from the environment (0 outside DDP)."""
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0))
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train, then write ``summary.json`` (per-width final losses, checkpoint and sample paths)."""
+    """Train, then write ``summary.json`` (per-width final losses, checkpoint and sample paths).
+
+    The run folder is locked while training (:mod:`slimgan_pl.run_lock`; DDP: by rank 0): a second
+    trainer into it is refused in one line before it writes anything."""
+    with RunLock(cfg.paths.output_dir) if global_rank() == 0 else nullcontext():
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, Any]:
     import pytorch_lightning as pl
     from omegaconf import OmegaConf
 
@@ -481,6 +500,40 @@ def _hydra_main() -> None:
     hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")(_task)()
 
 
+def _parsed_overrides(argv: list[str]) -> list[Any]:
+    """Hydra's parse of the ``key=value`` overrides of ``argv``; [] when one is malformed (Hydra then
+    reports it in one line itself)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
+    except Exception:  # noqa: BLE001 - any parse error: left to Hydra
+        return []
+
+
+def check_name_overrides(argv: list[str]) -> None:
+    """One-line ValueError for a name-like override (:data:`~slimgan_pl.config.NAME_KEYS`, every value of
+    a sweep) that would leave its folder, before Hydra creates any folder."""
+    for override in _parsed_overrides(argv):
+        if override.key_or_group in NAME_KEYS and not override.is_delete():
+            values = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
+            for value in values:
+                check_name(override.key_or_group, value)
+
+
+def explicit_run_dir(argv: list[str]) -> str | None:
+    """The run folder an override of ``argv`` names (``hydra.run.dir=`` or ``paths.output_dir=``, the last
+    one; ``--resume`` adds the former), or None (Hydra picks a new dated folder; or a multirun)."""
+    if any(a in ("-m", "--multirun") for a in argv):
+        return None
+    found = None
+    for override in _parsed_overrides(argv):
+        if override.key_or_group in ("hydra.run.dir", "paths.output_dir") and not override.is_delete():
+            value = override.value()
+            found = value if isinstance(value, str) else found
+    return found
+
+
 @cli_main("slimgan-train")
 def main() -> None:
     argv = sys.argv[1:]
@@ -490,6 +543,10 @@ def main() -> None:
     check_sweep_has_multirun(argv)
     ensure_launcher_plugins(argv)  # hydra/launcher=slurm|local visible to Hydra's plugin scan
     sys.argv[1:] = _resume_argv(argv)
+    check_name_overrides(sys.argv[1:])  # config files' names: the safe_name resolver of the run/sweep dirs
+    run_dir = explicit_run_dir(sys.argv[1:])
+    if run_dir is not None and global_rank() == 0:
+        check_run_folder_free(run_dir)  # before Hydra writes .hydra/ and the job log into a folder in use
     with hydra_one_line("slimgan-train", explain=_explain_hydra_error), _kept_unless_trained(_resume_dir(argv)):
         _hydra_main()
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from helpers.user_path import check_installed, user_env
@@ -105,8 +106,9 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm, tmp_path, interrupt, me
         "train.checkpoint_every=5",
         "callbacks.sample_grid=null",
         "+callbacks.slow._target_=helpers.slow_iterations.SlowIterations",
-        "+callbacks.slow.seconds=0.3",
-        "seed=1,2",
+        # two jobs of one seed (the sleep does not touch training): job 1 is job 0 uninterrupted
+        "+callbacks.slow.seconds=0.3,0.31",
+        "seed=1",
         wait=False,
     )
     try:
@@ -135,6 +137,23 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm, tmp_path, interrupt, me
     assert (sweep / "0" / "checkpoints" / "iter_000005.ckpt").is_file()  # kept across the requeue
     other = json.loads((sweep / "1" / "summary.json").read_text())  # the untouched job
     assert other["iterations"] == 30 and other["resumed_from"] is None
+    # the requeued job ends bit for bit where the uninterrupted one does: weights, Adam states, RNG states
+    resumed, uninterrupted = (
+        torch.load(sweep / job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True) for job in "01"
+    )
+    for key in ("state_dict", "optimizer_states", "rng_states"):
+        differ = [
+            k for k, v in flat_tensors(resumed[key]).items() if not torch.equal(v, flat_tensors(uninterrupted[key])[k])
+        ]
+        assert not differ, f"{key}: {len(differ)} tensors differ from the uninterrupted job, e.g. {differ[:3]}"
+
+
+def flat_tensors(value, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor of a nested checkpoint entry, keyed by its path."""
+    if isinstance(value, torch.Tensor):
+        return {prefix: value}
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else []
+    return {k: v for key, item in items for k, v in flat_tensors(item, f"{prefix}.{key}").items()}
 
 
 @pytest.mark.parametrize(

@@ -27,10 +27,17 @@ class ResumableSampler(DistributedSampler):
 
     def __init__(self, dataset: Dataset, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
-        self.skip = 0  # samples of the current epoch to leave out (consumed before a restart)
+        self.skip = 0  # samples of epoch ``skip_epoch`` to leave out (consumed before a restart)
+        self.skip_epoch = 0
+
+    def pending_skip(self) -> int:
+        """Samples the next pass leaves out: ``skip`` when it is the epoch they were consumed in, else 0.
+        A checkpoint written after an epoch's last batch holds that whole epoch as consumed; Lightning
+        then resumes with the next epoch (``set_epoch(epoch + 1)``), which must start from its beginning."""
+        return self.skip if self.epoch == self.skip_epoch else 0
 
     def __iter__(self) -> Iterator[int]:
-        skip, self.skip = self.skip, 0  # only the first pass after a restart skips
+        skip, self.skip = self.pending_skip(), 0  # only the first pass after a restart skips
         indices = list(super().__iter__())
         return iter(indices[skip:])
 
@@ -44,7 +51,7 @@ class ResumableDataLoader(DataLoader):
 
     def __iter__(self) -> Iterator[Any]:
         sampler: ResumableSampler = self.sampler  # type: ignore[assignment]
-        self._consumed = sampler.skip // self.batch_size
+        self._consumed = sampler.pending_skip() // self.batch_size
         for batch in super().__iter__():
             self._consumed += 1
             yield batch
@@ -80,6 +87,7 @@ class ResumableDataLoader(DataLoader):
             )
             return
         sampler.set_epoch(int(state["epoch"]))
+        sampler.skip_epoch = int(state["epoch"])
         sampler.skip = int(state["consumed_batches"]) * int(self.batch_size)
 
 
