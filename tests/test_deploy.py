@@ -571,6 +571,9 @@ def test_time_widths_states_threads_and_restores_them():
     assert timing.clock == "cpu" and timing.latencies[0.5].samples == 3 * timing.rounds
     with pytest.raises(ValueError, match="cpu clock needs one torch thread"):
         time_widths({0.5: lambda: None}, threads=2, clock="cpu")
+    from slimgan_pl.metrics import cost
+
+    assert (pk.CLOCKS, pk.MAX_ROUNDS, pk.MAX_SPREAD) == (cost.CLOCKS, cost.MAX_ROUNDS, cost.MAX_SPREAD)
 
 
 def test_pick_below_narrowest_exits_nonzero(trained, capsys):
@@ -701,23 +704,24 @@ def _picked(output: str) -> str:
 
 
 def test_pick_agrees_with_itself_on_a_busy_cpu(tmp_path):
-    """The user's path: a smoke run (G ngf 128, so that the widths' latencies differ), a budget between
-    the idle latencies of 0.5x and 0.75x at batch 16, then three picks while two processes burn the
-    CPU: the same width each time, with the thread count and the spread in the output (before: two
-    threads, 0.25x measured 124 ms instead of 0.4 ms, picks 0.75, 1.0, then none)."""
-    run_user(
-        "slimgan-train debug=smoke trainer.accelerator=cpu model.generator.ngf=128 hydra.run.dir=run",
-        cwd=tmp_path,
-        timeout=300,
-        check=True,
+    """The user's path: a checkpoint of a tiny run with G ngf 256 (so that the widths' latencies differ;
+    trained here in-process, a slimgan-train smoke run would only add its start-up), a budget between the
+    idle latencies of 0.5x and 0.75x at batch 16, then three installed ``slimgan-pick`` runs while two
+    processes burn the CPU: the same width each time, with the thread count and the spread in the output
+    (before: two threads, 0.25x measured 124 ms instead of 0.4 ms, picks 0.75, 1.0, then none)."""
+    torch.manual_seed(0)
+    model = SlimGAN(
+        generator=dict(arch="sndcgan32", ngf=256, img_channels=1),
+        discriminator=dict(arch="sndcgan32", ndf=16),
+        widths=WIDTHS,
+        n_dis=1,
     )
-    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    pick_cmd = f"slimgan-pick {ckpt} --batch 16 --repeats 10"
-    idle = json.loads(run_user(f"{pick_cmd} --budget-macs 1e12 --json", cwd=tmp_path, check=True).stdout)
-    assert idle["threads"] == 1 and idle["timing"]["threads"] == 1 and idle["timing"]["clock"] == "cpu"
-    latency = {r["width"]: r["latency_ms"] for r in idle["widths"]}
-    assert all(0 <= r["spread"] < 10 for r in idle["widths"])
+    ckpt = save_trained(tmp_path / "run" / "checkpoints" / "last.ckpt", model)
+    idle, timing = pk.measure(load_slimgan(ckpt), batch=16, repeats=10)
+    assert timing.threads == 1 and timing.clock == "cpu"
+    latency = {r.width: r.latency_ms for r in idle}
     budget = (latency[0.5] * latency[0.75]) ** 0.5
+    pick_cmd = f"slimgan-pick {ckpt} --batch 16 --repeats 10"
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
         runs = [run_user(f"{pick_cmd} --budget-ms {budget:.4f}", cwd=tmp_path, timeout=120) for _ in range(3)]

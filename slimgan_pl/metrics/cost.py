@@ -134,14 +134,15 @@ class Timing:
             f"(widths interleaved), spread = IQR/median{busy}"
         )
 
-    def warning(self) -> str | None:
-        """The one warning line for an unstable measurement, None when stable."""
+    def warning(self, advice: str = "close other jobs") -> str | None:
+        """The one warning line for an unstable measurement (ending with ``advice``), None when stable."""
         if self.stable:
             return None
+        if self.threads != 1:
+            advice += ", time with one thread (--threads 1)"
         return (
-            f"warning: unstable timing after {self.rounds} rounds ({'; '.join(self.problems)}): the numbers and "
-            "a pick based on them may change from run to run; close other jobs, time with --threads 1, or "
-            "budget MACs instead (--budget-macs)"
+            f"warning: unstable timing after {self.rounds} rounds ({'; '.join(self.problems)}): these latencies "
+            f"may change from run to run; {advice}"
         )
 
     def to_json(self) -> dict[str, Any]:
