@@ -539,4 +539,4 @@ def test_reduced_n_fake_reduces_is_count_to_the_smaller():
     assert is_count_note(resolve_protocol("slimgan", "cifar10", n_fake=64), preset, 64, None).startswith(
         "IS on 64 fakes per width, following --n-fake (protocol slimgan: 50000)"
     )
-    assert is_count_note(resolve_protocol("slimgan", "cifar10", n_fake=64, is_n_fake=9), preset, 64, 9) is None
+    assert is_count_note(resolve_protocol("slimgan", "cifar10", n_fake=64, is_n_fake=90), preset, 64, 90) is None
