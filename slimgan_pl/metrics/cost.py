@@ -121,7 +121,7 @@ class Timing:
 
     def summary(self) -> str:
         """One line saying how the numbers were measured (printed above the tables)."""
-        what = "CPU time of the timing thread" if self.clock == "cpu" else "wall-clock time"
+        what = "CPU time" if self.clock == "cpu" else "wall-clock time"
         busy = ""
         if self.busy_ratio > BUSY_RATIO:
             busy = (
