@@ -705,10 +705,14 @@ def _picked(output: str) -> str:
 
 def test_pick_agrees_with_itself_on_a_busy_cpu(tmp_path):
     """The user's path: a checkpoint of a tiny run with G ngf 256 (so that the widths' latencies differ;
-    trained here in-process, a slimgan-train smoke run would only add its start-up), a budget between the
-    idle latencies of 0.5x and 0.75x at batch 16, then three installed ``slimgan-pick`` runs while two
-    processes burn the CPU: the same width each time, with the thread count and the spread in the output
-    (before: two threads, 0.25x measured 124 ms instead of 0.4 ms, picks 0.75, 1.0, then none)."""
+    trained here in-process, a slimgan-train smoke run would only add its start-up), a budget halfway (in
+    ratio) between the idle latencies of 0.25x and 0.75x at batch 16, then three installed ``slimgan-pick``
+    runs while two processes burn the CPU: 0.25x each time, with the thread count and the spread in the
+    output (before: two threads, 0.25x measured 124 ms instead of 0.4 ms, picks 0.75, 1.0, then none).
+
+    Candidates 0.25x and 0.75x (~4x apart), not adjacent widths (~2x apart): an absolute budget is only as
+    stable as the machine's speed, and on the shared 2-core VM the same width's CPU time moved up to 1.5x
+    between runs a minute apart (0.5x: 5.9-9.0 ms) with the host's load, for every width alike."""
     torch.manual_seed(0)
     model = SlimGAN(
         generator=dict(arch="sndcgan32", ngf=256, img_channels=1),
@@ -717,11 +721,11 @@ def test_pick_agrees_with_itself_on_a_busy_cpu(tmp_path):
         n_dis=1,
     )
     ckpt = save_trained(tmp_path / "run" / "checkpoints" / "last.ckpt", model)
-    idle, timing = pk.measure(load_slimgan(ckpt), batch=16, repeats=10)
+    idle, timing = pk.measure(load_slimgan(ckpt), batch=16, repeats=10, widths=[0.25, 0.75])
     assert timing.threads == 1 and timing.clock == "cpu"
     latency = {r.width: r.latency_ms for r in idle}
-    budget = (latency[0.5] * latency[0.75]) ** 0.5
-    pick_cmd = f"slimgan-pick {ckpt} --batch 16 --repeats 10"
+    budget = (latency[0.25] * latency[0.75]) ** 0.5
+    pick_cmd = f"slimgan-pick {ckpt} --batch 16 --repeats 10 --widths 0.25 0.75"
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
         runs = [run_user(f"{pick_cmd} --budget-ms {budget:.4f}", cwd=tmp_path, timeout=120) for _ in range(3)]
@@ -729,10 +733,11 @@ def test_pick_agrees_with_itself_on_a_busy_cpu(tmp_path):
         for burner in burners:
             burner.kill()
             burner.wait()
+    outputs = f"idle {latency}, budget {budget:.3f} ms\n" + "\n".join(r.stdout + r.stderr[-600:] for r in runs)
+    assert all(r.returncode == 0 for r in runs), outputs
     picks = [_picked(r.stdout) for r in runs]
-    assert all(r.returncode == 0 for r in runs), [r.stderr[-500:] for r in runs]
-    assert len(set(picks)) == 1 and picks[0] in ("0.25", "0.5"), picks
+    assert picks == ["0.25"] * 3, outputs
     for r in runs:
         assert "timing: 1 torch thread, CPU time" in r.stdout and "spread = IQR/median" in r.stdout
-        assert re.search(r"^\s+0\.5\s+[\d.]+\*?\s+\d+%\s", r.stdout, re.M), r.stdout  # the spread column
-        assert re.search(r"^pick: width \S+ \([\d.]+ ms \+- \d+% at batch 16, 1 thread,", r.stdout, re.M)
+        assert re.search(r"^\s+0\.75\s+[\d.]+\*?\s+\d+%\s", r.stdout, re.M), r.stdout  # the spread column
+        assert re.search(r"^pick: width 0\.25 \([\d.]+ ms \+- \d+% at batch 16, 1 thread,", r.stdout, re.M)
