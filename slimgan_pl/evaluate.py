@@ -136,8 +136,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kid-subsets", type=int, default=None)
     p.add_argument("--kid-subset-size", type=int, default=None)
     p.add_argument("--latency-batches", type=int, nargs="+", default=[1, 64])
-    p.add_argument("--latency-repeats", type=int, default=20)
+    p.add_argument("--latency-repeats", type=int, default=20, help="timed forwards per width and round")
     p.add_argument("--latency-warmup", type=int, default=3)
+    p.add_argument(
+        "--latency-threads", type=int, default=1, help="torch threads of the latency timing (default 1; slimgan-pick)"
+    )
     p.add_argument("--batch-size", type=int, default=500, help="batch for sampling and feature extraction")
     p.add_argument("--device", default=None, help="device for sampling and features (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -184,6 +187,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         latency_batches=args.latency_batches,
         latency_repeats=args.latency_repeats,
         latency_warmup=args.latency_warmup,
+        latency_threads=args.latency_threads,
         batch_size=args.batch_size,
         device=args.device,
         sanity=not args.no_sanity,

@@ -4,6 +4,7 @@ per-width cost, slimgan-eval end to end, and the Inception weights loading path.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from slimgan_pl.metrics.scores import frechet_distance, inception_score, kernel_
 from slimgan_pl.models import build_generator
 
 from helpers.tiny import fit_and_save
+from helpers.user_path import run_user
 
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 
@@ -480,3 +482,61 @@ def test_inception_loads_local_weights_and_plugs_into_torchmetrics(random_incept
     metrics["fid"].update(images[2:], real=False)
     metrics["is"].update(images)
     assert metrics["fid"].real_features_num_samples == 2 and len(metrics["is"].features) == 1
+
+
+# ----------------------------------------------------------------------------- slimgan-eval says what it costs
+def test_slimgan_eval_prints_counts_estimate_progress_and_is_follows_n_fake(tmp_path, fmnist_root):
+    """The user's path: a smoke run, then ``slimgan-eval --protocol slimgan --n-fake 40`` (the preset scores
+    IS on 50k fakes per width; before, a reduced --n-fake still sampled those 50k, 400+ s on a CPU with no
+    output). The counts, an estimate and a progress bar come first; IS follows --n-fake and says so, and
+    metrics.json records the counts used; an explicit --is-n-fake wins."""
+    run_user("slimgan-train debug=smoke trainer.accelerator=cpu hydra.run.dir=run", cwd=tmp_path, check=True)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    small = (
+        f"slimgan-eval {ckpt} --protocol slimgan --n-real 40 --is-splits 2 --kid-subsets 2 --kid-subset-size 20 "
+        f"--latency-batches 1 --latency-repeats 3 --latency-warmup 0 --no-sanity --data-root {fmnist_root} "
+        f"--cache-dir {tmp_path / 'cache'}"
+    )
+    reduced = run_user(f"{small} --n-fake 40", cwd=tmp_path, check=True)
+    out = reduced.stdout
+    assert "IS on 40 fakes per width, following --n-fake (protocol slimgan: 50000); --is-n-fake N sets it" in out
+    assert (
+        "evaluating 4 widths [0.25, 0.5, 0.75, 1.0]: 40 fakes per width for FID/KID/mIC, 40 for IS (2 splits), "
+        "one sample of 40 per width; 40 real test images (to extract); KID 2 subsets of 20"
+    ) in out
+    assert re.search(r"^estimate: ~\d+ (s|min|h) for 160 fakes and 40 real images to extract \(generator ", out, re.M)
+    assert out.index("estimate: ~") < out.index("width 0.25: FMNIST-FID")  # before the work, not after
+    assert "160/160" in reduced.stderr and "img/s" in reduced.stderr  # tqdm over the widths' images
+    [path] = (tmp_path / "run").glob("metrics-slimgan-*.json")
+    assert path.name.startswith("metrics-slimgan-fake40-real40-is40-")
+    settings = json.loads(path.read_text())["settings"]
+    assert (settings["n_fake"], settings["is_n_fake"], settings["fakes_per_width"]) == (40, 40, 40)
+    assert settings["is_n_fake_from"] == "--n-fake" and settings["reals"] == {"test": 40}
+    assert settings["estimate_s"] >= 0 and settings["latency_timing"]["1"]["threads"] == 1
+
+    explicit = run_user(f"{small} --n-fake 40 --is-n-fake 60 --widths 0.5", cwd=tmp_path, check=True).stdout
+    assert "following --n-fake" not in explicit and "(cached)" in explicit
+    assert "1 widths [0.5]: 40 fakes per width for FID/KID/mIC, 60 for IS (2 splits), one sample of 60" in explicit
+    settings = json.loads(next((tmp_path / "run").glob("metrics-slimgan-fake40-real40-is60-*.json")).read_text())
+    assert (settings["settings"]["is_n_fake"], settings["settings"]["fakes_per_width"]) == (60, 60)
+    assert settings["settings"]["is_n_fake_from"] == "--is-n-fake"
+
+
+def test_reduced_n_fake_reduces_is_count_to_the_smaller():
+    from slimgan_pl.metrics.evaluation import is_count_note, resolve_protocol
+    from slimgan_pl.metrics.reference import load_protocol
+
+    def counts(name: str, **kw: int) -> tuple[int, int]:
+        p = resolve_protocol(name, "cifar10", **kw)
+        return p.n_fake, p.is_n_fake
+
+    assert counts("slimgan") == (10000, 50000)
+    assert counts("slimgan", n_fake=64) == (64, 64) and counts("slimgan", n_fake=20000) == (20000, 20000)
+    assert counts("slimgan", n_fake=60000) == (60000, 50000)  # min(is_n_fake, n_fake)
+    assert counts("slimgan", n_fake=64, is_n_fake=1000) == (64, 1000)  # --is-n-fake wins
+    assert counts("fmnist", n_fake=20000) == (20000, 20000)  # IS on the FID fakes stays so
+    preset = load_protocol("slimgan", "cifar10")
+    assert is_count_note(resolve_protocol("slimgan", "cifar10", n_fake=64), preset, 64, None).startswith(
+        "IS on 64 fakes per width, following --n-fake (protocol slimgan: 50000)"
+    )
+    assert is_count_note(resolve_protocol("slimgan", "cifar10", n_fake=64, is_n_fake=90), preset, 64, 90) is None

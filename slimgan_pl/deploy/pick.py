@@ -2,10 +2,17 @@
 latency and/or MACs budget: the best measured quality (lowest FID in the run's metrics.json) among the
 widths within the budget, or the widest of them when none has a measured FID; it prints the rule used.
 
-Every trained width is timed on this machine's CPU (median of ``--repeats`` forwards after
-``--warmup`` untimed ones, :func:`slimgan_pl.metrics.cost.latency_ms`), by default as the dense
-model ``slimgan-export`` would write (what gets deployed; ``--model slimmable`` times the slimmable
-generator instead). The table lists latency, MACs per image and, when the run directory has a
+Every trained width is timed on this machine's CPU with a stated number of torch threads
+(``--threads``, default 1) by :func:`slimgan_pl.metrics.cost.time_widths`: single forwards, the widths
+interleaved, median and spread (IQR/median) of ``--repeats`` per round, more rounds (``--rounds`` at most)
+while a spread is above ``--max-spread`` or a narrower width is slower than a wider one; with one thread
+the clock is the thread's CPU time, so other processes on a busy CPU do not inflate it. It times the dense
+model ``slimgan-export`` would write by default (what gets deployed; ``--model slimmable`` times the
+slimmable generator instead). The budget is checked against the largest median of the width and every
+narrower one, so noise never makes a wider width fit where a narrower one does not; a measurement still
+unstable after the last round says so in one warning line (and ``timing.stable`` in ``--json``).
+
+The table lists latency, MACs per image and, when the run directory has a
 ``metrics.json`` from ``slimgan-eval`` (its full evaluation; reduced ones are named
 ``metrics-<protocol>-<counts>.json`` and not read), its FID: FMNIST-FID (Fashion-MNIST classifier)
 or FID (Inception), labelled as the file says (``fmnist_fid`` below holds either). Exit status 0 with
@@ -17,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,18 +38,24 @@ from slimgan_pl.deploy.common import fail
 if TYPE_CHECKING:  # torch and the model load inside the functions: --help answers without them
     import torch
 
+    from slimgan_pl.metrics.cost import Timing
     from slimgan_pl.module import SlimGAN
 
 PROG = "slimgan-pick"
 MODELS = ("exported", "slimmable")
+# slimgan_pl.metrics.cost's CLOCKS, MAX_ROUNDS, MAX_SPREAD (test_deploy checks), spelled out so that parse_args
+# needs nothing heavy
+CLOCKS, MAX_ROUNDS, MAX_SPREAD = ("auto", "cpu", "wall"), 3, 0.2
 
 
 @dataclass
 class WidthCost:
     width: float
-    latency_ms: float
+    latency_ms: float  # median of single forwards
     macs: int
     fmnist_fid: float | None = None
+    spread: float = 0.0  # IQR / median of the forwards
+    wall_ms: float | None = None  # wall-clock median (differs from latency_ms on a busy CPU with the cpu clock)
 
 
 def read_fids(path: str | os.PathLike) -> dict[float, float]:
@@ -110,46 +125,72 @@ def measure(
     model_kind: str = "exported",
     fids: dict[float, float] | None = None,
     widths: Sequence[float] | None = None,
-) -> list[WidthCost]:
-    """Latency (ms, one forward of ``batch`` images), MACs per image and FID of ``widths`` (default:
-    every trained width); a universal model is calibrated at them first."""
+    threads: int = 1,
+    clock: str = "auto",
+    rounds: int = MAX_ROUNDS,
+    max_spread: float = MAX_SPREAD,
+) -> tuple[list[WidthCost], Timing]:
+    """(rows, timing): latency (ms, one forward of ``batch`` images; median and spread), MACs per image and
+    FID of ``widths`` (default: every trained width), timed together by :func:`time_widths` with
+    ``threads`` torch threads; a universal model is calibrated at them first."""
     from slimgan_pl.deploy.common import select_generator
     from slimgan_pl.deploy.dense import dense_generator, generator_meta
-    from slimgan_pl.metrics.cost import generator_macs, latency_ms
+    from slimgan_pl.metrics.cost import generator_forward, generator_macs, time_widths
+    from slimgan_pl.sampling import eval_mode
     from slimgan_pl.universal import calibrate_model
 
     if model_kind not in MODELS:
         raise ValueError(f"--model must be one of {list(MODELS)}, got {model_kind!r}")
-    if batch < 1 or repeats < 1 or warmup < 0:
-        raise ValueError(f"need --batch >= 1, --repeats >= 1, --warmup >= 0, got {batch}, {repeats}, {warmup}")
+    if batch < 1 or repeats < 1 or warmup < 0 or rounds < 1:
+        raise ValueError(
+            "need --batch >= 1, --repeats >= 1, --warmup >= 0, --rounds >= 1, "
+            f"got {batch}, {repeats}, {warmup}, {rounds}"
+        )
     generator, used = select_generator(model, weights)
     generator = generator.cpu()
     widths = list(model.widths) if not widths else list(widths)
     calibrate_model(model, widths, generator=generator)  # universal models only
+    macs = {w: generator_macs(generator, w, generator.nz) for w in widths}
+    nets = {}
+    for w in widths:
+        if model_kind == "exported":
+            nets[w] = dense_generator(generator, w, generator_meta(generator, dict(model.hparams.generator), w, used))
+        else:
+            nets[w] = generator
+    with ExitStack() as stack:
+        for net in {id(n): n for n in nets.values()}.values():
+            stack.enter_context(eval_mode(net))
+        # cost.py passes class labels to conditional models (both kinds expose num_classes)
+        forwards = {w: generator_forward(net, w, generator.nz, batch) for w, net in nets.items()}
+        timing = time_widths(forwards, macs, repeats, warmup, threads, clock, rounds, max_spread)
     rows = []
     for w in widths:
-        net = generator
-        if model_kind == "exported":
-            net = dense_generator(generator, w, generator_meta(generator, dict(model.hparams.generator), w, used))
-        # cost.py passes class labels to conditional models (both kinds expose num_classes)
-        rows.append(
-            WidthCost(
-                w,
-                latency_ms(net, w, generator.nz, batch, repeats, warmup),
-                generator_macs(generator, w, generator.nz),
-                _lookup(fids or {}, w, generator),
-            )
-        )
-    return rows
+        t = timing.latencies[w]
+        rows.append(WidthCost(w, t.median_ms, macs[w], _lookup(fids or {}, w, generator), t.spread, t.wall_ms))
+    return rows, timing
 
 
 RULE_QUALITY = "quality"  # lowest measured FID among the widths within the budget
 RULE_WIDEST = "widest"  # no FID for any width within the budget: the widest of them
 
 
-def within_budget(row: WidthCost, budget_ms: float | None = None, budget_macs: float | None = None) -> bool:
-    """Whether ``row`` fits every budget given (None: no budget of that kind)."""
-    return (budget_ms is None or row.latency_ms <= budget_ms) and (budget_macs is None or row.macs <= budget_macs)
+def budget_latencies(rows: Sequence[WidthCost]) -> dict[float, float]:
+    """{width: the latency the budget is checked against}: the largest median of the width and of every
+    narrower one. A wider width (as many channels or more) is never truly faster than a narrower one, so
+    one measured faster is noise, and must not fit a budget the narrower one misses."""
+    return {r.width: max(o.latency_ms for o in rows if o.width <= r.width) for r in rows}
+
+
+def within_budget(
+    row: WidthCost,
+    budget_ms: float | None = None,
+    budget_macs: float | None = None,
+    latency_ms: float | None = None,
+) -> bool:
+    """Whether ``row`` fits every budget given (None: no budget of that kind); ``latency_ms`` replaces
+    the row's own latency (:func:`budget_latencies`)."""
+    latency = row.latency_ms if latency_ms is None else latency_ms
+    return (budget_ms is None or latency <= budget_ms) and (budget_macs is None or row.macs <= budget_macs)
 
 
 def pick(
@@ -157,8 +198,10 @@ def pick(
 ) -> tuple[WidthCost | None, str]:
     """(chosen row or None, rule): among the rows within the budgets, the lowest measured FID when
     some of them have one (:data:`RULE_QUALITY`; a wider width is not always better, e.g. the demo's
-    1.0x scores worse than its 0.5x), else the widest (:data:`RULE_WIDEST`)."""
-    fitting = [r for r in rows if within_budget(r, budget_ms, budget_macs)]
+    1.0x scores worse than its 0.5x), else the widest (:data:`RULE_WIDEST`). Latencies are checked as
+    :func:`budget_latencies` gives them."""
+    checked = budget_latencies(rows)
+    fitting = [r for r in rows if within_budget(r, budget_ms, budget_macs, checked[r.width])]
     measured = [r for r in fitting if r.fmnist_fid is not None]
     if measured:  # ties: the narrower (cheaper) width
         return min(measured, key=lambda r: (r.fmnist_fid, r.width)), RULE_QUALITY
@@ -190,13 +233,20 @@ def table(
     fid_label: str = "FMNIST-FID",
     budget_macs: float | None = None,
 ) -> str:
+    """The per-width table; ``*`` marks a latency below a narrower width's, checked as that one's."""
     head = f"latency b{batch} (ms)"
     budget = _budget_text(budget_ms, budget_macs)
-    lines = [f"{'width':>6}  {head:>17}  {'MACs/image':>10}  {fid_label:>10}  within {budget}"]
+    checked = budget_latencies(rows)
+    lines = [f"{'width':>6}  {head:>17}  {'spread':>6}  {'MACs/image':>10}  {fid_label:>10}  within {budget}"]
     for r in rows:
         fid = "-" if r.fmnist_fid is None else f"{r.fmnist_fid:.2f}"
-        ok = "yes" if within_budget(r, budget_ms, budget_macs) else "no"
-        lines.append(f"{r.width:>6}  {r.latency_ms:>17.2f}  {_fmt_macs(r.macs):>10}  {fid:>10}  {ok}")
+        ok = "yes" if within_budget(r, budget_ms, budget_macs, checked[r.width]) else "no"
+        raised = "*" if checked[r.width] > r.latency_ms else " "
+        lines.append(
+            f"{r.width:>6}  {r.latency_ms:>16.2f}{raised}  {r.spread:>6.0%}  {_fmt_macs(r.macs):>10}  {fid:>10}  {ok}"
+        )
+    if any(checked[r.width] > r.latency_ms for r in rows):
+        lines.append("* faster than a narrower width (noise): checked against the narrower width's latency")
     return "\n".join(lines)
 
 
@@ -208,9 +258,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budget-ms", type=float, default=None, help="latency budget of one forward, milliseconds")
     p.add_argument("--budget-macs", type=float, default=None, help="MACs budget per image, e.g. 5e6")
     p.add_argument("--batch", type=int, default=1, help="images per forward (default 1)")
-    p.add_argument("--repeats", type=int, default=20, help="timed forwards per width; the median counts")
+    p.add_argument("--repeats", type=int, default=20, help="timed forwards per width and round; the median counts")
     p.add_argument("--warmup", type=int, default=3, help="untimed forwards per width first")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads of the timing (default 1: immune to other jobs)"
+    )
+    p.add_argument(
+        "--clock",
+        choices=CLOCKS,
+        default="auto",
+        help="auto (default): the thread's CPU time with one thread, wall-clock time with more",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=MAX_ROUNDS, help=f"timing rounds at most while unstable (default {MAX_ROUNDS})"
+    )
+    p.add_argument(
+        "--max-spread",
+        type=float,
+        default=MAX_SPREAD,
+        help=f"IQR/median above which a width's timing is unstable (default {MAX_SPREAD})",
+    )
     p.add_argument(
         "--model",
         choices=MODELS,
@@ -239,12 +306,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 @cli_main("slimgan-pick")  # one-line errors, --debug for the traceback (slimgan_pl/cli.py)
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    import torch
-
     from slimgan_pl.checkpoint import CheckpointError, load_slimgan, run_directory
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         if args.budget_ms is None and args.budget_macs is None:
             raise ValueError("give a budget: --budget-ms (latency) and/or --budget-macs (MACs per image)")
@@ -255,13 +318,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics = args.metrics or run_directory(args.checkpoint) / "metrics.json"
         fids, label = read_fids(metrics), "FID" if fid_key(metrics) == "fid" else "FMNIST-FID"
         widths, notes = candidate_widths(model, args.widths, args.step)
-        rows = measure(model, args.batch, args.repeats, args.warmup, args.weights, args.model, fids, widths)
+        rows, timing = measure(
+            model,
+            args.batch,
+            args.repeats,
+            args.warmup,
+            args.weights,
+            args.model,
+            fids,
+            widths,
+            args.threads,
+            args.clock,
+            args.rounds,
+            args.max_spread,
+        )
     except (CheckpointError, ValueError) as e:
         fail(PROG, e)
     best, rule = pick(rows, args.budget_ms, args.budget_macs)
+    warning = timing.warning("so may the pick; close other jobs, or budget MACs instead (--budget-macs)")
+    if warning:
+        print(f"{PROG}: {warning}", file=sys.stderr)
     if not args.json:
         for note in notes:
             print(note)
+        print(timing.summary())
     if args.json:
         print(
             json.dumps(
@@ -271,10 +351,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "rule": rule,
                     "notes": notes,
                     "batch": args.batch,
-                    "threads": torch.get_num_threads(),
+                    "threads": timing.threads,
+                    "timing": timing.to_json(),
                     "model": args.model,
                     "fid_metric": label,
                     "widths": [asdict(r) for r in rows],
+                    "budget_latency_ms": {str(w): ms for w, ms in budget_latencies(rows).items()},
                     "pick": asdict(best) if best else None,
                 },
                 indent=2,
@@ -293,9 +375,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     if not args.json:
         fid = "" if best.fmnist_fid is None else f", {label} {best.fmnist_fid:.2f}"
+        unstable = "" if timing.stable else "; timing UNSTABLE, see the warning"
+        threads = f"{timing.threads} thread{'s' if timing.threads != 1 else ''}"
         print(
-            f"pick: width {best.width} ({best.latency_ms:.2f} ms at batch {args.batch}, "
-            f"{_fmt_macs(best.macs)} MACs/image{fid})"
+            f"pick: width {best.width} ({best.latency_ms:.2f} ms +- {best.spread:.0%} at batch {args.batch}, "
+            f"{threads}, {_fmt_macs(best.macs)} MACs/image{fid}{unstable})"
         )
         print(rule_text(rule, label))
 

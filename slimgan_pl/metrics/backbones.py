@@ -77,10 +77,17 @@ class Backbone:
         return self
 
     @torch.no_grad()
-    def extract(self, images: torch.Tensor, batch_size: int | None = None) -> FeatureSet:
-        """Features and logits of ``images`` (float64 on the CPU, in batches)."""
+    def extract(
+        self, images: torch.Tensor, batch_size: int | None = None, progress: Callable[[int], Any] | None = None
+    ) -> FeatureSet:
+        """Features and logits of ``images`` (float64 on the CPU, in batches); ``progress(n)`` after each batch
+        of ``n`` images (e.g. a tqdm bar's ``update``)."""
         step = min(batch_size or self.batch_size, self.batch_size)
-        parts = [self.net.features_and_logits(x) for x in images.split(step)]
+        parts = []
+        for x in images.split(step):
+            parts.append(self.net.features_and_logits(x))
+            if progress is not None:
+                progress(len(x))
         return FeatureSet(
             torch.cat([f.double().cpu() for f, _ in parts]), torch.cat([lg.double().cpu() for _, lg in parts])
         )

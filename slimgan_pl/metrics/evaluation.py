@@ -22,29 +22,33 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from slimgan_pl.checkpoint import load_slimgan, read_checkpoint, run_directory
 from slimgan_pl.data.fashion_mnist import DEBIAN_ROOT, DataNotFoundError
 from slimgan_pl.inference import prepare_sampling_generator
 from slimgan_pl.metrics.backbones import Backbone, FeatureSet, default_backbone, load_backbone
 from slimgan_pl.metrics.consistency import mean_inconsistency
-from slimgan_pl.metrics.cost import active_parameters, generator_macs, latency_ms
+from slimgan_pl.metrics.cost import MAX_ROUNDS, Timing, active_parameters, generator_macs, time_generator
 from slimgan_pl.metrics.fmnist_classifier import FMNISTFeatureExtractor
 from slimgan_pl.metrics.reference import (
     FASHION_MNIST_CONFIG,
     Protocol,
+    cache_dir,
+    cache_paths,
     checkpoint_data_config,
     datamodule_config,
     dataset_kind,
     default_protocol,
     load_protocol,
     read_stats,
+    real_cache_key,
     split_size,
 )
 from slimgan_pl.metrics.reference import real_features as reference_features
 from slimgan_pl.metrics.scores import frechet_distance, frechet_distance_from_stats, inception_score, kernel_distance
 from slimgan_pl.module import SlimGAN, width_tag
-from slimgan_pl.sampling import sample
+from slimgan_pl.sampling import generate, latents, sample
 from slimgan_pl.universal import calibrate_model, calibrate_universal, calibrated_record
 
 MIN_CLASSIFIER_ACCURACY = 0.9  # below this the file is a smoke-test classifier, not the real one
@@ -117,16 +121,33 @@ def score(
     return row
 
 
-def width_cost(
-    generator: nn.Module, width: float, latency_batches: Sequence[int], repeats: int = 20, warmup: int = 3
-) -> dict[str, Any]:
-    """Active parameters, MACs of one image and median CPU latency per batch size of ``generator`` at ``width``."""
+def width_costs(
+    generator: nn.Module,
+    widths: Sequence[float],
+    latency_batches: Sequence[int],
+    repeats: int = 20,
+    warmup: int = 3,
+    threads: int = 1,
+    rounds: int = MAX_ROUNDS,
+) -> tuple[dict[float, dict[str, Any]], dict[str, Timing]]:
+    """Per width: active parameters, MACs of one image, and per batch size the CPU latency (median of single
+    forwards, widths timed together with ``threads`` torch threads: :func:`slimgan_pl.metrics.cost.time_generator`)
+    and its spread (IQR/median); plus the timings per batch size (how they were measured, stable or not)."""
     nz = generator.nz
-    return {
-        "params": active_parameters(generator, width),
-        "macs": generator_macs(generator, width, nz),
-        "latency_ms": {str(b): latency_ms(generator, width, nz, b, repeats, warmup) for b in latency_batches},
+    timings = {
+        str(b): time_generator(generator, widths, nz, b, repeats, warmup, threads, max_rounds=rounds)
+        for b in latency_batches
     }
+    costs = {
+        w: {
+            "params": active_parameters(generator, w),
+            "macs": generator_macs(generator, w, nz),
+            "latency_ms": {b: t.latencies[w].median_ms for b, t in timings.items()},
+            "latency_spread": {b: round(t.latencies[w].spread, 4) for b, t in timings.items()},
+        }
+        for w in widths
+    }
+    return costs, timings
 
 
 def prepare_generator(model: SlimGAN, say: Log) -> tuple[nn.Module, dict[str, Any]]:
@@ -152,13 +173,14 @@ def evaluate_width(
     protocol: Protocol,
     seed: int,
     batch_size: int,
+    progress: Callable[[int], Any] | None = None,
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """Metrics of one width, plus its FID fakes' features (kept for mIC: same seed, hence same z, at
     every width). One sample of max(n_fake, is_n_fake) images: the first n_fake give FID/KID/mIC,
-    the first is_n_fake give IS."""
+    the first is_n_fake give IS. ``progress(n)`` after each batch of features."""
     start = time.perf_counter()
     images = sample(generator, max(protocol.n_fake, protocol.is_n_fake), width, seed=seed, batch_size=batch_size)
-    feats = backbone.extract(images, batch_size)
+    feats = backbone.extract(images, batch_size, progress)
     fake = FeatureSet(feats.features[: protocol.n_fake], feats.logits[: protocol.n_fake])
     row = {"width": width, **score(real, fake, feats.logits[: protocol.is_n_fake], protocol, seed, backbone.key_prefix)}
     row["seconds"] = round(time.perf_counter() - start, 2)
@@ -291,8 +313,12 @@ def resolve_protocol(name: str | None, dataset: str, **overrides: int | str | No
     """A preset with the given (non-None) counts/split replaced."""
     protocol = load_protocol(name, dataset)
     changed = {k: v for k, v in overrides.items() if v is not None}
-    if "n_fake" in changed and "is_n_fake" not in changed and protocol.is_n_fake == protocol.n_fake:
-        changed["is_n_fake"] = changed["n_fake"]  # IS on the FID fakes stays so
+    if (
+        "n_fake" in changed
+        and "is_n_fake" not in changed
+        and (protocol.is_n_fake == protocol.n_fake or changed["n_fake"] < protocol.is_n_fake)
+    ):  # IS on the FID fakes stays so; a reduced --n-fake reduces IS too: min(is_n_fake, n_fake)
+        changed["is_n_fake"] = changed["n_fake"]
     protocol = replace(protocol, **changed)
     if protocol.n_fake < max(2, protocol.is_splits) or protocol.n_real < 2 or protocol.is_n_fake < protocol.is_splits:
         raise ValueError(
@@ -325,6 +351,90 @@ def metrics_stem(protocol: Protocol, dataset: str, ref_stats: str | os.PathLike 
     return "-".join(parts)
 
 
+def _cached(backbone: Backbone, data: Mapping[str, Any], split: str, n: int, directory: Any) -> bool:
+    """Whether the real features of (split, n) are in the cache (a file under their key; not read here)."""
+    return cache_paths(real_cache_key(data, split, n, backbone), cache_dir(directory))[0].is_file()
+
+
+def is_count_note(protocol: Protocol, preset: Protocol, n_fake: int | None, is_n_fake: int | None) -> str | None:
+    """The line saying that ``--n-fake`` also changed the IS count (None when it did not)."""
+    if n_fake is None or is_n_fake is not None or protocol.is_n_fake == preset.is_n_fake:
+        return None
+    return (
+        f"IS on {protocol.is_n_fake} fakes per width, following --n-fake (protocol {protocol.name}: "
+        f"{preset.is_n_fake}); --is-n-fake N sets it"
+    )
+
+
+def counts_line(
+    widths: Sequence[float],
+    protocol: Protocol,
+    reals: Mapping[str, tuple[int, bool]],
+    thresholds: Sequence[float] | None,
+) -> str:
+    """What the evaluation will compute, in one line: widths, fakes per width for FID/KID/mIC and for IS,
+    real images per split (and whether their features are cached), KID subsets, truncation rows."""
+    real = ", ".join(
+        f"{n} real {split} images ({'cached' if hit else 'to extract'})" for split, (n, hit) in reals.items()
+    )
+    text = (
+        f"evaluating {len(widths)} widths {list(widths)}: {protocol.n_fake} fakes per width for FID/KID/mIC, "
+        f"{protocol.is_n_fake} for IS ({protocol.is_splits} splits), one sample of "
+        f"{max(protocol.n_fake, protocol.is_n_fake)} per width; {real or 'reference statistics file'}; "
+        f"KID {protocol.kid_subsets} subsets of {protocol.kid_subset_size}"
+    )
+    if thresholds:
+        text += f"; truncation {list(thresholds)}: {protocol.n_fake} more fakes per width and threshold"
+    return text
+
+
+@torch.inference_mode()
+def seconds_per_image(
+    generator: nn.Module, width: float, backbone: Backbone, batch_size: int, n: int = 16
+) -> tuple[float, float]:
+    """(generator, backbone) seconds per image, timed on a second batch of ``n`` images at ``width`` (the
+    first one warms up): the throughput behind the time estimate."""
+    n = max(1, min(n, batch_size))
+    z, y = latents(generator, n, seed=0)
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        images = generate(generator, z, width, y, batch_size)
+        middle = time.perf_counter()
+        backbone.extract(images, batch_size)
+        seconds.append(((middle - start) / n, (time.perf_counter() - middle) / n))
+    return seconds[-1]
+
+
+def estimate_line(
+    widths: Sequence[float],
+    protocol: Protocol,
+    reals_to_extract: int,
+    thresholds: Sequence[float] | None,
+    per_image: tuple[float, float],
+    backbone: str,
+    device: torch.device,
+) -> tuple[str, float]:
+    """(the line, seconds): the time sampling and features will take at the measured throughput."""
+    fakes = len(widths) * (max(protocol.n_fake, protocol.is_n_fake) + len(thresholds or ()) * protocol.n_fake)
+    g, b = per_image
+    seconds = fakes * (g + b) + reals_to_extract * b
+    return (
+        f"estimate: ~{_duration(seconds)} for {fakes} fakes and {reals_to_extract} real images to extract "
+        f"(generator {g * 1e3:.2f} + {backbone} {b * 1e3:.2f} ms per image on {device}, measured on a small "
+        f"batch; latency timing comes on top)",
+        seconds,
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     widths: Sequence[float] | None = None,
@@ -347,6 +457,7 @@ def evaluate_checkpoint(
     latency_batches: Sequence[int] = (1, 64),
     latency_repeats: int = 20,
     latency_warmup: int = 3,
+    latency_threads: int = 1,
     batch_size: int = 500,
     sanity: bool = True,
     truncation: Sequence[float] | None = None,
@@ -356,8 +467,11 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Evaluate every width of a checkpoint; returns the metrics content (and writes
     ``<stem>.json`` / ``<stem>.md``, plus ``truncation.png`` with ``truncation``, unless
-    ``write=False``; ``result["files"]`` lists them)."""
+    ``write=False``; ``result["files"]`` lists them). Before starting it says what it will compute
+    (:func:`counts_line`) and how long sampling and features will take (:func:`estimate_line`), then
+    shows a progress bar over the widths' images (stderr; not with ``log=None``)."""
     say = log or (lambda _: None)
+    started = time.perf_counter()
     thresholds = check_thresholds(truncation) if truncation is not None else None
     checkpoint = Path(checkpoint)
     model, progress = load_model(checkpoint)
@@ -379,6 +493,9 @@ def evaluate_checkpoint(
         kid_subsets=kid_subsets,
         kid_subset_size=kid_subset_size,
     )
+    note = is_count_note(proto, load_protocol(protocol, dataset), n_fake, is_n_fake)
+    if note:
+        say(note)
     g = model.generator
     kind = default_backbone(dataset) if backbone in (None, "auto") else backbone
     net = load_backbone(kind, (g.img_channels, g.img_size, g.img_size), classifier_path, inception_weights, log)
@@ -390,8 +507,30 @@ def evaluate_checkpoint(
     stats = read_stats(ref_stats, net.num_features) if ref_stats is not None else None  # bad file: fail now
     run_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     net.to(run_device)
-    cost_kw = dict(latency_batches=latency_batches, repeats=latency_repeats, warmup=latency_warmup)
-    costs = {w: width_cost(model.generator, w, **cost_kw) for w in widths}  # CPU latency, before moving G
+    # what will run and for how long, before anything long starts
+    reals = {}
+    if stats is None:
+        reals[proto.split] = (proto.n_real, _cached(net, data, proto.split, proto.n_real, cache_dir))
+        other = {"test": "train", "train": "test"}.get(proto.split)
+        if sanity and other is not None:
+            try:
+                n_other = min(proto.n_real, split_size(data, other))
+                reals[other] = (n_other, _cached(net, data, other, n_other, cache_dir))
+            except (DataNotFoundError, FileNotFoundError):
+                pass  # sanity_row says so later
+    say(counts_line(widths, proto, reals, thresholds))
+    model.to(run_device)
+    per_image = seconds_per_image(model.generator, max(widths), net, batch_size)
+    model.cpu()
+    to_extract = sum(n for n, hit in reals.values() if not hit)
+    line, estimate_s = estimate_line(widths, proto, to_extract, thresholds, per_image, net.name, run_device)
+    say(line)
+    costs, timings = width_costs(  # CPU latency, before moving G
+        model.generator, widths, latency_batches, latency_repeats, latency_warmup, latency_threads
+    )
+    for b, timing in timings.items():
+        if timing.warning():
+            say(f"latency at batch {b}: {timing.warning('close other jobs or raise --latency-repeats')}")
     model.to(run_device)
 
     if stats is not None:
@@ -405,16 +544,22 @@ def evaluate_checkpoint(
     sampling = calibrated_record(model, sampling)
     p, label = net.key_prefix, net.label_prefix
     rows, fake_feats = [], []
-    for w in widths:
-        row, features = evaluate_width(generator, w, net, real, proto, seed, batch_size)
-        row = {"width": w, **costs[w], **{k: v for k, v in row.items() if k != "width"}}
-        rows.append(row)
-        fake_feats.append(features)  # float32 (exact): mIC needs every width's; the rest of this width is freed
-        kid = "-" if row[f"{p}kid"] is None else f"{row[f'{p}kid']:.5f}"
-        say(
-            f"width {w}: {label}FID {row[f'{p}fid']:.3f}, {label}IS {row[f'{p}is']:.3f}, {label}KID {kid} "
-            f"({row['seconds']:.1f} s)"
-        )
+    per_width = max(proto.n_fake, proto.is_n_fake)
+    with tqdm(
+        total=len(widths) * per_width, unit="img", disable=log is None, dynamic_ncols=True, mininterval=1.0
+    ) as bar:
+        for i, w in enumerate(widths):
+            bar.set_description(f"width {w} ({i + 1}/{len(widths)})")
+            row, features = evaluate_width(generator, w, net, real, proto, seed, batch_size, bar.update)
+            row = {"width": w, **costs[w], **{k: v for k, v in row.items() if k != "width"}}
+            rows.append(row)
+            fake_feats.append(features)  # float32 (exact): mIC needs every width's; the rest is freed
+            kid = "-" if row[f"{p}kid"] is None else f"{row[f'{p}kid']:.5f}"
+            with tqdm.external_write_mode():  # the result line above the bar, not through it
+                say(
+                    f"width {w}: {label}FID {row[f'{p}fid']:.3f}, {label}IS {row[f'{p}is']:.3f}, {label}KID {kid} "
+                    f"({row['seconds']:.1f} s)"
+                )
 
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint.resolve()),
@@ -440,10 +585,16 @@ def evaluate_checkpoint(
             "latency_batches": list(latency_batches),
             "latency_repeats": latency_repeats,
             "latency_warmup": latency_warmup,
+            "latency_threads": latency_threads,
+            "latency_timing": {b: t.to_json() for b, t in timings.items()},
             "threads": torch.get_num_threads(),
             "is_splits": proto.is_splits,
             "kid_subsets": proto.kid_subsets,
             "kid_subset_size": proto.kid_subset_size,
+            "fakes_per_width": per_width,  # one sample serves FID/KID/mIC and IS
+            "is_n_fake_from": "--is-n-fake" if is_n_fake is not None else ("--n-fake" if note else "protocol"),
+            "reals": {split: n for split, (n, _) in reals.items()},
+            "estimate_s": round(estimate_s, 1),
         },
         "extractor": net.description,  # path and sha256 of the exact feature network
         "reference": {"source": real.source, "stats_file": stats_file},
@@ -458,6 +609,7 @@ def evaluate_checkpoint(
         )
     if sanity and real.features is not None:
         result["sanity"] = sanity_row(net, data, dataset, proto, real, cache_dir, batch_size, seed, log)
+    result["settings"]["seconds"] = round(time.perf_counter() - started, 1)
     if write:
         out = Path(out_dir) if out_dir is not None else run_directory(checkpoint)
         stem = "metrics" if out_dir is not None else metrics_stem(proto, dataset, ref_stats)
@@ -585,7 +737,10 @@ def markdown_table(result: dict[str, Any]) -> str:
         return [f"{r[f'{p}fid']:.2f}", f"{r[f'{p}is']:.2f} ± {r[f'{p}is_std']:.2f}", kid]
 
     for r in result["widths"]:
-        latency = [f"{r['latency_ms'][str(b)]:.2f}" for b in batches]
+        spread = r.get("latency_spread") or {}  # older files: no spread
+        latency = [
+            f"{r['latency_ms'][str(b)]:.2f}" + (f" ± {spread[str(b)]:.0%}" if str(b) in spread else "") for b in batches
+        ]
         cells = [f"{r['width']}", _si(r["params"]), _si(r["macs"]), *metrics(r), *latency]
         lines.append("| " + " | ".join(cells) + " |")
     if result["sanity"]:
@@ -616,8 +771,7 @@ def markdown_table(result: dict[str, Any]) -> str:
         f"Protocol `{protocol['name']}`. Generator: {generator['weights']} weights, BN {generator['bn_statistics']} "
         f"statistics. {s['n_fake']} fakes per width (seed {s['seed']}, same z at every width) vs {against}; "
         f"IS on {s.get('is_n_fake', s['n_fake'])} fakes in {s['is_splits']} splits; KID {s['kid_subsets']} "
-        f"subsets of {s['kid_subset_size']}; latency: median of {s['latency_repeats']} CPU runs "
-        f"(torch threads: {s['threads']}). {network}",
+        f"subsets of {s['kid_subset_size']}; {_latency_text(s)}. {network}",
         "",
     ]
     if result["consistency"]:
@@ -628,6 +782,21 @@ def markdown_table(result: dict[str, Any]) -> str:
         text += truncation_table(result["truncation"], p, label)
     text += [result["note"], ""]
     return "\n".join(text)
+
+
+def _latency_text(settings: Mapping[str, Any]) -> str:
+    timing = settings.get("latency_timing")
+    if not timing:  # older files
+        return f"latency: median of {settings['latency_repeats']} CPU runs (torch threads: {settings['threads']})"
+    first = next(iter(timing.values()))
+    clock = "CPU time" if first["clock"] == "cpu" else "wall-clock time"
+    rounds = "/".join(str(t["rounds"]) for t in timing.values())
+    unstable = [b for b, t in timing.items() if not t["stable"]]
+    text = (
+        f"latency: {clock} of single forwards on the CPU with {first['threads']} torch thread(s), median ± IQR/median "
+        f"of {settings['latency_repeats']} x {rounds} rounds per width"
+    )
+    return text + (f" (UNSTABLE at batch {', '.join(unstable)})" if unstable else "")
 
 
 def truncation_table(truncation: dict[str, Any], prefix: str = "fmnist_", label: str = "FMNIST-") -> list[str]:
