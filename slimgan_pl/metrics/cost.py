@@ -6,12 +6,10 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.utils.benchmark import Measurement, set_torch_threads
-from torch.utils.benchmark.utils.common import TaskSpec
 from torch.utils.flop_counter import FlopCounterMode
 
 from slimgan_pl.nn import (
@@ -24,6 +22,9 @@ from slimgan_pl.nn.universal import UniversalBatchNorm2d
 from slimgan_pl.sampling import eval_mode
 
 _SLICED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+
+if TYPE_CHECKING:
+    from torch.utils.benchmark import Measurement
 
 
 def _label_kwargs(generator: nn.Module, n: int) -> dict[str, torch.Tensor]:
@@ -188,7 +189,21 @@ def timing_problems(latencies: Mapping[float, Latency], macs: Mapping[float, int
     return problems
 
 
+def _benchmark_utils() -> tuple[Any, Any, Any]:  # (Measurement, TaskSpec, set_torch_threads)
+    """torch.utils.benchmark, imported when a timing runs: it imports torch.utils.cpp_extension, which logs
+    "No CUDA runtime is found" on any CPU machine with nvcc on its PATH, a stray line in every tool's
+    output (and in the one-line errors) that only timing needs."""
+    import logging
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils.benchmark import Measurement, set_torch_threads
+    from torch.utils.benchmark.utils.common import TaskSpec
+
+    return Measurement, TaskSpec, set_torch_threads
+
+
 def _measurement(times_s: Sequence[float], threads: int, width: float) -> Measurement:
+    Measurement, TaskSpec, _ = _benchmark_utils()
     return Measurement(1, list(times_s), TaskSpec("forward", "", sub_label=f"width {width}", num_threads=threads))
 
 
@@ -221,6 +236,7 @@ def time_widths(
     widths = sorted(forwards)
     wall: dict[float, list[float]] = {w: [] for w in widths}
     cpu: dict[float, list[float]] = {w: [] for w in widths}
+    set_torch_threads = _benchmark_utils()[2]
     with set_torch_threads(threads):  # torch.set_num_threads inside the timing, restored after it
         for _ in range(warmup):
             for w in widths:
