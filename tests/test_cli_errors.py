@@ -28,7 +28,7 @@ SCRIPTS_AND_FLAGS = {  # every [project.scripts] entry and flags its --help must
     "slimgan-sample": ["--width", "--grid", "--weights"],
     "slimgan-export": ["--width", "--formats"],
     "slimgan-pick": ["--budget-ms", "--budget-macs"],
-    "slimgan-collect": ["root", "--out"],
+    "slimgan-collect": ["PATH", "--compare", "--out"],
 }
 
 
