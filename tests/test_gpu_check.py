@@ -26,11 +26,29 @@ def _gpu_check(*args: str, env_extra: dict[str, str] | None = None, timeout: int
     )
 
 
-def test_gpu_check_cpu_mode_writes_json_fields_and_a_table(tmp_path):
+def test_gpu_check_prepare_then_cpu_mode_writes_json_fields_and_a_table(tmp_path):
+    """The lent-GPU recipe end to end, CPU-sized: --prepare fills a bundle here (PyPI), then the check runs
+    from that bundle (its Fashion-MNIST copy) and writes its JSON and table under $OUT."""
+    bundle = tmp_path / "bundle"
+    prepared = _gpu_check("--prepare", str(bundle), timeout=600)
+    assert prepared.returncode == 0, prepared.stdout[-2000:] + prepared.stderr[-2000:]
+    wheels = " ".join(p.name for p in (bundle / "wheels").iterdir())
+    for name in ("hydra_core", "pytorch_lightning", "torchmetrics", "torch_fidelity", "submitit", "antlr4", "wheel"):
+        assert name in wheels, wheels  # everything but torch/torchvision, for an offline GPU machine
+    assert len(list((bundle / "data" / "fashion-mnist").glob("*-ubyte.gz"))) == 4
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     proc = _gpu_check(
-        "--cpu", "--", "--only", "environment", "sampling", "syncs", "parity", env_extra={"OUT": str(out_dir)}
+        "--bundle",
+        str(bundle),
+        "--cpu",
+        "--",
+        "--only",
+        "environment",
+        "sampling",
+        "syncs",
+        "parity",
+        env_extra={"OUT": str(out_dir)},
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = out_dir / "gpu_check.md"  # --out defaults to $OUT/gpu_check.md
