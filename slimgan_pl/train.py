@@ -196,10 +196,16 @@ def _already_trained(
 
 
 def global_rank() -> int:
-    """This process's global rank as Lightning reads it from the environment (0 outside DDP)."""
-    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+    """This process's global rank as Lightning derives it from the environment (its ``_get_rank``: RANK,
+    LOCAL_RANK, SLURM_PROCID, JSM_NAMESPACE_RANK; 0 outside DDP). Read here, not imported: importing
+    Lightning before Hydra configures logging makes Lightning add its own stderr handler, and its "GPU
+    available" lines would then precede every one-line error."""
+    import os
 
-    return int(getattr(rank_zero_only, "rank", 0))
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if key in os.environ:
+            return int(os.environ[key])
+    return 0
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
