@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 from slimgan_pl._warnings import WARNING_FILTERS, silence_third_party_noise
 from slimgan_pl.callbacks import IterationProgressBar
 from slimgan_pl.train import build
+
+from helpers.user_path import check_installed, user_env
 
 REPO = Path(__file__).parents[1]
 NOISE = (
@@ -28,18 +29,13 @@ def test_smoke_run_prints_no_third_party_noise_and_counts_iterations(tmp_path):
     bin_dir.mkdir()
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
     (bin_dir / "srun").chmod(0o755)
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(REPO),
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-    }
+    check_installed()
+    env = user_env({"OMP_NUM_THREADS": "1"})  # the installed slimgan-train, no PYTHONPATH (the user's path)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     env.pop("SLURM_JOB_ID", None)
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "slimgan_pl.train",
+            "slimgan-train",
             "debug=smoke",
             "trainer.accelerator=cpu",
             "train.g_steps=3",

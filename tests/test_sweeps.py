@@ -20,7 +20,7 @@ from slimgan_pl.config import config_dir, scale_lr
 from slimgan_pl.sweeps import collect_runs, format_table, write_tables
 from slimgan_pl.sweeps import main as collect_main
 
-from helpers.user_path import run_user
+from helpers.user_path import check_installed, run_user, user_env
 
 REPO = Path(__file__).parents[1]
 SWEEPS = {  # name -> (swept keys, number of runs)
@@ -82,12 +82,11 @@ def test_smoke_makes_runs_tiny(make_cfg):
 @pytest.mark.slow
 def test_smoke_sweep_runs_and_collects_into_one_table(tmp_path, fmnist_root):
     sweep = tmp_path / "sweep"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = user_env({"OMP_NUM_THREADS": "1"})  # the installed slimgan-train, no PYTHONPATH (the user's path)
+    check_installed()
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "slimgan_pl.train",
+            "slimgan-train",
             "-m",
             "sweep=width_sets",
             "debug=smoke",
