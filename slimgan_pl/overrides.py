@@ -126,6 +126,9 @@ def _reader(cfg: Mapping[str, Any], parent: list[str]) -> tuple[set[str], bool] 
     return None
 
 
+INSTANTIATED_SECTIONS = ("callbacks", "logger")  # train.build instantiates each of their nodes
+
+
 def check_added_keys(cfg: Mapping[str, Any], overrides: Sequence[str]) -> None:
     """ValueError (one line) for a ``+a.b=value`` override (a key Hydra added, the config had none) that
     nothing reads: under a section whose keys are fixed, and not an argument of the constructor that
@@ -139,6 +142,8 @@ def check_added_keys(cfg: Mapping[str, Any], overrides: Sequence[str]) -> None:
         if "." not in key or "@" in key or "/" in key or key.startswith(_SKIPPED_PREFIXES):
             continue  # a new top-level key (a tag), or a config group added (+experiment=NAME)
         path = key.split(".")
+        if path[0] in INSTANTIATED_SECTIONS and len(path) == 3 and path[2] == "_target_":
+            continue  # a new callback / logger: every node of these sections is instantiated by slimgan-train
         reader = _reader(cfg, path[:-1])
         if reader is not None and (path[-1] in reader[0] or reader[1]):
             continue

@@ -82,6 +82,19 @@ def test_plus_keys_are_allowed_only_where_something_reads_them(override, refused
         assert f"did you mean {refused}=" in str(error.value)
 
 
+def test_a_new_callback_with_its_arguments_is_allowed():
+    """``+callbacks.NAME._target_=...`` adds a callback (every node of callbacks/logger is instantiated), and
+    its arguments are checked against that class; the SLURM and run-folder tests add theirs this way."""
+    added = ["+callbacks.slow._target_=helpers.slow_iterations.SlowIterations", "+callbacks.slow.seconds=0.3"]
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", overrides=added)
+        check_added_keys(cfg, added)
+        typo = [*added[:1], "+callbacks.slow.secnds=0.3"]
+        cfg = compose("config", overrides=typo)
+    with pytest.raises(ValueError, match="adds a key that nothing reads"):
+        check_added_keys(cfg, typo)
+
+
 def test_closest_key_prefers_siblings_and_never_the_section_above():
     keys = ["train", "train.g_steps", "seed", "model", "model.generator", "model.generator.ngf", "callbacks.fid"]
     assert closest_key("train.gsteps", keys) == "train.g_steps"
