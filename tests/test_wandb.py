@@ -186,7 +186,7 @@ def test_offline_sweep_logs_disk_grids_metrics_by_width_csv_and_syncs_with_one_g
         assert [float(r["iteration"]) for r in rows if r.get("val/fmnist_fid_w1.0")] == [2.0, 4.0]
 
     # slimgan-collect still finds the training FID of every run.
-    run_user(f"slimgan-collect {sweep}", cwd=tmp_path, check=True, timeout=120)
+    run_user(f"slimgan-collect {sweep} --runs", cwd=tmp_path, check=True, timeout=120)  # --runs: one row per run
     collected = json.loads((sweep / "results.json").read_text())
     assert len(collected) == 2 and all(row[f"fid_train_{t}"] > 0 for row in collected for t in WIDTH_TAGS)
 
