@@ -1,20 +1,5 @@
-"""``slimgan-export CHECKPOINT --width W``: cut the slimmable generator at one width into a dense model.
-
-The cut is generic: :func:`dense_generator` copies the generator, walks its module tree and replaces
-every slimmable layer / switchable BN by an ordinary ``nn.Linear`` / ``nn.Conv2d`` /
-``nn.ConvTranspose2d`` / ``nn.BatchNorm2d`` holding contiguous copies of that width's weight slices
-and BN statistics (conditional BNs: ``nn.BatchNorm2d`` + an ``nn.Embedding`` with that width's class
-gains and biases; see :data:`DENSE_CONVERTERS`), then pins the width in a :class:`DenseGenerator`. The
-architecture's own forward code is reused, so new architectures export without changes as long as
-their width-dependent layers have a converter; a width-dependent module without one raises
-:class:`ExportError` instead of exporting wrong weights, and every export is checked numerically
-against the slimmable model.
-
-Files (``--formats``): ``<stem>.pt`` (``{"meta", "state_dict"}``, loadable with ``weights_only=True``
-and :func:`load_dense`) with ``<stem>.json`` (the metadata), ``<stem>.torchscript.pt``
-(``torch.jit.trace``) and ``<stem>.onnx`` (``torch.onnx.export``; needs ``pip install
-slimgan-pl[deploy]``). Inputs: ``z`` (batch, nz) and, for class-conditional generators, ``y``
-(batch,) int64 class ids; the batch size is free; output: ``images`` in [-1, 1].
+"""``slimgan-export CHECKPOINT --width W``: cut the slimmable generator at one width into a dense model
+(how the cut works, the files and their inputs: :mod:`slimgan_pl.deploy.dense`).
 
 The command line lives here, the library in :mod:`slimgan_pl.deploy.dense`; every name of the library is
 importable from this module too (``from slimgan_pl.deploy.export import load_dense``), loaded on first use
@@ -31,20 +16,13 @@ from typing import Any
 from slimgan_pl.choices import EXPORT_FORMATS as FORMATS
 from slimgan_pl.choices import WEIGHTS
 from slimgan_pl.cli import cli_main
-from slimgan_pl.deploy.common import fail
+from slimgan_pl.deploy.common import fail, library_attribute
 
 PROG = "slimgan-export"
 
 
 def __getattr__(name: str) -> Any:
-    if name.startswith("__"):  # the import system asks for __path__ etc.: not a library name
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from slimgan_pl.deploy import dense  # the library (torch): on first use of one of its names
-
-    try:
-        return getattr(dense, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return library_attribute(__name__, "slimgan_pl.deploy.dense", name)  # the library (torch), on first use
 
 
 # ----------------------------------------------------------------------------- CLI

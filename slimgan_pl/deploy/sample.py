@@ -23,20 +23,13 @@ from typing import Any
 
 from slimgan_pl.choices import WEIGHTS
 from slimgan_pl.cli import cli_main
-from slimgan_pl.deploy.common import fail
+from slimgan_pl.deploy.common import fail, library_attribute
 
 PROG = "slimgan-sample"
 
 
 def __getattr__(name: str) -> Any:
-    if name.startswith("__"):  # the import system asks for __path__ etc.: not a library name
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from slimgan_pl.deploy import images  # the library (torch): on first use of one of its names
-
-    try:
-        return getattr(images, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return library_attribute(__name__, "slimgan_pl.deploy.images", name)  # the library (torch), on first use
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
